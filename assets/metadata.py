@@ -1,0 +1,32 @@
+"""Turn a pipeline ``StageResult`` into Dagster materialization metadata."""
+
+from __future__ import annotations
+
+from dagster import MaterializeResult, MetadataValue
+
+from pipeline.curation import StageResult
+from pipeline.previews import png_markdown, save_png
+from pipeline.config import PipelineSettings
+
+
+def stage_metadata(result: StageResult, settings: PipelineSettings) -> dict:
+    metadata = {
+        "num_rows": MetadataValue.int(result.num_rows),
+        "lance_version": MetadataValue.int(result.version),
+        "table_uri": MetadataValue.path(result.table_uri),
+        "processed": MetadataValue.int(result.processed),
+        "rejected": MetadataValue.int(result.rejected),
+    }
+    if result.preview_markdown:
+        metadata["preview"] = MetadataValue.md(result.preview_markdown)
+    if result.preview_png:
+        path = save_png(result.preview_png, settings.previews_dir / f"{result.table}.png")
+        metadata["preview_image"] = MetadataValue.md(png_markdown(result.preview_png, result.table))
+        metadata["preview_file"] = MetadataValue.path(str(path))
+    for key, value in result.extra.items():
+        metadata[key] = MetadataValue.json(value) if isinstance(value, (dict, list)) else value
+    return metadata
+
+
+def materialized(result: StageResult, settings: PipelineSettings) -> MaterializeResult:
+    return MaterializeResult(metadata=stage_metadata(result, settings))

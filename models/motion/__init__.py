@@ -1,0 +1,1 @@
+"""SMPL skeleton and forward kinematics (paper Sec. 3.1)."""

@@ -1,0 +1,27 @@
+"""Pose estimation stage (paper Sec. 3.1, App. B): per-frame SMPL of the primary person.
+
+Backends share the ``PoseEstimator`` protocol and return a ``PoseTrack``; choose one
+by the setting ``pose_backend`` through ``make_pose_estimator``.
+"""
+
+from pipeline.pose.base import (
+    DEFAULT_FOV_DEG,
+    POSE_BACKENDS,
+    FrameDetections,
+    PoseEstimator,
+    PoseTrack,
+    camera_intrinsics,
+    make_pose_estimator,
+    track_from_detections,
+)
+
+__all__ = [
+    "DEFAULT_FOV_DEG",
+    "POSE_BACKENDS",
+    "FrameDetections",
+    "PoseEstimator",
+    "PoseTrack",
+    "camera_intrinsics",
+    "make_pose_estimator",
+    "track_from_detections",
+]

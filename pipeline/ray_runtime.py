@@ -1,0 +1,108 @@
+"""Per-item work on Ray: one Ray Data ``map_batches`` over an actor pool.
+
+Each actor builds its model once (``ItemTask.setup``) and then handles items
+(a video, a clip) one at a time. A failing item does not take down the run:
+its error comes back beside the item, and the stage records it as a rejection.
+
+Resources (DESIGN.md "One machine to many"): actors ask for one GPU each when
+the cluster has GPUs, fractional CPUs when not (on a 2-core laptop a pool of
+whole-CPU actors can starve Ray Data's own read task and hang; see STACK.md).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol
+
+from pipeline.progress import Log, track
+
+
+class ItemTask(Protocol):
+    """Work for one item; picklable, so it can be shipped to Ray actors."""
+
+    def setup(self) -> None: ...
+
+    def __call__(self, item: dict) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item: dict
+    value: Any          # the task's return value, or None on error
+    error: str          # "" on success, else "<ExceptionType>: <message>"
+
+
+def ensure_ray(address: str = "") -> None:
+    """Connect to ``address`` (RAY_ADDRESS) or start a local Ray on this machine, once per process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own bar counts finished items
+    ctx.verbose_progress = False
+
+
+def pool_shape(num_actors: int = 0, cpus_per_actor: float = 0.5) -> dict:
+    """Actor count and per-actor resources for the cluster Ray is connected to."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return {"size": num_actors or gpus, "num_gpus": 1, "num_cpus": 1}
+    cpus = resources.get("CPU", 1)
+    size = num_actors or max(1, int(cpus * 0.75))
+    return {"size": size, "num_gpus": 0, "num_cpus": cpus_per_actor}
+
+
+class _TaskActor:
+    """Ray Data callable class: set the task up once, then run it per item."""
+
+    def __init__(self, task: ItemTask):
+        self.task = task
+        self.task.setup()
+
+    def __call__(self, batch: dict) -> dict:
+        results, errors = [], []
+        for payload in batch["payload"]:
+            item = pickle.loads(payload)
+            try:
+                results.append(pickle.dumps(self.task(item)))
+                errors.append("")
+            except Exception as err:  # one bad item must not stop the stage
+                results.append(pickle.dumps(None))
+                errors.append(f"{type(err).__name__}: {err}")
+        return {"payload": list(batch["payload"]), "result": results, "error": errors}
+
+
+def map_items(items: list[dict], task: ItemTask, desc: str, log: Log | None = None,
+              ray_address: str = "", num_actors: int = 0) -> Iterator[ItemResult]:
+    """Run ``task`` on every item on Ray; yield results as they finish (any order)."""
+    if not items:
+        return
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    ensure_ray(ray_address)
+    shape = pool_shape(num_actors)
+    size = min(shape["size"], len(items))
+    dataset = ray.data.from_items([{"payload": pickle.dumps(item)} for item in items], override_num_blocks=len(items))
+    mapped = dataset.map_batches(
+        _TaskActor,
+        fn_constructor_kwargs={"task": task},
+        compute=ActorPoolStrategy(size=size),
+        batch_size=1,
+        num_cpus=shape["num_cpus"],
+        num_gpus=shape["num_gpus"],
+    )
+    rows = mapped.iter_rows()
+    for row in track(rows, total=len(items), desc=desc, log=log, unit="item"):
+        yield ItemResult(item=pickle.loads(row["payload"]), value=pickle.loads(row["result"]), error=str(row["error"]))

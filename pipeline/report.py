@@ -1,0 +1,42 @@
+"""``python -m pipeline.report``: what is under the data root, and how to look at it in the Dagster UI."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline import tables
+from pipeline.config import PipelineSettings
+
+TABLES = ("raw_videos", "shots", "poses", "subclips", "rejects")
+
+
+def summary(settings: PipelineSettings) -> str:
+    lines = [f"Data root: {settings.root}", "", f"{'table':<12} {'rows':>8} {'version':>8}  path"]
+    for name in TABLES:
+        uri = settings.table_uri(name)
+        if tables.exists(uri):
+            lines.append(f"{name:<12} {tables.count(uri):>8} {tables.version(uri):>8}  {uri}")
+        else:
+            lines.append(f"{name:<12} {'-':>8} {'-':>8}  (not materialized)")
+    rejects_uri = settings.table_uri("rejects")
+    if tables.exists(rejects_uri):
+        counts: dict[tuple[str, str], int] = {}
+        for r in tables.read(rejects_uri, columns=["stage", "reason"]).to_pylist():
+            counts[(r["stage"], r["reason"])] = counts.get((r["stage"], r["reason"]), 0) + 1
+        lines += ["", "Rejections by stage and reason:"]
+        lines += [f"  {stage:<12} {reason:<24} {n}" for (stage, reason), n in sorted(counts.items())]
+    previews = sorted(settings.previews_dir.glob("*.png")) if settings.previews_dir.exists() else []
+    if previews:
+        lines += ["", "Preview images:"] + [f"  {p}" for p in previews]
+    home = os.environ.get("DAGSTER_HOME", str(settings.root / "dagster_home"))
+    lines += [
+        "",
+        "Open the Dagster UI on the same data (runs, asset graph, metadata, previews):",
+        f"  DAGSTER_HOME={home} MTVCRAFT_DATA_ROOT={settings.root} .venv/bin/dagster dev -h 127.0.0.1 -p 3000",
+        "  (or `make ui`), then browse http://127.0.0.1:3000/assets",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(summary(PipelineSettings.from_env()))

@@ -1,0 +1,185 @@
+"""Lance tables: the contracts between stages (DESIGN.md "Tables are the contracts").
+
+One table per asset under ``<data_root>/tables``. Rows are keyed by a
+content-derived ``id`` so that a re-run upserts (Lance ``merge_insert``) and
+never duplicates. Every write is a new Lance version; older versions stay
+readable with ``read(uri, version=...)``. Large per-frame arrays are
+fixed-size-list columns (per-frame tables) or lists of fixed-size lists
+(per-clip tables); videos stay where they are, referenced by URI and frame range.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import lance
+import numpy as np
+import pyarrow as pa
+
+
+def vec(n: int) -> pa.DataType:
+    """A fixed-size list of n float32 (one frame's pose, joints, ...)."""
+    return pa.list_(pa.float32(), n)
+
+
+def seq(n: int) -> pa.DataType:
+    """A per-clip sequence of fixed-size float32 frames: list<fixed_size_list<float32, n>>."""
+    return pa.list_(vec(n))
+
+
+RAW_VIDEOS = pa.schema([
+    ("id", pa.string()),            # SHA-256 of the file bytes (video_io.content_id)
+    ("uri", pa.string()),
+    ("size_bytes", pa.int64()),
+    ("num_frames", pa.int32()),
+    ("fps", pa.float32()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("duration_s", pa.float32()),
+    ("codec", pa.string()),
+])
+
+SHOTS = pa.schema([
+    ("id", pa.string()),            # "<video_id>:<start>-<end>"
+    ("video_id", pa.string()),
+    ("uri", pa.string()),
+    ("shot_index", pa.int32()),
+    ("start_frame", pa.int32()),
+    ("end_frame", pa.int32()),      # exclusive
+    ("num_frames", pa.int32()),
+    ("backend", pa.string()),
+])
+
+POSES = pa.schema([
+    ("id", pa.string()),            # "<video_id>:<frame>"
+    ("video_id", pa.string()),
+    ("frame", pa.int32()),
+    ("num_people", pa.int16()),
+    ("pose", vec(72)),              # 24 x 3 axis-angle, OpenCV camera frame; NaN when nobody
+    ("transl", vec(3)),             # metres, camera frame
+    ("joint_uncertainty", vec(24)), # metres
+    ("backend", pa.string()),
+])
+
+SUBCLIPS = pa.schema([
+    ("id", pa.string()),            # "<video_id>:<start>-<end>"
+    ("video_id", pa.string()),
+    ("uri", pa.string()),
+    ("shot_id", pa.string()),
+    ("start_frame", pa.int32()),
+    ("end_frame", pa.int32()),      # exclusive
+    ("num_frames", pa.int32()),
+    ("fps", pa.float32()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("pose", seq(72)),
+    ("transl", seq(3)),
+    ("joints", seq(72)),            # FK on the neutral SMPL shape + root translation (Sec. 3.1), metres
+    ("joint_uncertainty", seq(24)),
+    ("pose_backend", pa.string()),
+])
+
+REJECTS = pa.schema([
+    ("id", pa.string()),            # "<stage>:<item id>"
+    ("stage", pa.string()),
+    ("item_id", pa.string()),
+    ("video_id", pa.string()),
+    ("uri", pa.string()),
+    ("start_frame", pa.int32()),    # -1 for a whole video
+    ("end_frame", pa.int32()),
+    ("reason", pa.string()),        # a short machine-readable word
+    ("detail", pa.string()),        # what a person needs to know
+])
+
+
+def exists(uri: str) -> bool:
+    return (Path(uri) / "_versions").is_dir() if "://" not in uri else _remote_exists(uri)
+
+
+def _remote_exists(uri: str) -> bool:
+    try:
+        lance.dataset(uri)
+        return True
+    except (ValueError, OSError, FileNotFoundError):
+        return False
+
+
+def upsert(uri: str, rows: pa.Table, key: str = "id", delete_stale: str | None = None) -> int:
+    """Insert or update ``rows`` by ``key`` in one commit; returns the new version.
+
+    ``delete_stale`` is a SQL filter: target rows matching it that are not in
+    ``rows`` are deleted in the same commit (a stage re-deciding a set of
+    items, e.g. the rejects of one stage for the videos it just processed).
+    """
+    if rows.num_rows and len(set(rows.column(key).to_pylist())) != rows.num_rows:
+        raise ValueError(f"upsert into {uri}: duplicate {key!r} values in the new rows")
+    if not exists(uri):
+        if "://" not in uri:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        return lance.write_dataset(rows, uri, mode="create").version
+    ds = lance.dataset(uri)
+    if rows.num_rows == 0 and delete_stale is None:
+        return ds.version
+    builder = ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all()
+    if delete_stale is not None:
+        builder = builder.when_not_matched_by_source_delete(delete_stale)
+    builder.execute(rows.cast(ds.schema) if rows.schema != ds.schema else rows)
+    return lance.dataset(uri).version
+
+
+def create_empty(uri: str, schema: pa.Schema) -> int:
+    """Make sure the table exists (an empty one), so readers downstream never fail on a fresh root."""
+    if exists(uri):
+        return lance.dataset(uri).version
+    return upsert(uri, schema.empty_table())
+
+
+def read(uri: str, columns: list[str] | None = None, filter: str | None = None, version: int | None = None) -> pa.Table:
+    """The table (or the columns / rows asked for), at the latest or a given version."""
+    ds = lance.dataset(uri, version=version)
+    return ds.to_table(columns=columns, filter=filter)
+
+
+def version(uri: str) -> int:
+    return lance.dataset(uri).version
+
+
+def count(uri: str, filter: str | None = None) -> int:
+    return lance.dataset(uri).count_rows(filter=filter) if exists(uri) else 0
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    """A SQL ``column IN (...)`` filter with quoted string values."""
+    quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})" if quoted else "false"
+
+
+def fixed_list(array: np.ndarray, width: int) -> pa.FixedSizeListArray:
+    """(N, ...) float array -> fixed-size-list column of ``width`` float32 per row."""
+    flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width)
+
+
+def sequence_list(arrays: list[np.ndarray], width: int) -> pa.ListArray:
+    """A list of (T_i, ...) arrays -> list<fixed_size_list<float32, width>> column."""
+    lengths = [len(a) for a in arrays]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = fixed_list(np.concatenate([a.reshape(len(a), width) for a in arrays]) if arrays else np.zeros((0, width)), width)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def column_as_array(table: pa.Table, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A fixed-size-list column as one (N, *shape) float32 array."""
+    col = table.column(name).combine_chunks()
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), *shape)
+
+
+def sequence_as_arrays(table: pa.Table, name: str, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """A list<fixed_size_list> column as one (T_i, *shape) float32 array per row."""
+    col = table.column(name).combine_chunks()
+    offsets = col.offsets.to_numpy()
+    offsets = offsets - offsets[0]
+    values = col.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    values = values.reshape(-1, *shape)
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(col))]
