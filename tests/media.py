@@ -164,3 +164,18 @@ def write_unsupported_codec_video(path: StrPath) -> Path:
     data[entry : entry + 4] = b"zzzz"
     Path(path).write_bytes(bytes(data))
     return Path(path)
+
+
+def write_audio_only(path: StrPath) -> Path:
+    """An .m4a-style mp4 holding one second of a 440 Hz AAC tone and no video stream."""
+    rate = 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        for start in range(0, rate, 1024):
+            chunk = tone[None, start : start + 1024]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return Path(path)

@@ -160,14 +160,18 @@ class TokenizerConfig:
     def full(cls) -> "TokenizerConfig":
         """The paper's 4DMoT (App. A.1, Sec. 4).
 
-        Trainable parameters: 48,574,435 (counted on the meta device), 0.5%
-        above the paper's "48M"; the 8192 x 3072 codebook (25,165,824 numbers)
+        Trainable parameters: 48,487,043 (counted on the meta device), 1.0%
+        above the paper's "48M". The 8192 x 3072 codebook (25,165,824 numbers)
         is an EMA-maintained buffer, not a trainable parameter, and is not
-        counted (as in the release, whose 48,323,075 the paper calls 48M). The
-        small excess over the release comes from the extra 32-channel stage and
-        the third (frame-rate 1) joint convolution that App. A.1 describes;
-        the paper does not say how many ResBlocks a stage has, we use the
-        release's three.
+        counted, as in the release, whose 48,323,075 the paper calls 48M. The
+        difference from the release (+163,968: +89,760 encoder, +74,208
+        decoder) is the paper's extra 32-channel stage (three 32-ch ResBlocks,
+        a 32-ch joint convolution and a 32<->128 transition ResBlock per side,
+        less the thinner conv_in / conv_out); the other stages (128 and 512
+        channels, with their joint convolutions) have the release's sizes, and
+        over 90% of the count sits in the 512/3072 convolutions that both
+        layouts share. The paper does not say how
+        many ResBlocks a stage has; we use the release's three.
         """
         return cls()
 

@@ -1,0 +1,413 @@
+"""Render the generated sample: a shaded humanoid through a pinhole camera over textured backgrounds.
+
+The camera is the one NLF assumes when no intrinsics are given (paper App. B): a
+55 degree field of view on the long image side and a centred principal point,
+``f = max(H, W) / (2 tan(fov / 2))``, ``c = ((W - 1) / 2, (H - 1) / 2)``. Joints in
+the OpenCV camera frame project as ``u = f x / z + cx``, ``v = f y / z + cy``.
+
+The humanoid is drawn with OpenCV: anti-aliased thick lines with round caps as
+limb capsules, a filled polygon torso and an ellipse head, far parts first
+(painter's algorithm by mean depth), each part shaded from a light direction and
+its depth. Frames are RGB uint8. Backgrounds pan slowly (a moving camera gives
+normal shots optical flow); a shot with ``drift 0`` is still.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from models.motion.skeleton import SMPL_JOINT_NAMES
+
+from .motions import Motion
+
+J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
+
+LIGHT_DIR = np.array([-0.45, -0.65, -0.6]) / np.linalg.norm([-0.45, -0.65, -0.6])
+"""Unit vector toward the light in camera coordinates: upper left, in front of the person."""
+
+SUBPIXEL_BITS = 4  # cv2 drawing with fractional coordinates (1/16 px)
+HEAD_CENTRE_OFFSET = 0.09  # metres from the SMPL head joint along the neck->head direction
+HEAD_RADII = (0.085, 0.115)  # half width, half height of the head, metres
+
+# Limb capsules: (start joint, end joint, radius in metres, garment).
+LIMBS: tuple[tuple[str, str, float, str], ...] = (
+    ("neck", "head", 0.05, "skin"),
+    ("left_shoulder", "left_elbow", 0.05, "shirt"),
+    ("right_shoulder", "right_elbow", 0.05, "shirt"),
+    ("left_elbow", "left_wrist", 0.04, "skin"),
+    ("right_elbow", "right_wrist", 0.04, "skin"),
+    ("left_wrist", "left_hand", 0.042, "skin"),
+    ("right_wrist", "right_hand", 0.042, "skin"),
+    ("left_hip", "left_knee", 0.075, "trousers"),
+    ("right_hip", "right_knee", 0.075, "trousers"),
+    ("left_knee", "left_ankle", 0.058, "trousers"),
+    ("right_knee", "right_ankle", 0.058, "trousers"),
+    ("left_ankle", "left_foot", 0.04, "shoes"),
+    ("right_ankle", "right_foot", 0.04, "shoes"),
+)
+TORSO = ("left_hip", "right_hip", "right_shoulder", "right_collar", "neck", "left_collar", "left_shoulder")
+TORSO_RADIUS = 0.06  # rounds the torso polygon's outline
+
+
+def camera_intrinsics(width: int, height: int, fov_deg: float = 55.0) -> np.ndarray:
+    """Pinhole intrinsics (3, 3) float32 with ``fov_deg`` on the long image side and a centred principal point."""
+    if width <= 0 or height <= 0 or not 0 < fov_deg < 180:
+        raise ValueError(f"need width, height > 0 and 0 < fov_deg < 180, got {width}, {height}, {fov_deg}")
+    f = max(width, height) / (2.0 * np.tan(np.deg2rad(fov_deg) / 2.0))
+    return np.array([[f, 0, (width - 1) / 2.0], [0, f, (height - 1) / 2.0], [0, 0, 1]], dtype=np.float32)
+
+
+def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Camera-frame points (..., 3) -> pixel coordinates (..., 2)."""
+    pts = np.asarray(points, dtype=np.float64)
+    k = np.asarray(intrinsics, dtype=np.float64)
+    z = pts[..., 2:3]
+    return np.concatenate([k[0, 0] * pts[..., 0:1] / z + k[0, 2], k[1, 1] * pts[..., 1:2] / z + k[1, 2]], axis=-1)
+
+
+# --- People -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonStyle:
+    """RGB colours of one rendered person."""
+
+    shirt: tuple[int, int, int]
+    trousers: tuple[int, int, int]
+    skin: tuple[int, int, int]
+    shoes: tuple[int, int, int]
+
+
+def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(h % 1.0, s, v)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def random_person_style(rng: np.random.Generator) -> PersonStyle:
+    """Saturated clothes, a skin tone and dark shoes, so the figure stands out from the background."""
+    hue = rng.uniform()
+    return PersonStyle(
+        shirt=_hsv(hue, rng.uniform(0.6, 0.9), rng.uniform(0.75, 0.95)),
+        trousers=_hsv(hue + rng.uniform(0.35, 0.65), rng.uniform(0.4, 0.8), rng.uniform(0.35, 0.6)),
+        skin=_hsv(rng.uniform(0.03, 0.09), rng.uniform(0.3, 0.6), rng.uniform(0.55, 0.95)),
+        shoes=_hsv(rng.uniform(), 0.3, 0.2),
+    )
+
+
+def _shade(colour: tuple[int, int, int], brightness: float, whiten: float = 0.0) -> tuple[float, float, float]:
+    c = np.clip(np.asarray(colour, dtype=np.float64) * brightness, 0, 255)
+    c = c + (255.0 - c) * whiten
+    return tuple(float(v) for v in c)
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    scale = 1 << SUBPIXEL_BITS
+    return int(round(p[0] * scale)), int(round(p[1] * scale))
+
+
+def _diffuse(normal: np.ndarray) -> float:
+    n = normal / max(np.linalg.norm(normal), 1e-9)
+    return max(0.0, float(n @ LIGHT_DIR))
+
+
+def _depth_factor(z: float, z_ref: float) -> float:
+    """Parts nearer than the pelvis are brighter, farther ones darker; far people are a little dimmer."""
+    return float(np.clip(1.0 + 1.2 * (z_ref - z), 0.7, 1.25) * np.clip(1.15 - 0.06 * z_ref, 0.8, 1.05))
+
+
+def _draw_capsule(img, a3, b3, radius, colour, intrinsics, z_ref) -> None:
+    """A limb as a shaded cylinder: dark outline, body in its shade, a lighter band toward the light."""
+    a2, b2 = project(np.stack([a3, b3]), intrinsics)
+    z = 0.5 * (a3[2] + b3[2])
+    width = max(2, int(round(2 * radius * intrinsics[0, 0] / z)))
+    axis = (b3 - a3) / max(np.linalg.norm(b3 - a3), 1e-9)
+    view = -(a3 + b3) / 2
+    normal = view - (view @ axis) * axis  # the cylinder's normal facing the camera
+    bright = (0.55 + 0.5 * _diffuse(normal)) * _depth_factor(z, z_ref)
+    img2d = b2 - a2
+    perp = np.array([-img2d[1], img2d[0]]) / max(np.linalg.norm(img2d), 1e-9)
+    if perp @ LIGHT_DIR[:2] < 0:
+        perp = -perp
+    shift = perp * width * 0.18
+    cv2.line(img, _pt(a2), _pt(b2), _shade(colour, 0.35), width + 2, cv2.LINE_AA, SUBPIXEL_BITS)
+    cv2.line(img, _pt(a2), _pt(b2), _shade(colour, 0.8 * bright), width, cv2.LINE_AA, SUBPIXEL_BITS)
+    if width >= 4:
+        core = max(1, int(round(width * 0.45)))
+        cv2.line(img, _pt(a2 + shift), _pt(b2 + shift), _shade(colour, bright, 0.12), core, cv2.LINE_AA, SUBPIXEL_BITS)
+
+
+def _body_axes(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit 'up' (pelvis->neck) and 'forward' (left x up) vectors of the body, camera frame."""
+    left = joints[J["left_shoulder"]] - joints[J["right_shoulder"]]
+    up = joints[J["neck"]] - joints[J["pelvis"]]
+    forward = np.cross(left, up)
+    return up / np.linalg.norm(up), forward / max(np.linalg.norm(forward), 1e-9)
+
+
+def _draw_torso(img, joints, style: PersonStyle, intrinsics, z_ref) -> None:
+    pts3 = joints[[J[n] for n in TORSO]]
+    pts2 = project(pts3, intrinsics)
+    z = float(pts3[:, 2].mean())
+    width = max(2, int(round(2 * TORSO_RADIUS * intrinsics[0, 0] / z)))
+    _, forward = _body_axes(joints)
+    bright = (0.55 + 0.5 * _diffuse(forward)) * _depth_factor(z, z_ref)
+    hull = cv2.convexHull(np.array([_pt(p) for p in pts2], dtype=np.int32))
+    cv2.polylines(img, [hull], True, _shade(style.shirt, 0.35), width + 2, cv2.LINE_AA, SUBPIXEL_BITS)
+    cv2.polylines(img, [hull], True, _shade(style.shirt, 0.8 * bright), width, cv2.LINE_AA, SUBPIXEL_BITS)
+    cv2.fillConvexPoly(img, hull, _shade(style.shirt, bright), cv2.LINE_AA, SUBPIXEL_BITS)
+    # The trousers' waistband: a capsule across the hips.
+    _draw_capsule(img, joints[J["left_hip"]], joints[J["right_hip"]], 0.085, style.trousers, intrinsics, z_ref)
+
+
+def _draw_head(img, joints, style: PersonStyle, intrinsics, z_ref) -> None:
+    neck, head = joints[J["neck"]], joints[J["head"]]
+    up = (head - neck) / max(np.linalg.norm(head - neck), 1e-9)
+    centre3 = head + HEAD_CENTRE_OFFSET * up
+    _, forward = _body_axes(joints)
+    f = intrinsics[0, 0]
+    c2, top2 = project(np.stack([centre3, centre3 + up]), intrinsics)
+    angle = float(np.degrees(np.arctan2(top2[1] - c2[1], top2[0] - c2[0]))) + 90.0
+    axes = (max(1, int(round(f * HEAD_RADII[0] / centre3[2]))), max(1, int(round(f * HEAD_RADII[1] / centre3[2]))))
+    bright = (0.55 + 0.5 * _diffuse(-centre3 / np.linalg.norm(centre3) + 0.5 * LIGHT_DIR)) * _depth_factor(
+        centre3[2], z_ref
+    )
+    centre = (int(round(c2[0])), int(round(c2[1])))
+    cv2.ellipse(img, centre, (axes[0] + 1, axes[1] + 1), angle, 0, 360, _shade(style.skin, 0.35), -1, cv2.LINE_AA)
+    cv2.ellipse(img, centre, axes, angle, 0, 360, _shade(style.skin, bright), -1, cv2.LINE_AA)
+    # Hair on the back and top of the head; eyes when the face is toward the camera.
+    facing = float(forward @ (-centre3 / np.linalg.norm(centre3)))
+    hair = _shade((60, 40, 25), 1.0)
+    if facing > 0.2:
+        cv2.ellipse(img, centre, axes, angle, 180, 360, hair, -1, cv2.LINE_AA)
+        cv2.ellipse(img, centre, (axes[0], max(1, axes[1] // 3)), angle, 0, 360, _shade(style.skin, bright), -1, cv2.LINE_AA)
+        left = joints[J["left_shoulder"]] - joints[J["right_shoulder"]]
+        left = left / np.linalg.norm(left)
+        for s in (-1.0, 1.0):
+            eye = project(centre3 + s * 0.035 * left + 0.02 * up + 0.06 * forward, intrinsics)
+            cv2.circle(img, _pt(eye), max(1 << SUBPIXEL_BITS, int(f * 0.012 / centre3[2] * 16)), (30, 25, 25), -1, cv2.LINE_AA, SUBPIXEL_BITS)
+    else:
+        cv2.ellipse(img, centre, axes, angle, 0, 360, hair, -1, cv2.LINE_AA)
+
+
+def person_parts(joints: np.ndarray) -> list[tuple[float, str, tuple]]:
+    """The parts of one person as (mean depth, part kind, argument), for depth sorting across people."""
+    parts: list[tuple[float, str, tuple]] = []
+    for a, b, radius, garment in LIMBS:
+        ja, jb = joints[J[a]], joints[J[b]]
+        if a.endswith("wrist"):  # the hand reaches a little past the SMPL hand joint
+            jb = jb + 0.5 * (jb - ja)
+        parts.append((0.5 * float(ja[2] + jb[2]), "limb", (ja, jb, radius, garment)))
+    parts.append((float(joints[[J[n] for n in TORSO], 2].mean()), "torso", ()))
+    parts.append((float(joints[J["head"], 2]), "head", ()))
+    return parts
+
+
+def draw_people(img: np.ndarray, people: list[np.ndarray], styles: list[PersonStyle], intrinsics: np.ndarray) -> None:
+    """Draw every person (joints (24, 3), camera frame) into ``img`` in place, far parts first."""
+    queue = []
+    for index, joints in enumerate(people):
+        z_ref = float(joints[J["pelvis"], 2])
+        for depth, kind, args in person_parts(joints.astype(np.float64)):
+            queue.append((depth, index, kind, args, z_ref))
+    queue.sort(key=lambda item: -item[0])
+    for _, index, kind, args, z_ref in queue:
+        joints, style = people[index].astype(np.float64), styles[index]
+        if kind == "limb":
+            a, b, radius, garment = args
+            _draw_capsule(img, a, b, radius, getattr(style, garment), intrinsics, z_ref)
+        elif kind == "torso":
+            _draw_torso(img, joints, style, intrinsics, z_ref)
+        else:
+            _draw_head(img, joints, style, intrinsics, z_ref)
+
+
+def person_extent_points(joints: np.ndarray) -> np.ndarray:
+    """Points (N, 3) bounding the drawn body: the joints plus the top of the head."""
+    neck, head = joints[..., J["neck"], :], joints[..., J["head"], :]
+    up = (head - neck) / np.linalg.norm(head - neck, axis=-1, keepdims=True)
+    top = head + (HEAD_CENTRE_OFFSET + HEAD_RADII[1]) * up
+    return np.concatenate([joints, top[..., None, :]], axis=-2)
+
+
+def fit_in_view(motion: Motion, intrinsics: np.ndarray, width: int, height: int, margin_px: float = 8.0) -> Motion:
+    """Move the person back (larger z) until the whole body stays inside the image on every frame.
+
+    Pulls the pelvis toward the optical axis first if it is far off to the side.
+    Raises if no depth up to 6 m fits (a motion too large for the view).
+    """
+    joints = motion.joints().astype(np.float64)
+    for dz in np.arange(0.0, 3.0, 0.05):
+        moved = joints + np.array([0.0, 0.0, dz])
+        uv = project(person_extent_points(moved), intrinsics)
+        if (
+            uv[..., 0].min() >= margin_px
+            and uv[..., 1].min() >= margin_px
+            and uv[..., 0].max() <= width - 1 - margin_px
+            and uv[..., 1].max() <= height - 1 - margin_px
+        ):
+            transl = motion.transl + np.array([0.0, 0.0, dz], dtype=np.float32)
+            return Motion(pose=motion.pose, transl=transl.astype(np.float32))
+    raise ValueError(f"motion does not fit a {width}x{height} view at any depth up to 6 m")
+
+
+# --- Backgrounds ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Background:
+    """A textured plate larger than the frame; frame t is a window moved ``velocity * t`` pixels (a panning camera)."""
+
+    plate: np.ndarray
+    velocity: tuple[float, float]
+    start: tuple[int, int] = field(default=(0, 0))
+
+    def frame(self, t: int, width: int, height: int) -> np.ndarray:
+        x = self.start[0] + int(round(self.velocity[0] * t))
+        y = self.start[1] + int(round(self.velocity[1] * t))
+        if not (0 <= x <= self.plate.shape[1] - width and 0 <= y <= self.plate.shape[0] - height):
+            raise ValueError(f"frame {t} pans outside the background plate")
+        return self.plate[y : y + height, x : x + width].copy()
+
+
+def random_background(
+    rng: np.random.Generator, width: int, height: int, num_frames: int, hue: float, drift_px: float
+) -> Background:
+    """A plate of gradients, smooth colour noise, a tiled floor, random shapes and fine grain.
+
+    ``hue`` sets the palette (shots get distinct hues so cuts are visible);
+    ``drift_px`` is the pan speed in pixels per frame in a random direction.
+    """
+    angle = rng.uniform(0, 2 * np.pi)
+    vx, vy = drift_px * np.cos(angle), drift_px * np.sin(angle) * 0.5
+    pw = width + int(np.ceil(abs(vx) * num_frames)) + 2
+    ph = height + int(np.ceil(abs(vy) * num_frames)) + 2
+    start = (pw - width - 1 if vx < 0 else 0, ph - height - 1 if vy < 0 else 0)
+
+    yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
+    g_angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(g_angle) * xx + np.sin(g_angle) * yy) / max(pw, ph)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    c0 = np.array(_hsv(hue, rng.uniform(0.3, 0.7), rng.uniform(0.5, 0.9)), np.float32)
+    c1 = np.array(_hsv(hue + rng.uniform(-0.12, 0.12), rng.uniform(0.2, 0.6), rng.uniform(0.25, 0.6)), np.float32)
+    plate = c0 * (1 - ramp[..., None]) + c1 * ramp[..., None]
+    coarse = rng.uniform(-40, 40, size=(max(2, ph // 40), max(2, pw // 40), 3)).astype(np.float32)
+    plate += cv2.resize(coarse, (pw, ph), interpolation=cv2.INTER_CUBIC)
+
+    # A floor: the lower part of the plate, tiled.
+    floor_y = int(ph * rng.uniform(0.55, 0.7))
+    tile = int(rng.integers(14, 26))
+    floor_colour = np.array(_hsv(hue + 0.5, rng.uniform(0.1, 0.4), rng.uniform(0.3, 0.6)), np.float32)
+    checker = (((xx // tile) + (yy // (tile * 0.6))) % 2)[floor_y:, :, None]
+    plate[floor_y:] = 0.35 * plate[floor_y:] + 0.65 * (floor_colour * (0.85 + 0.3 * checker))
+
+    plate = np.clip(plate, 0, 255).astype(np.uint8)
+    area = pw * ph
+    for _ in range(int(rng.integers(8, 14)) * max(1, area // (width * height * 2))):
+        colour = _hsv(hue + rng.uniform(-0.25, 0.25), rng.uniform(0.2, 0.8), rng.uniform(0.2, 1.0))
+        cx, cy = int(rng.integers(0, pw)), int(rng.integers(0, floor_y))
+        size = int(rng.integers(8, max(9, min(width, height) // 4)))
+        thickness = -1 if rng.uniform() < 0.6 else int(rng.integers(2, 5))
+        shape = rng.integers(0, 3)
+        if shape == 0:
+            cv2.rectangle(plate, (cx - size, cy - size // 2), (cx + size, cy + size), colour, thickness, cv2.LINE_AA)
+        elif shape == 1:
+            cv2.circle(plate, (cx, cy), size // 2 + 2, colour, thickness, cv2.LINE_AA)
+        else:
+            pts = np.array([(cx + rng.integers(-size, size), cy + rng.integers(-size, size)) for _ in range(3)], np.int32)
+            cv2.fillPoly(plate, [pts], colour, cv2.LINE_AA)
+    grain = rng.normal(0.0, 5.0, size=plate.shape).astype(np.float32)
+    plate = np.clip(plate.astype(np.float32) + grain, 0, 255).astype(np.uint8)
+    return Background(plate=plate, velocity=(float(vx), float(vy)), start=start)
+
+
+# --- Effects -------------------------------------------------------------------------------------
+
+TEXT_WORDS = ("BREAKING NEWS", "LIVE TONIGHT", "SALE 50% OFF", "SUBSCRIBE NOW", "TOP 10 MOVES", "WATCH TILL END")
+
+
+def blur_frame(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A strong Gaussian blur (a defocused shot)."""
+    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
+
+
+def text_layout(rng: np.random.Generator, width: int, height: int, lines: int = 2) -> list[tuple[str, tuple[int, int], float, int]]:
+    """Caption lines (text, bottom-left origin, font scale, thickness) filling most of the frame width."""
+    words = rng.choice(len(TEXT_WORDS), size=lines, replace=False)
+    layout = []
+    line_h = height * 0.2
+    top = rng.uniform(0.05, 0.15) * height
+    for i, w in enumerate(words):
+        text = TEXT_WORDS[int(w)]
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, 1.0, 2)
+        scale = min(0.92 * width / tw, 0.75 * line_h / th)
+        thickness = max(2, int(round(2.2 * scale)))
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, thickness)
+        x = int((width - tw) / 2)
+        y = int(top + (i + 1) * line_h) if i == 0 else int(height - 0.08 * height)
+        layout.append((text, (x, y), float(scale), thickness))
+    return layout
+
+
+def draw_text(img: np.ndarray, layout: list[tuple[str, tuple[int, int], float, int]]) -> None:
+    """Burn the caption lines into ``img``: white letters with a black outline, like a video overlay."""
+    for text, origin, scale, thickness in layout:
+        cv2.putText(img, text, origin, cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), thickness + 3, cv2.LINE_AA)
+        cv2.putText(img, text, origin, cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def text_boxes(layout: list[tuple[str, tuple[int, int], float, int]]) -> list[tuple[int, int, int, int]]:
+    """Pixel boxes (x0, y0, x1, y1) of the caption lines."""
+    boxes = []
+    for text, (x, y), scale, thickness in layout:
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, thickness + 3)
+        boxes.append((x, y - th, x + tw, y + base))
+    return boxes
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Per-shot image effects: Gaussian blur sigma (0 = none) and caption lines to burn in."""
+
+    blur_sigma: float = 0.0
+    text: tuple = ()
+
+
+def render_frames(
+    background: Background,
+    people: list[np.ndarray],
+    styles: list[PersonStyle],
+    intrinsics: np.ndarray,
+    width: int,
+    height: int,
+    num_frames: int,
+    effects: Effects = Effects(),
+    draw_persons: bool = True,
+    progress=None,
+) -> np.ndarray:
+    """Frames (T, H, W, 3) RGB uint8 of people (each (T, 24, 3) joints, NaN where absent) over a background.
+
+    ``draw_persons=False`` renders the same frames without anyone (a person-free
+    reference); ``progress`` is an optional tqdm bar advanced once per frame.
+    """
+    for p in people:
+        if p.shape != (num_frames, 24, 3):
+            raise ValueError(f"each person's joints must be ({num_frames}, 24, 3), got {p.shape}")
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        img = background.frame(t, width, height)
+        if draw_persons:
+            present = [(p[t], s) for p, s in zip(people, styles) if np.isfinite(p[t]).all()]
+            if present:
+                draw_people(img, [p for p, _ in present], [s for _, s in present], intrinsics)
+        if effects.text:
+            draw_text(img, list(effects.text))
+        if effects.blur_sigma > 0:
+            img = blur_frame(img, effects.blur_sigma)
+        frames[t] = img
+        if progress is not None:
+            progress.update(1)
+    return frames
