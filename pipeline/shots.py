@@ -92,7 +92,9 @@ class SceneDetectShots:
         info = probe_video(video_path)  # rejects bad files; the exact frame count
         manager = SceneManager()
         manager.add_detector(ContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len))
-        manager.detect_scenes(open_video(str(video_path), backend=self.backend))
+        # suppress_output keeps PySceneDetect from routing FFmpeg's log to stderr process-wide
+        options = {"suppress_output": True} if self.backend == "pyav" else {}
+        manager.detect_scenes(open_video(str(video_path), backend=self.backend, **options))
         scenes = manager.get_scene_list(start_in_scene=True)
         return shots_from_cuts((start.frame_num for start, _ in scenes[1:]), info.num_frames)
 

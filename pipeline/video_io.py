@@ -139,63 +139,77 @@ def _decoded_frames(path: Path) -> Iterator[av.VideoFrame]:
             raise VideoRejected("corrupt", f"decoding failed: {error}", path) from error
 
 
-def _packet_count(path: Path) -> tuple[int, bool]:
-    """(number of frame packets, whether any is flagged damaged), without decoding."""
-    count, damaged = 0, False
+def _first_frame(path: Path) -> av.VideoFrame | None:
+    frames = _decoded_frames(path)
+    try:
+        return next(frames, None)
+    finally:
+        frames.close()
+
+
+@dataclass(frozen=True)
+class _PacketCount:
+    stored: int  # frame packets in the file
+    discarded: int  # of those, packets an edit list hides (decoded but not shown)
+    damaged: bool  # a packet flagged corrupt (e.g. cut short) or a demuxer error
+
+
+def _count_packets(path: Path) -> _PacketCount:
+    """Count the video packets by demuxing only (reads the file, decodes nothing)."""
+    stored, discarded, damaged = 0, 0, False
     with _open(path) as container:
         stream = _video_stream(container, path)
         try:
             for packet in container.demux(stream):
-                if packet.size and not packet.is_discard:
-                    count += 1
+                if packet.size:
+                    stored += 1
+                    discarded += packet.is_discard
                     damaged |= packet.is_corrupt
         except av.error.FFmpegError:
             damaged = True
-    return count, damaged
-
-
-def _frame_rate(stream: av.video.stream.VideoStream, path: Path) -> float:
-    """Frames per second: the stream's average rate, else FFmpeg's guess."""
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if not rate or rate <= 0:
-        raise VideoRejected("corrupt", "video stream has no frame rate", path)
-    return float(rate)
+    return _PacketCount(stored, discarded, damaged)
 
 
 def probe_video(path: StrPath) -> VideoInfo:
     """Check that `path` is a decodable video and describe it, or raise VideoRejected.
 
     The first frame is always decoded, so empty, corrupt and undecodable streams are caught
-    here. The frame count is the container's when it declares one and a demux pass (reading
-    packets, no decoding) agrees with it; otherwise (Matroska/WebM declare none, truncated
-    files promise more than they hold) every frame is decoded and counted. A file whose
-    index promises more frames than can be decoded is rejected as corrupt.
+    here. The frame count is the container's when a demux pass (reading packets, no
+    decoding) finds exactly that many packets, none damaged or hidden by an edit list.
+    Otherwise (Matroska/WebM declare no count, edit lists hide frames) every frame is decoded
+    and counted: `num_frames` is always what `iter_frames` yields. A file whose index
+    promises frames whose bytes are missing or damaged (a cut-short download) is corrupt.
     """
     path = Path(path)
     with _open(path) as container:
         stream = _video_stream(container, path)
         declared, codec = stream.frames, stream.codec_context.name
-        first = next(_decoded_frames(path), None)
-        if first is None:
-            raise VideoRejected("no_frames", "video stream has no decodable frames", path)
-        fps = _frame_rate(stream, path)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    first = _first_frame(path)
+    if first is None:
+        raise VideoRejected("no_frames", "video stream has no decodable frames", path)
+    if not rate or rate <= 0:
+        raise VideoRejected("corrupt", "video stream has no frame rate", path)
 
-    packets, damaged = _packet_count(path)
-    if declared > 0 and packets == declared and not damaged:
+    packets = _count_packets(path)
+    if packets.damaged or packets.stored < declared:
+        raise VideoRejected(
+            "corrupt",
+            f"container declares {declared} frames but holds {packets.stored} packets"
+            + (", some damaged" if packets.damaged else ""),
+            path,
+        )
+    if declared > 0 and packets.stored == declared and not packets.discarded:
         num_frames = declared
     else:
         num_frames = sum(1 for _ in _decoded_frames(path))
-        if declared > 0 and num_frames < declared:
-            raise VideoRejected(
-                "corrupt", f"container declares {declared} frames but only {num_frames} decode", path
-            )
     return VideoInfo(
         uri=str(path.resolve()),
         num_frames=num_frames,
-        fps=fps,
+        fps=float(rate),
         width=first.width,
         height=first.height,
-        duration_s=num_frames / fps,
+        duration_s=num_frames / float(rate),
         codec=codec,
     )
 

@@ -18,8 +18,8 @@ from pipeline.shots import (
 )
 from pipeline.video_io import VideoRejected
 
-CUTS = [25, 60]
-NUM_FRAMES = 90
+CUTS = [17, 34]
+NUM_FRAMES = 50  # one 100-frame TransNetV2 window (25 frames of padding each side)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,14 @@ def test_detector_finds_generated_cuts(detector, videos):
 
 def test_detector_reports_no_cut_in_a_moving_single_shot(detector, videos):
     assert detector.detect(str(videos / "single.mp4")) == [Shot(0, NUM_FRAMES)]
+
+
+def test_detector_keeps_ffmpeg_quiet(detector, videos, tmp_path, capfd):
+    """PySceneDetect's PyAV backend turns FFmpeg's logging on for the process unless told not to."""
+    detector.detect(str(videos / "single.mp4"))
+    capfd.readouterr()
+    media.write_video(tmp_path / "after.mp4", media.make_cut_frames([], 4, size=(32, 32)))
+    assert "libx264" not in capfd.readouterr().err
 
 
 def test_detector_interface_and_bad_input(detector, tmp_path):

@@ -86,11 +86,12 @@ class EMAQuantizer(nn.Module):
     # ---- lookup -------------------------------------------------------------
     @torch.no_grad()
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest code by squared L2 for each vector of ``z`` (..., d); fp32."""
+        """Index of the nearest code by squared L2 for each vector of ``z`` (..., d), in at least fp32."""
         if z.shape[-1] != self.code_dim:
             raise ValueError(f"latents have dim {z.shape[-1]}, the codebook expects code_dim={self.code_dim}")
-        flat = z.reshape(-1, self.code_dim).float()
-        book = self.codebook.float()
+        dtype = torch.promote_types(self.codebook.dtype, torch.float32)  # never below fp32
+        flat = z.reshape(-1, self.code_dim).to(dtype)
+        book = self.codebook.to(dtype)
         with torch.autocast(device_type=flat.device.type, enabled=False):
             dist2 = (
                 flat.pow(2).sum(1, keepdim=True)
@@ -112,14 +113,14 @@ class EMAQuantizer(nn.Module):
         update = self.training if update_ema is None else update_ema
         flat = z.reshape(-1, self.code_dim)
         if update and not bool(self.initialized):
-            self._initialize(flat.detach().float())
+            self._initialize(flat.detach().to(self.embed_sum.dtype))
         ids = self.nearest(flat)
         codes = F.embedding(ids, self.codebook).to(z.dtype)
         commit_loss = F.mse_loss(flat, codes.detach())
         counts = torch.bincount(ids, minlength=self.codebook_size)
         self.usage_counts += counts
         if update:
-            self._ema_update(flat.detach().float(), ids, counts)
+            self._ema_update(flat.detach().to(self.embed_sum.dtype), ids, counts)
         prob = counts.float() / counts.sum().clamp(min=1)
         perplexity = torch.exp(-(prob * torch.log(prob + 1e-10)).sum())
         quantized = flat + (codes - flat).detach()  # straight-through estimator
@@ -147,7 +148,7 @@ class EMAQuantizer(nn.Module):
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor) -> None:
         """One EMA step: N <- l N + (1-l) n,  S <- l S + (1-l) sum(E),  C = S / smoothed(N)."""
-        counts = counts.float()
+        counts = counts.to(self.cluster_size.dtype)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, ids, flat)
         if _distributed():
             dist.all_reduce(counts)

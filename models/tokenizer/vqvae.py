@@ -197,7 +197,8 @@ class VQVAE(nn.Module):
         self._check_input(joints_repr)
         x = joints_repr[..., : self.config.in_channels]  # "3d" drops depth (z)
         x = x.permute(0, 3, 1, 2)  # (B, axes, F, J)
-        latents = [self._encode_windows(x, s) for s in self._grouped_windows(x.shape[2], self.config.window)]
+        windows = self._grouped_windows(x.shape[2], self.config.window)
+        latents = [self._run_windows(self.encoder, x, group) for group in windows]
         return torch.cat(latents, dim=2).permute(0, 2, 3, 1)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -206,9 +207,8 @@ class VQVAE(nn.Module):
         In the "3d" variant the depth channel of the output is zero.
         """
         x = latents.permute(0, 3, 1, 2)
-        out = torch.cat(
-            [self._decode_windows(x, s) for s in self._grouped_windows(x.shape[2], self.config.decoder_window)], dim=2
-        )
+        windows = self._grouped_windows(x.shape[2], self.config.decoder_window)
+        out = torch.cat([self._run_windows(self.decoder, x, group) for group in windows], dim=2)
         out = out.permute(0, 2, 3, 1)
         if out.shape[-1] < 3:
             out = F.pad(out, (0, 3 - out.shape[-1]))
@@ -219,12 +219,6 @@ class VQVAE(nn.Module):
         """Windows grouped by equal length (first, then the rest) so equal ones run as one batch."""
         slices = window_slices(length, window)
         return [slices[:1]] + ([slices[1:]] if len(slices) > 1 else [])
-
-    def _encode_windows(self, x: torch.Tensor, slices: list[slice]) -> torch.Tensor:
-        return self._run_windows(self.encoder, x, slices)
-
-    def _decode_windows(self, x: torch.Tensor, slices: list[slice]) -> torch.Tensor:
-        return self._run_windows(self.decoder, x, slices)
 
     @staticmethod
     def _run_windows(net: nn.Module, x: torch.Tensor, slices: list[slice]) -> torch.Tensor:

@@ -99,43 +99,48 @@ def random_person_style(rng: np.random.Generator) -> PersonStyle:
 
 
 def _shade(colour: tuple[int, int, int], brightness: float, whiten: float = 0.0) -> tuple[float, float, float]:
-    c = np.clip(np.asarray(colour, dtype=np.float64) * brightness, 0, 255)
-    c = c + (255.0 - c) * whiten
-    return tuple(float(v) for v in c)
+    out = []
+    for v in colour:
+        c = min(255.0, max(0.0, v * brightness))
+        out.append(c + (255.0 - c) * whiten)
+    return tuple(out)
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
     scale = 1 << SUBPIXEL_BITS
-    return int(round(p[0] * scale)), int(round(p[1] * scale))
+    return int(p[0] * scale + 0.5), int(p[1] * scale + 0.5)
 
 
 def _diffuse(normal: np.ndarray) -> float:
-    n = normal / max(np.linalg.norm(normal), 1e-9)
+    n = normal / max(float(np.sqrt(normal @ normal)), 1e-9)
     return max(0.0, float(n @ LIGHT_DIR))
 
 
 def _depth_factor(z: float, z_ref: float) -> float:
     """Parts nearer than the pelvis are brighter, farther ones darker; far people are a little dimmer."""
-    return float(np.clip(1.0 + 1.2 * (z_ref - z), 0.7, 1.25) * np.clip(1.15 - 0.06 * z_ref, 0.8, 1.05))
+    return min(1.25, max(0.7, 1.0 + 1.2 * (z_ref - z))) * min(1.05, max(0.8, 1.15 - 0.06 * z_ref))
 
 
-def _draw_capsule(img, a3, b3, radius, colour, intrinsics, z_ref) -> None:
-    """A limb as a shaded cylinder: dark outline, body in its shade, a lighter band toward the light."""
-    a2, b2 = project(np.stack([a3, b3]), intrinsics)
+def _draw_capsule(img, a3, b3, a2, b2, radius, colour, focal, z_ref) -> None:
+    """A limb as a shaded cylinder: dark outline, body in its shade, a lighter band toward the light.
+
+    ``a3, b3`` are the camera-frame end points, ``a2, b2`` their projections.
+    """
     z = 0.5 * (a3[2] + b3[2])
-    width = max(2, int(round(2 * radius * intrinsics[0, 0] / z)))
-    axis = (b3 - a3) / max(np.linalg.norm(b3 - a3), 1e-9)
+    width = max(2, int(round(2 * radius * focal / z)))
+    axis = (b3 - a3) / max(float(np.sqrt((b3 - a3) @ (b3 - a3))), 1e-9)
     view = -(a3 + b3) / 2
     normal = view - (view @ axis) * axis  # the cylinder's normal facing the camera
     bright = (0.55 + 0.5 * _diffuse(normal)) * _depth_factor(z, z_ref)
     img2d = b2 - a2
-    perp = np.array([-img2d[1], img2d[0]]) / max(np.linalg.norm(img2d), 1e-9)
+    perp = np.array([-img2d[1], img2d[0]]) / max(float(np.sqrt(img2d @ img2d)), 1e-9)
     if perp @ LIGHT_DIR[:2] < 0:
         perp = -perp
-    shift = perp * width * 0.18
-    cv2.line(img, _pt(a2), _pt(b2), _shade(colour, 0.35), width + 2, cv2.LINE_AA, SUBPIXEL_BITS)
-    cv2.line(img, _pt(a2), _pt(b2), _shade(colour, 0.8 * bright), width, cv2.LINE_AA, SUBPIXEL_BITS)
+    pa, pb = _pt(a2), _pt(b2)
+    cv2.line(img, pa, pb, _shade(colour, 0.35), width + 2, cv2.LINE_AA, SUBPIXEL_BITS)
+    cv2.line(img, pa, pb, _shade(colour, 0.8 * bright), width, cv2.LINE_AA, SUBPIXEL_BITS)
     if width >= 4:
+        shift = perp * width * 0.18
         core = max(1, int(round(width * 0.45)))
         cv2.line(img, _pt(a2 + shift), _pt(b2 + shift), _shade(colour, bright, 0.12), core, cv2.LINE_AA, SUBPIXEL_BITS)
 
@@ -160,7 +165,9 @@ def _draw_torso(img, joints, style: PersonStyle, intrinsics, z_ref) -> None:
     cv2.polylines(img, [hull], True, _shade(style.shirt, 0.8 * bright), width, cv2.LINE_AA, SUBPIXEL_BITS)
     cv2.fillConvexPoly(img, hull, _shade(style.shirt, bright), cv2.LINE_AA, SUBPIXEL_BITS)
     # The trousers' waistband: a capsule across the hips.
-    _draw_capsule(img, joints[J["left_hip"]], joints[J["right_hip"]], 0.085, style.trousers, intrinsics, z_ref)
+    hips3 = joints[[J["left_hip"], J["right_hip"]]]
+    hips2 = pts2[:2]
+    _draw_capsule(img, hips3[0], hips3[1], hips2[0], hips2[1], 0.085, style.trousers, float(intrinsics[0, 0]), z_ref)
 
 
 def _draw_head(img, joints, style: PersonStyle, intrinsics, z_ref) -> None:
@@ -193,14 +200,20 @@ def _draw_head(img, joints, style: PersonStyle, intrinsics, z_ref) -> None:
         cv2.ellipse(img, centre, axes, angle, 0, 360, hair, -1, cv2.LINE_AA)
 
 
-def person_parts(joints: np.ndarray) -> list[tuple[float, str, tuple]]:
-    """The parts of one person as (mean depth, part kind, argument), for depth sorting across people."""
-    parts: list[tuple[float, str, tuple]] = []
-    for a, b, radius, garment in LIMBS:
+def person_parts(joints: np.ndarray, intrinsics: np.ndarray) -> list[tuple[float, str, tuple]]:
+    """The parts of one person as (mean depth, part kind, arguments), for depth sorting across people."""
+    ends3 = []
+    for a, b, _, _ in LIMBS:
         ja, jb = joints[J[a]], joints[J[b]]
         if a.endswith("wrist"):  # the hand reaches a little past the SMPL hand joint
             jb = jb + 0.5 * (jb - ja)
-        parts.append((0.5 * float(ja[2] + jb[2]), "limb", (ja, jb, radius, garment)))
+        ends3 += [ja, jb]
+    ends3 = np.stack(ends3)
+    ends2 = project(ends3, intrinsics)
+    parts: list[tuple[float, str, tuple]] = []
+    for i, (_, _, radius, garment) in enumerate(LIMBS):
+        a3, b3, a2, b2 = ends3[2 * i], ends3[2 * i + 1], ends2[2 * i], ends2[2 * i + 1]
+        parts.append((0.5 * float(a3[2] + b3[2]), "limb", (a3, b3, a2, b2, radius, garment)))
     parts.append((float(joints[[J[n] for n in TORSO], 2].mean()), "torso", ()))
     parts.append((float(joints[J["head"], 2]), "head", ()))
     return parts
@@ -209,16 +222,18 @@ def person_parts(joints: np.ndarray) -> list[tuple[float, str, tuple]]:
 def draw_people(img: np.ndarray, people: list[np.ndarray], styles: list[PersonStyle], intrinsics: np.ndarray) -> None:
     """Draw every person (joints (24, 3), camera frame) into ``img`` in place, far parts first."""
     queue = []
+    people = [p.astype(np.float64) for p in people]
+    focal = float(intrinsics[0, 0])
     for index, joints in enumerate(people):
         z_ref = float(joints[J["pelvis"], 2])
-        for depth, kind, args in person_parts(joints.astype(np.float64)):
+        for depth, kind, args in person_parts(joints, intrinsics):
             queue.append((depth, index, kind, args, z_ref))
     queue.sort(key=lambda item: -item[0])
     for _, index, kind, args, z_ref in queue:
-        joints, style = people[index].astype(np.float64), styles[index]
+        joints, style = people[index], styles[index]
         if kind == "limb":
-            a, b, radius, garment = args
-            _draw_capsule(img, a, b, radius, getattr(style, garment), intrinsics, z_ref)
+            a3, b3, a2, b2, radius, garment = args
+            _draw_capsule(img, a3, b3, a2, b2, radius, getattr(style, garment), focal, z_ref)
         elif kind == "torso":
             _draw_torso(img, joints, style, intrinsics, z_ref)
         else:
@@ -296,6 +311,8 @@ def random_background(
     plate = c0 * (1 - ramp[..., None]) + c1 * ramp[..., None]
     coarse = rng.uniform(-40, 40, size=(max(2, ph // 40), max(2, pw // 40), 3)).astype(np.float32)
     plate += cv2.resize(coarse, (pw, ph), interpolation=cv2.INTER_CUBIC)
+    medium = rng.uniform(-18, 18, size=(max(2, ph // 10), max(2, pw // 10), 1)).astype(np.float32)
+    plate += cv2.resize(medium, (pw, ph), interpolation=cv2.INTER_CUBIC)[..., None]  # texture for optical flow
 
     # A floor: the lower part of the plate, tiled.
     floor_y = int(ph * rng.uniform(0.55, 0.7))
