@@ -46,6 +46,7 @@ class StageResult:
 
 def _result(settings: PipelineSettings, name: str, processed: int, rejected: int, **kw) -> StageResult:
     uri = settings.table_uri(name)
+    tables.create_empty(uri, tables.SCHEMAS[name])  # a stage that kept nothing still leaves a (empty) table
     return StageResult(name, uri, tables.version(uri), tables.count(uri), processed, rejected, **kw)
 
 
@@ -110,7 +111,8 @@ def ingest_raw_videos(settings: PipelineSettings, log: Log = default_log) -> Sta
     log(f"raw_videos: {len(paths)} files under {source}")
     rows, bad = [], []
     seen: dict[str, str] = {}
-    for res in map_items([{"uri": str(p)} for p in paths], ProbeTask(), "probe videos", log, settings.ray_address):
+    probed = map_items([{"uri": str(p)} for p in paths], ProbeTask(), "probe videos", log, settings.ray_address)
+    for res in sorted(probed, key=lambda r: r.item["uri"]):  # the first path (sorted) of duplicate content is kept
         uri, value = res.item["uri"], res.value or {}
         if res.error or "rejected" in value:
             reason = "probe_failed" if res.error else value["rejected"]

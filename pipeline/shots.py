@@ -1,4 +1,4 @@
-"""Shot boundary detection: split each raw video into shots (paper Sec. 3.4, data curation).
+"""Shot boundary detection: split each raw video into shots (paper App. B, "Shot Segmentation").
 
 The paper cuts videos into shots with AutoShot. Two detectors sit behind one small
 interface here, picked by the `shot_detector` setting:

@@ -66,5 +66,5 @@ def split_shot(verdicts: np.ndarray, start: int, end: int, min_frames: int) -> l
 def neutral_joints(pose_aa: np.ndarray, transl: np.ndarray) -> np.ndarray:
     """(T, 24, 3) joints: FK of the pose on the neutral SMPL shape plus the root translation (Sec. 3.1)."""
     with torch.no_grad():
-        joints = forward_kinematics(torch.from_numpy(pose_aa).double(), transl=torch.from_numpy(transl).double())
+        joints = forward_kinematics(torch.tensor(pose_aa, dtype=torch.float64), transl=torch.tensor(transl, dtype=torch.float64))
     return joints.float().numpy()

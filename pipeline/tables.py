@@ -92,6 +92,8 @@ REJECTS = pa.schema([
     ("detail", pa.string()),        # what a person needs to know
 ])
 
+SCHEMAS = {"raw_videos": RAW_VIDEOS, "shots": SHOTS, "poses": POSES, "subclips": SUBCLIPS, "rejects": REJECTS}
+
 
 def exists(uri: str) -> bool:
     return (Path(uri) / "_versions").is_dir() if "://" not in uri else _remote_exists(uri)

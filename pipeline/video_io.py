@@ -55,6 +55,9 @@ class VideoRejected(Exception):
         where = f" ({self.path})" if self.path else ""
         super().__init__(f"{reason}: {detail}{where}")
 
+    def __reduce__(self):  # pickle by fields, so it crosses Ray process boundaries intact
+        return type(self), (self.reason, self.detail, self.path)
+
 
 @dataclass(frozen=True)
 class VideoInfo:

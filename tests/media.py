@@ -67,7 +67,7 @@ def make_cut_frames(
     """Frames (T,H,W,3) with hard cuts at `cut_frames` (the first frame of each new shot).
 
     Each shot has its own hue and texture; inside a shot the background pans 1 px per
-    frame and a bright disc moves across it, so there is motion but no content change.
+    frame and a disc moves across it, so there is motion but no content change.
     """
     width, height = size
     cuts = list(cut_frames)
@@ -80,7 +80,8 @@ def make_cut_frames(
         background = _shot_background(rng, height, width, shot)
         disc_colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         for i, t in enumerate(range(start, end)):
-            frame = np.ascontiguousarray(background[:, i % width : i % width + width])
+            offset = width - abs(i % (2 * width) - width)  # pans back and forth, no jump
+            frame = np.ascontiguousarray(background[:, offset : offset + width])
             centre = (int(width * 0.2 + 3 * i) % width, height // 2 + int(20 * np.sin(i / 5)))
             cv2.circle(frame, centre, height // 10, disc_colour, thickness=-1)
             frames[t] = frame

@@ -1,7 +1,10 @@
 """pipeline.video_io: probing, rejection reasons, content ids and frame ranges."""
 
+import csv
 import hashlib
+import pickle
 import shutil
+from pathlib import Path
 
 import cv2
 import media
@@ -22,14 +25,15 @@ from pipeline.video_io import (
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    """A 50-frame 320x240 h264 mp4 at 25 fps with a cut at frame 20, and its source frames."""
+    """A 50-frame 320x240 h264 mp4 at 25 fps with a cut at frame 20, its source frames and
+    its full decode."""
     path = tmp_path_factory.mktemp("video_io") / "good.mp4"
     frames = media.write_cut_video(path, [20], 50, size=(320, 240), seed=1)
-    return path, frames
+    return path, frames, read_frames(path)
 
 
 def test_probe_good_video(good):
-    path, _ = good
+    path, _, _ = good
     assert probe_video(path) == VideoInfo(
         uri=str(path.resolve()), num_frames=50, fps=25.0, width=320, height=240, duration_s=2.0, codec="h264"
     )
@@ -53,16 +57,15 @@ def test_probe_counts_frames_in_other_containers(tmp_path, name, codec, expected
 
 
 def test_decoded_frames_are_rgb_and_close_to_source(good):
-    path, source = good
-    decoded = read_frames(path)
+    path, source, decoded = good
     assert decoded.shape == (50, 240, 320, 3) and decoded.dtype == np.uint8
-    error = np.abs(decoded.astype(int) - source).mean()
-    swapped = np.abs(decoded[..., ::-1].astype(int) - source).mean()
+    error = np.abs(decoded.astype(np.int16) - source).mean()
+    swapped = np.abs(decoded[..., ::-1].astype(np.int16) - source).mean()
     assert error < 3.0 < swapped  # RGB order, not OpenCV's BGR
 
 
 def test_content_id_is_sha256_prefix_stable_and_content_dependent(good, tmp_path):
-    path, _ = good
+    path, _, _ = good
     expected = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     assert content_id(path) == content_id(str(path)) == expected
     copy = shutil.copy(path, tmp_path / "renamed.mov")
@@ -102,16 +105,18 @@ def test_decoding_a_bad_file_raises_video_rejected(tmp_path):
         next(iter_frames(tmp_path / "bad.mp4"))
 
 
-def test_unknown_reject_reason_is_an_error():
+def test_video_rejected_checks_its_reason_and_pickles():
     with pytest.raises(ValueError, match="reason"):
         VideoRejected("broken", "detail")
     assert len(set(REJECT_REASONS)) == 6
+    error = pickle.loads(pickle.dumps(VideoRejected("corrupt", "cut short", "/data/a.mp4")))
+    assert (error.reason, error.detail, error.path) == ("corrupt", "cut short", "/data/a.mp4")
+    assert str(error) == "corrupt: cut short (/data/a.mp4)"
 
 
 @pytest.mark.parametrize("start, end", [(0, 5), (7, 23), (19, 21), (40, None), (49, 50), (12, 12)])
 def test_frame_ranges_match_full_decode(good, start, end):
-    path, _ = good
-    full = read_frames(path)
+    path, _, full = good
     part = read_frames(path, start, end)
     assert np.array_equal(part, full[start:end])
     assert part.shape[1:] == (240, 320, 3)
@@ -119,7 +124,7 @@ def test_frame_ranges_match_full_decode(good, start, end):
 
 
 def test_frame_ranges_past_the_end(good):
-    path, _ = good
+    path, _, _ = good
     assert len(list(iter_frames(path, 45, 80))) == 5  # iteration stops at the last frame
     with pytest.raises(ValueError, match="ends at frame 50"):
         read_frames(path, 45, 80)
@@ -130,11 +135,11 @@ def test_frame_ranges_past_the_end(good):
 
 
 def test_resized_frames_match_a_resize_of_the_full_frames(good):
-    path, _ = good
+    path, _, _ = good
     small = np.stack(list(iter_frames(path, 15, 25, size=(48, 27))))
     assert small.shape == (10, 27, 48, 3)
     reference = np.stack([cv2.resize(f, (48, 27), interpolation=cv2.INTER_AREA) for f in read_frames(path, 15, 25)])
-    assert np.abs(small.astype(int) - reference).mean() < 6.0  # a wrong frame or flip gives > 19
+    assert np.abs(small.astype(np.int16) - reference).mean() < 6.0  # a wrong frame or flip gives > 19
 
 
 @pytest.mark.parametrize(
@@ -144,3 +149,18 @@ def test_resized_frames_match_a_resize_of_the_full_frames(good):
 )
 def test_is_video_file_by_extension(name, expected):
     assert is_video_file(name) is expected
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
+
+
+@pytest.mark.skipif(not (REAL / "index.csv").exists(), reason="shared/real samples not present")
+def test_probe_real_videos_matches_their_index():
+    """Real phone/web encodes (h264 and mpeg4, portrait and square) against the samples' index."""
+    with open(REAL / "index.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        info = probe_video(REAL / f"{row['id']}.mp4")
+        assert (info.num_frames, info.height, info.width) == (int(row["frames"]), int(row["height"]), int(row["width"]))
+    first = REAL / f"{rows[0]['id']}.mp4"
+    assert np.array_equal(read_frames(first, 3, 5), np.stack(list(iter_frames(first, 0, 5)))[3:5])

@@ -1,4 +1,7 @@
-"""Command line: ``python -m pipeline.synthetic --out DIR [--seed 0] [--preset demo]`` renders a sample and prints a summary."""
+"""Command line: ``python -m pipeline.synthetic --out DIR [--seed 0] [--preset demo]``.
+
+Renders a generated sample (with a progress bar over frames) and prints a summary.
+"""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def stance(num_frames: int) -> np.ndarray:
 
 
 def set_arm(angles: np.ndarray, side: str, down, swing=0.0, elbow=0.0) -> None:
-    """Shoulder lowered ``down`` rad from the T-pose, swung forward ``swing`` rad, elbow flexed forward ``elbow`` rad."""
+    """Shoulder lowered ``down`` rad from the T-pose and swung forward ``swing`` rad; elbow flexed ``elbow`` rad."""
     sign = 1.0 if side == "left" else -1.0  # the left arm points along +X, the right along -X
     angles[:, J[f"{side}_shoulder"], 2] = -sign * np.asarray(down)
     angles[:, J[f"{side}_shoulder"], 0] = -np.asarray(swing)
@@ -113,7 +113,7 @@ def set_arm(angles: np.ndarray, side: str, down, swing=0.0, elbow=0.0) -> None:
 
 
 def set_leg(angles: np.ndarray, side: str, flex, knee=0.0, abduct=0.0, flat_foot: float = 0.8) -> None:
-    """Hip flexed forward ``flex`` rad, knee bent ``knee`` rad, leg spread ``abduct`` rad; the ankle keeps the foot level-ish."""
+    """Hip flexed forward ``flex`` rad, knee bent ``knee`` rad, leg spread ``abduct`` rad; the ankle levels the foot."""
     sign = 1.0 if side == "left" else -1.0
     flex, knee = np.asarray(flex), np.asarray(knee)
     angles[:, J[f"{side}_hip"], 0] = -flex

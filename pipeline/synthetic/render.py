@@ -15,7 +15,7 @@ normal shots optical flow); a shot with ``drift 0`` is still.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -178,24 +178,24 @@ def _draw_head(img, joints, style: PersonStyle, intrinsics, z_ref) -> None:
     f = intrinsics[0, 0]
     c2, top2 = project(np.stack([centre3, centre3 + up]), intrinsics)
     angle = float(np.degrees(np.arctan2(top2[1] - c2[1], top2[0] - c2[0]))) + 90.0
-    axes = (max(1, int(round(f * HEAD_RADII[0] / centre3[2]))), max(1, int(round(f * HEAD_RADII[1] / centre3[2]))))
-    bright = (0.55 + 0.5 * _diffuse(-centre3 / np.linalg.norm(centre3) + 0.5 * LIGHT_DIR)) * _depth_factor(
-        centre3[2], z_ref
-    )
+    axes = tuple(max(1, int(round(f * r / centre3[2]))) for r in HEAD_RADII)
+    view = -centre3 / np.linalg.norm(centre3)
+    bright = (0.55 + 0.5 * _diffuse(view + 0.5 * LIGHT_DIR)) * _depth_factor(centre3[2], z_ref)
+    skin = _shade(style.skin, bright)
     centre = (int(round(c2[0])), int(round(c2[1])))
     cv2.ellipse(img, centre, (axes[0] + 1, axes[1] + 1), angle, 0, 360, _shade(style.skin, 0.35), -1, cv2.LINE_AA)
-    cv2.ellipse(img, centre, axes, angle, 0, 360, _shade(style.skin, bright), -1, cv2.LINE_AA)
+    cv2.ellipse(img, centre, axes, angle, 0, 360, skin, -1, cv2.LINE_AA)
     # Hair on the back and top of the head; eyes when the face is toward the camera.
-    facing = float(forward @ (-centre3 / np.linalg.norm(centre3)))
-    hair = _shade((60, 40, 25), 1.0)
-    if facing > 0.2:
+    hair = (60.0, 40.0, 25.0)
+    if float(forward @ view) > 0.2:
         cv2.ellipse(img, centre, axes, angle, 180, 360, hair, -1, cv2.LINE_AA)
-        cv2.ellipse(img, centre, (axes[0], max(1, axes[1] // 3)), angle, 0, 360, _shade(style.skin, bright), -1, cv2.LINE_AA)
+        cv2.ellipse(img, centre, (axes[0], max(1, axes[1] // 3)), angle, 0, 360, skin, -1, cv2.LINE_AA)
         left = joints[J["left_shoulder"]] - joints[J["right_shoulder"]]
         left = left / np.linalg.norm(left)
+        eye_radius = int(max(1.0, f * 0.012 / centre3[2]) * (1 << SUBPIXEL_BITS))
         for s in (-1.0, 1.0):
             eye = project(centre3 + s * 0.035 * left + 0.02 * up + 0.06 * forward, intrinsics)
-            cv2.circle(img, _pt(eye), max(1 << SUBPIXEL_BITS, int(f * 0.012 / centre3[2] * 16)), (30, 25, 25), -1, cv2.LINE_AA, SUBPIXEL_BITS)
+            cv2.circle(img, _pt(eye), eye_radius, (30, 25, 25), -1, cv2.LINE_AA, SUBPIXEL_BITS)
     else:
         cv2.ellipse(img, centre, axes, angle, 0, 360, hair, -1, cv2.LINE_AA)
 
@@ -249,24 +249,24 @@ def person_extent_points(joints: np.ndarray) -> np.ndarray:
 
 
 def fit_in_view(motion: Motion, intrinsics: np.ndarray, width: int, height: int, margin_px: float = 8.0) -> Motion:
-    """Move the person back (larger z) until the whole body stays inside the image on every frame.
+    """Move the person back (larger z, 5 cm steps) until the whole body is inside the image on every frame.
 
-    Pulls the pelvis toward the optical axis first if it is far off to the side.
-    Raises if no depth up to 6 m fits (a motion too large for the view).
+    The motions' depth ranges already fit a 320x240 view; this guards other sizes.
+    Raises if pushing back by 3 m is not enough (a motion too wide for the view).
     """
     joints = motion.joints().astype(np.float64)
     for dz in np.arange(0.0, 3.0, 0.05):
-        moved = joints + np.array([0.0, 0.0, dz])
-        uv = project(person_extent_points(moved), intrinsics)
-        if (
+        uv = project(person_extent_points(joints + np.array([0.0, 0.0, dz])), intrinsics)
+        inside = (
             uv[..., 0].min() >= margin_px
             and uv[..., 1].min() >= margin_px
             and uv[..., 0].max() <= width - 1 - margin_px
             and uv[..., 1].max() <= height - 1 - margin_px
-        ):
+        )
+        if inside:
             transl = motion.transl + np.array([0.0, 0.0, dz], dtype=np.float32)
             return Motion(pose=motion.pose, transl=transl.astype(np.float32))
-    raise ValueError(f"motion does not fit a {width}x{height} view at any depth up to 6 m")
+    raise ValueError(f"motion does not fit a {width}x{height} view even 3 m further back")
 
 
 # --- Backgrounds ---------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class Background:
 
     plate: np.ndarray
     velocity: tuple[float, float]
-    start: tuple[int, int] = field(default=(0, 0))
+    start: tuple[int, int] = (0, 0)
 
     def frame(self, t: int, width: int, height: int) -> np.ndarray:
         x = self.start[0] + int(round(self.velocity[0] * t))
@@ -334,7 +334,7 @@ def random_background(
         elif shape == 1:
             cv2.circle(plate, (cx, cy), size // 2 + 2, colour, thickness, cv2.LINE_AA)
         else:
-            pts = np.array([(cx + rng.integers(-size, size), cy + rng.integers(-size, size)) for _ in range(3)], np.int32)
+            pts = np.stack([cx + rng.integers(-size, size, 3), cy + rng.integers(-size, size, 3)], 1).astype(np.int32)
             cv2.fillPoly(plate, [pts], colour, cv2.LINE_AA)
     grain = rng.normal(0.0, 5.0, size=plate.shape).astype(np.float32)
     plate = np.clip(plate.astype(np.float32) + grain, 0, 255).astype(np.uint8)
@@ -351,32 +351,37 @@ def blur_frame(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
 
 
-def text_layout(rng: np.random.Generator, width: int, height: int, lines: int = 2) -> list[tuple[str, tuple[int, int], float, int]]:
-    """Caption lines (text, bottom-left origin, font scale, thickness) filling most of the frame width."""
+Caption = tuple[str, tuple[int, int], float, int]  # text, bottom-left origin, font scale, thickness
+
+
+def text_layout(rng: np.random.Generator, width: int, height: int, lines: int = 2) -> list[Caption]:
+    """Caption lines filling most of the frame width, spread from near the top to near the bottom."""
+    if not 1 <= lines <= len(TEXT_WORDS):
+        raise ValueError(f"lines must be in 1..{len(TEXT_WORDS)}, got {lines}")
     words = rng.choice(len(TEXT_WORDS), size=lines, replace=False)
-    layout = []
     line_h = height * 0.2
-    top = rng.uniform(0.05, 0.15) * height
+    first = rng.uniform(0.25, 0.35) * height  # baseline of the first line
+    last = 0.92 * height
+    layout = []
     for i, w in enumerate(words):
         text = TEXT_WORDS[int(w)]
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, 1.0, 2)
         scale = min(0.92 * width / tw, 0.75 * line_h / th)
         thickness = max(2, int(round(2.2 * scale)))
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, thickness)
-        x = int((width - tw) / 2)
-        y = int(top + (i + 1) * line_h) if i == 0 else int(height - 0.08 * height)
-        layout.append((text, (x, y), float(scale), thickness))
+        (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, thickness)
+        y = first if lines == 1 else first + (last - first) * i / (lines - 1)
+        layout.append((text, (int((width - tw) / 2), int(y)), float(scale), thickness))
     return layout
 
 
-def draw_text(img: np.ndarray, layout: list[tuple[str, tuple[int, int], float, int]]) -> None:
+def draw_text(img: np.ndarray, layout: list[Caption]) -> None:
     """Burn the caption lines into ``img``: white letters with a black outline, like a video overlay."""
     for text, origin, scale, thickness in layout:
         cv2.putText(img, text, origin, cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), thickness + 3, cv2.LINE_AA)
         cv2.putText(img, text, origin, cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 
-def text_boxes(layout: list[tuple[str, tuple[int, int], float, int]]) -> list[tuple[int, int, int, int]]:
+def text_boxes(layout: list[Caption]) -> list[tuple[int, int, int, int]]:
     """Pixel boxes (x0, y0, x1, y1) of the caption lines."""
     boxes = []
     for text, (x, y), scale, thickness in layout:

@@ -121,7 +121,8 @@ class VideoSpec:
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2:
-            raise ValueError(f"video {self.name!r}: yuv420p needs even width and height, got {self.width}x{self.height}")
+            size = f"{self.width}x{self.height}"
+            raise ValueError(f"video {self.name!r}: yuv420p needs even width and height, got {size}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,12 @@ PRESETS: dict[str, Preset] = {
             VideoSpec("three_shots", (S("normal", 60, "walk"), S("normal", 50, "wave"), S("normal", 56, "squat"))),
             VideoSpec(
                 "four_shots_gap",
-                (S("normal", 56, "dance"), S("normal", 52, "jump"), S("gap", 86, "turn", gap=10), S("normal", 56, "dance")),
+                (
+                    S("normal", 56, "dance"),
+                    S("normal", 52, "jump"),
+                    S("gap", 86, "turn", gap=10),  # person parts of 38 frames before and after the gap
+                    S("normal", 56, "dance"),
+                ),
             ),
             VideoSpec(
                 "effects",
@@ -155,7 +161,12 @@ PRESETS: dict[str, Preset] = {
             ),
             VideoSpec(
                 "people",
-                (S("no_person", 36), S("two_people", 48, "walk", "dance"), S("normal", 20, "wave"), S("normal", 56, "squat")),
+                (
+                    S("no_person", 36),
+                    S("two_people", 48, "walk", "dance"),
+                    S("normal", 20, "wave"),  # too short for a sub-clip
+                    S("normal", 56, "squat"),
+                ),
             ),
             VideoSpec("noisy", (S("normal", 50, "walk"), S("noisy_pose", 50, "dance"), S("normal", 52, "jump"))),
             VideoSpec("portrait_dance", (S("normal", 120, "dance"),), width=240, height=320),
@@ -183,11 +194,22 @@ PRESETS: dict[str, Preset] = {
         (
             VideoSpec(
                 "tiny_cuts",
-                (S("normal", 12, "walk"), S("normal", 12, "dance"), S("blur", 10, "wave"), S("text", 10, "squat"), S("static", 10, "static")),
+                (
+                    S("normal", 12, "walk"),
+                    S("normal", 12, "dance"),
+                    S("blur", 10, "wave"),
+                    S("text", 10, "squat"),
+                    S("static", 10, "static"),
+                ),
             ),
             VideoSpec(
                 "tiny_people",
-                (S("no_person", 8), S("two_people", 10, "walk", "dance"), S("noisy_pose", 10, "jump"), S("gap", 16, "turn", gap=4)),
+                (
+                    S("no_person", 8),
+                    S("two_people", 10, "walk", "dance"),
+                    S("noisy_pose", 10, "jump"),
+                    S("gap", 16, "turn", gap=4),
+                ),
             ),
         ),
     ),
@@ -209,6 +231,7 @@ class ShotInfo:
     camera_drift_px: float
     expected_reject: dict | None
     expected_subclips: list[list[int]]
+    absent_frames: list[int] | None = None  # [start, end) with no person inside a "gap" shot
     text_boxes: list[list[int]] = field(default_factory=list)
 
 
@@ -349,7 +372,10 @@ def render_shot(
     draw_persons: bool = True,
     progress=None,
 ) -> ShotRender:
-    """Render one shot. The same ``rng`` state gives the same shot; ``draw_persons=False`` the same frames without people."""
+    """Render one shot; the same ``rng`` state gives the same shot.
+
+    ``draw_persons=False`` gives the same frames without the people (a person-free reference).
+    """
     intrinsics = camera_intrinsics(width, height)
     num = spec.frames
     motion_names = [spec.motion, spec.motion2 or spec.motion][: spec.num_people]
@@ -385,7 +411,8 @@ def render_shot(
     for track in tracks:
         track[~present] = np.nan
     frames = render_frames(
-        background, tracks, styles, intrinsics, width, height, num, effects, draw_persons=draw_persons, progress=progress
+        background, tracks, styles, intrinsics, width, height, num, effects,
+        draw_persons=draw_persons, progress=progress,
     )
     return ShotRender(frames, pose, transl, unc, drift, boxes)
 
@@ -399,7 +426,9 @@ def sample_hash(seed: int, preset: Preset) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _rng(seed: int, preset: Preset, *indices: int) -> np.random.Generator:
+def shot_rng(seed: int, preset: Preset, video_index: int, shot_index: int | None = None) -> np.random.Generator:
+    """The random stream of one video (``shot_index`` None) or shot; the preset's name salts it."""
+    indices = [video_index] if shot_index is None else [video_index, shot_index + 1]
     return np.random.default_rng([seed, zlib.crc32(preset.name.encode()), *indices])
 
 
@@ -415,9 +444,10 @@ class _H264Writer:
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(CRF), "preset": "veryfast"}
-        # Multi-threaded x264 gave different bytes run to run here; one thread makes the
-        # file (and so a video id derived from its bytes) a pure function of the seed.
+        # x264's macroblock-tree rate control gave different bytes run to run here (even on
+        # one thread), and the output depends on the thread count: with mbtree off and one
+        # thread the file, and so a video id derived from its bytes, is a function of the seed.
+        self.stream.options = {"crf": str(CRF), "preset": "veryfast", "x264-params": "mbtree=0"}
         self.stream.codec_context.thread_count = 1
 
     def write(self, frames: np.ndarray) -> None:
@@ -436,7 +466,7 @@ def _write_video(
 ) -> VideoInfo:
     file, sidecar = f"videos/{video.name}.mp4", f"videos/{video.name}.smpl.npz"
     max_people = max(1, max(s.num_people for s in video.shots))
-    video_rng = _rng(seed, preset, index)
+    video_rng = shot_rng(seed, preset, index)
     base_hue = video_rng.uniform()
     poses, transls, uncs, shots = [], [], [], []
     tmp = root / f"videos/{video.name}.partial.mp4"
@@ -446,7 +476,7 @@ def _write_video(
         for si, spec in enumerate(video.shots):
             hue = (base_hue + 0.37 * si) % 1.0  # consecutive shots get far-apart palettes
             shot = render_shot(
-                spec, video.width, video.height, preset.fps, _rng(seed, preset, index, si + 1),
+                spec, video.width, video.height, preset.fps, shot_rng(seed, preset, index, si),
                 hue=hue, tempo=preset.tempo, amplitude=preset.amplitude, progress=bar,
             )
             writer.write(shot.frames)
@@ -460,6 +490,7 @@ def _write_video(
                     start_frame=start, end_frame=start + spec.frames, kind=spec.kind, motion=spec.motion_label,
                     num_people=spec.num_people, camera_drift_px=round(shot.drift_px, 3), expected_reject=reject,
                     expected_subclips=subclips, text_boxes=[list(b) for b in shot.text_boxes],
+                    absent_frames=None if spec.absent() is None else [start + a for a in spec.absent()],
                 )
             )
             start += spec.frames
@@ -494,7 +525,11 @@ def _cached(root: Path, digest: str) -> SampleManifest | None:
 
 
 def make_sample(out_dir: str | Path, seed: int = 0, preset: str = "demo", progress: bool = False) -> SampleManifest:
-    """Render preset ``preset`` with ``seed`` into ``out_dir``; returns at once if that exact sample is already there."""
+    """Render preset ``preset`` with ``seed`` into ``out_dir``.
+
+    Returns the existing manifest at once when the same seed and preset (same hash)
+    was already written there with all its files.
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown sample preset {preset!r}; expected one of {sorted(PRESETS)}")
     spec = PRESETS[preset]

@@ -1,0 +1,163 @@
+"""The first slice of the asset graph, end to end on the generated sample plus every kind of bad input:
+raw_videos -> shots -> poses -> subclips -> rejects, on Ray, over Lance tables."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import media
+from pipeline import curation, tables
+from pipeline.config import PipelineSettings
+from pipeline.synthetic import make_sample
+
+BAD_FILES = {
+    "empty.mp4": (media.write_zero_byte, "empty_file"),
+    "notes.mp4": (media.write_not_a_video, "not_a_video"),
+    "broken.mp4": (media.write_corrupt_video, "corrupt"),
+    "frameless.mp4": (media.write_no_frames_video, "no_frames"),
+    "weird_codec.mp4": (media.write_unsupported_codec_video, "unsupported_codec"),
+}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return make_sample(tmp_path_factory.mktemp("sample"), seed=0, preset="demo")
+
+
+@pytest.fixture(scope="module")
+def curated(sample, tmp_path_factory):
+    """The sample's videos plus the bad files in one input folder, curated once; returns (settings, manifest, results)."""
+    inputs = tmp_path_factory.mktemp("inputs")
+    for video in sample.videos:
+        shutil.copy(sample.video_path(video), inputs)
+        shutil.copy(sample.sidecar_path(video), inputs)
+    for name, (write, _) in BAD_FILES.items():
+        write(inputs / name)
+    shutil.copy(sample.video_path(sample.videos[0]), inputs / "zz_copy_of_first.mp4")  # sorts last: the original is kept
+    settings = PipelineSettings(data_root=str(tmp_path_factory.mktemp("data")), raw_videos=str(inputs)).validated()
+    results = {
+        "raw_videos": curation.ingest_raw_videos(settings),
+        "shots": curation.segment_shots(settings),
+        "poses": curation.estimate_poses(settings),
+        "subclips": curation.extract_subclips(settings),
+    }
+    return settings, sample, results
+
+
+def rejects_of(settings, stage):
+    return tables.read(settings.table_uri("rejects"), filter=f"stage = '{stage}'").to_pylist()
+
+
+def test_every_bad_input_is_rejected_with_its_reason_and_good_files_go_on(curated):
+    settings, sample, results = curated
+    by_file = {Path(r["uri"]).name: r["reason"] for r in rejects_of(settings, "raw_videos")}
+    for name, (_, reason) in BAD_FILES.items():
+        assert by_file[name] == reason, (name, by_file.get(name))
+    # identical bytes under two names: one row, the other path rejected as a duplicate
+    assert by_file["zz_copy_of_first.mp4"] == "duplicate"
+    assert results["raw_videos"].num_rows == len(sample.videos)  # the duplicate is one row
+    # every input file is accounted for: kept or rejected
+    assert results["raw_videos"].num_rows + len(by_file) == results["raw_videos"].extra["files_seen"]
+
+
+def test_raw_video_rows_match_the_files(curated):
+    settings, sample, _ = curated
+    from pipeline.video_io import content_id
+
+    rows = {r["id"]: r for r in tables.read(settings.table_uri("raw_videos")).to_pylist()}
+    for video in sample.videos:
+        row = rows[content_id(sample.video_path(video))]
+        assert row["num_frames"] == video.num_frames
+        assert (row["width"], row["height"]) == (video.width, video.height)
+        assert row["codec"] == "h264" and abs(row["fps"] - sample.fps) < 1e-3
+        assert len(row["id"]) >= 16
+
+
+def test_shots_found_within_one_frame_of_the_generated_cuts(curated):
+    settings, sample, _ = curated
+    shots = tables.read(settings.table_uri("shots")).to_pylist()
+    for video in sample.videos:
+        starts = sorted(s["start_frame"] for s in shots if Path(s["uri"]).name == Path(video.file).name)
+        assert len(starts) == len(video.cuts) + 1, (video.name, starts, video.cuts)
+        assert np.abs(np.array(starts[1:]) - np.array(video.cuts)).max(initial=0) <= 1, (video.name, starts, video.cuts)
+
+
+def test_poses_cover_every_frame_with_the_right_person_count(curated):
+    settings, sample, results = curated
+    assert results["poses"].num_rows == sum(v.num_frames for v in sample.videos)
+    video = next(v for v in sample.videos if any(s.kind == "two_people" for s in v.shots))
+    shot = next(s for s in video.shots if s.kind == "two_people")
+    video_id = tables.read(settings.table_uri("raw_videos"), filter=f"uri LIKE '%{Path(video.file).name}'")["id"][0].as_py()
+    rows = tables.read(settings.table_uri("poses"), filter=f"video_id = '{video_id}'")
+    people = dict(zip(rows["frame"].to_pylist(), rows["num_people"].to_pylist()))
+    assert all(people[f] == 2 for f in range(shot.start_frame, shot.end_frame))
+
+
+def test_subclip_rules_on_the_generated_special_shots(curated):
+    settings, sample, _ = curated
+    rejected = {(Path(r["uri"]).name, r["start_frame"], r["end_frame"]): r["reason"] for r in rejects_of(settings, "subclips")}
+    clips = tables.read(settings.table_uri("subclips"), columns=["uri", "start_frame", "end_frame", "num_frames"]).to_pylist()
+    assert all(c["num_frames"] >= 33 for c in clips)
+    for video in sample.videos:
+        name = Path(video.file).name
+        for shot in video.shots:
+            fate = shot.expected_reject
+            if fate and fate["stage"] == "subclips":
+                reasons = {r for (f, s, e), r in rejected.items() if f == name and shot.start_frame <= s < shot.end_frame}
+                assert fate["reason"] in reasons, (name, shot, reasons)
+            if shot.kind == "gap":  # a no-person gap splits the shot into two sub-clips
+                inside = [c for c in clips if Path(c["uri"]).name == name and shot.start_frame <= c["start_frame"] < shot.end_frame]
+                assert len(inside) == 2
+
+
+def test_subclip_joints_are_fk_of_the_ground_truth(curated):
+    settings, sample, _ = curated
+    from pipeline.synthetic.sample import read_sidecar
+    from pipeline.subclips import neutral_joints
+
+    table = tables.read(settings.table_uri("subclips"), filter="num_frames >= 33").slice(0, 3)
+    for row, joints in zip(table.to_pylist(), tables.sequence_as_arrays(table, "joints", (24, 3))):
+        side = read_sidecar(Path(row["uri"]).with_name(Path(row["uri"]).stem + ".smpl.npz"))
+        s = slice(row["start_frame"], row["end_frame"])
+        expected = neutral_joints(side["pose"][s, 0], side["transl"][s, 0])
+        np.testing.assert_allclose(joints, expected, atol=1e-5)
+
+
+def test_rematerializing_keeps_row_counts(curated):
+    settings, _, results = curated
+    before = {name: tables.count(settings.table_uri(name)) for name in ("raw_videos", "shots", "poses", "subclips", "rejects")}
+    curation.ingest_raw_videos(settings)
+    curation.segment_shots(settings, recompute=True)
+    curation.estimate_poses(settings, recompute=True)
+    curation.extract_subclips(settings)
+    after = {name: tables.count(settings.table_uri(name)) for name in before}
+    assert after == before
+    assert tables.version(settings.table_uri("poses")) > results["poses"].version
+
+
+def test_nlf_backend_without_weights_is_one_clear_error(curated, tmp_path):
+    settings, _, _ = curated
+    nlf = settings.with_overrides(pose_backend="nlf", weights=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="nlf_l_multi.torchscript"):
+        curation.estimate_poses(nlf, recompute=True)
+
+
+def test_video_without_sidecar_or_weights_is_rejected_not_fatal(curated, tmp_path):
+    settings, sample, _ = curated
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(sample.video_path(sample.videos[0]), folder)
+    own = PipelineSettings(data_root=str(tmp_path / "data"), raw_videos=str(folder)).validated()
+    curation.ingest_raw_videos(own)
+    curation.segment_shots(own)
+    result = curation.estimate_poses(own)
+    assert result.rejected == 1 and rejects_of(own, "poses")[0]["reason"] == "no_pose_backend"
+
+
+def test_missing_input_folder_is_one_clear_error(tmp_path):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="MTVCRAFT_RAW_VIDEOS"):
+        PipelineSettings(data_root=str(tmp_path), raw_videos=str(tmp_path / "absent")).validated()
