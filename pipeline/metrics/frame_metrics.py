@@ -19,6 +19,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 SsimMode = Literal["per_channel", "grayscale"]
 SSIM_MODES = ("per_channel", "grayscale")
 PEAK = 255.0
+SSIM_BORDER = 5  # half of the 11 x 11 Gaussian window
 
 
 def check_video(video: np.ndarray, name: str = "video") -> np.ndarray:
@@ -75,7 +76,8 @@ def ssim_per_frame(generated: np.ndarray, reference: np.ndarray, mode: SsimMode 
     ``mode="per_channel"`` follows the paper (Eq. 13-14): SSIM on each colour
     channel separately, averaged over the channels. ``mode="grayscale"`` is
     DisCo's evaluation: SSIM on the uint8 luma image. The SSIM map is averaged
-    over the valid region (5 pixels cropped at each border), as scikit-image does.
+    over the valid region (5 pixels cropped at each border), as in Wang's code and
+    scikit-image (``gaussian_weights=True, use_sample_covariance=False``).
     """
     generated, reference = check_pair(generated, reference)
     if mode not in SSIM_MODES:
@@ -83,11 +85,16 @@ def ssim_per_frame(generated: np.ndarray, reference: np.ndarray, mode: SsimMode 
     if mode == "grayscale":
         generated, reference = _grayscale(generated), _grayscale(reference)
     frames, height, width, channels = generated.shape
+    if min(height, width) <= 2 * SSIM_BORDER:
+        raise ValueError(f"SSIM needs frames larger than 11 x 11 pixels; got {height} x {width}")
     # One single-channel image per (frame, channel): SSIM^c_t of Eq. 13.
     gen = _channels_first(generated).reshape(frames * channels, 1, height, width)
     ref = _channels_first(reference).reshape(frames * channels, 1, height, width)
-    per_image = structural_similarity_index_measure(gen, ref, data_range=PEAK, reduction="none")
-    return per_image.reshape(frames, channels).mean(dim=1).numpy()
+    _, ssim_map = structural_similarity_index_measure(gen, ref, data_range=PEAK, return_full_image=True)
+    # torchmetrics 1.9 averages the whole reflect-padded map; Wang's code and scikit-image
+    # average only the valid region, where the 11 x 11 window lies inside the image.
+    valid = ssim_map[..., SSIM_BORDER:-SSIM_BORDER, SSIM_BORDER:-SSIM_BORDER]
+    return valid.mean(dim=(1, 2, 3)).reshape(frames, channels).mean(dim=1).numpy()
 
 
 def ssim(generated: np.ndarray, reference: np.ndarray, mode: SsimMode = "per_channel") -> float:
