@@ -3,8 +3,9 @@
 Each compares a generated video with its ground-truth video frame by frame and
 averages over the frames, giving one number per video. Videos are uint8 RGB
 arrays of shape (T, H, W, 3); the two videos of a pair must have the same shape.
-PSNR and SSIM run in float64 on the CPU with torchmetrics; LPIPS runs the lpips
-v0.1 AlexNet network (see ``feature_networks.load_lpips_alexnet``).
+PSNR (torchmetrics) and SSIM (kornia) run in float64 on the CPU: in float32,
+flat regions (white studio backgrounds) shift SSIM by up to 4e-4. LPIPS runs the
+lpips v0.1 AlexNet network (see ``feature_networks.load_lpips_alexnet``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 from typing import Literal
 
 import cv2
+import kornia
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 SsimMode = Literal["per_channel", "grayscale"]
 SSIM_MODES = ("per_channel", "grayscale")
 PEAK = 255.0
-SSIM_BORDER = 5  # half of the 11 x 11 Gaussian window
+SSIM_WINDOW = 11  # Gaussian window of Wang et al. (sigma 1.5)
 
 
 def check_video(video: np.ndarray, name: str = "video") -> np.ndarray:
@@ -41,7 +43,7 @@ def check_pair(generated: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray
 
 
 def _channels_first(video: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, 3, H, W) float64 on 0-255."""
+    """(T, H, W, C) uint8 -> (T, C, H, W) float64 on 0-255."""
     return torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).to(torch.float64)
 
 
@@ -77,24 +79,22 @@ def ssim_per_frame(generated: np.ndarray, reference: np.ndarray, mode: SsimMode 
     channel separately, averaged over the channels. ``mode="grayscale"`` is
     DisCo's evaluation: SSIM on the uint8 luma image. The SSIM map is averaged
     over the valid region (5 pixels cropped at each border), as in Wang's code and
-    scikit-image (``gaussian_weights=True, use_sample_covariance=False``).
+    scikit-image (``gaussian_weights=True, use_sample_covariance=False``); torchmetrics
+    1.9 would average the reflect-padded border too.
     """
     generated, reference = check_pair(generated, reference)
     if mode not in SSIM_MODES:
         raise ValueError(f"ssim mode = {mode!r}; choose one of {SSIM_MODES}")
     if mode == "grayscale":
         generated, reference = _grayscale(generated), _grayscale(reference)
-    frames, height, width, channels = generated.shape
-    if min(height, width) <= 2 * SSIM_BORDER:
-        raise ValueError(f"SSIM needs frames larger than 11 x 11 pixels; got {height} x {width}")
-    # One single-channel image per (frame, channel): SSIM^c_t of Eq. 13.
-    gen = _channels_first(generated).reshape(frames * channels, 1, height, width)
-    ref = _channels_first(reference).reshape(frames * channels, 1, height, width)
-    _, ssim_map = structural_similarity_index_measure(gen, ref, data_range=PEAK, return_full_image=True)
-    # torchmetrics 1.9 averages the whole reflect-padded map; Wang's code and scikit-image
-    # average only the valid region, where the 11 x 11 window lies inside the image.
-    valid = ssim_map[..., SSIM_BORDER:-SSIM_BORDER, SSIM_BORDER:-SSIM_BORDER]
-    return valid.mean(dim=(1, 2, 3)).reshape(frames, channels).mean(dim=1).numpy()
+    height, width = generated.shape[1:3]
+    if min(height, width) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels; got {height} x {width}")
+    # SSIM^c_t of Eq. 13 for every frame t and channel c: a (T, C, H - 10, W - 10) map.
+    ssim_map = kornia.metrics.ssim(
+        _channels_first(generated), _channels_first(reference), SSIM_WINDOW, max_val=PEAK, eps=0.0, padding="valid"
+    )
+    return ssim_map.mean(dim=(1, 2, 3)).numpy()
 
 
 def ssim(generated: np.ndarray, reference: np.ndarray, mode: SsimMode = "per_channel") -> float:
