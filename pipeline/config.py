@@ -14,12 +14,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 SHOT_DETECTORS = ("scenedetect", "transnetv2")
-POSE_BACKENDS = ("auto", "annotations", "nlf")
+POSE_BACKENDS = ("auto", "annotations", "nlf", "mediapipe")
 
 ENV_DATA_ROOT = "MTVCRAFT_DATA_ROOT"
 ENV_RAW_VIDEOS = "MTVCRAFT_RAW_VIDEOS"
 ENV_WEIGHTS = "MTVCRAFT_WEIGHTS"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
+ENV_MOTION_VIDEO_VERSION = "MTVCRAFT_MOTION_VIDEO_VERSION"
 
 NLF_WEIGHTS_FILE = "nlf_l_multi.torchscript"
 
@@ -45,6 +46,23 @@ class PipelineSettings:
     min_clip_frames: int = 33
     sample_seed: int = 0
     sample_preset: str = "demo"
+    # App. B quality scorers: backend per metric (embedded defaults first; see pipeline/scores).
+    blur_backend: str = "opencv-laplacian"
+    flow_backend: str = "dis"
+    ocr_backend: str = "rapidocr"
+    aesthetic_backend: str = "classical-iq"
+    # Keep-rules; None = the chosen backend's default (the paper's values for the paper's backends).
+    min_aesthetic: float | None = None
+    min_flow: float | None = None
+    min_blur: float | None = None
+    max_text_ratio: float | None = None
+    uncertainty_drop: float = 0.10
+    # Bounded scoring cost per clip: every k-th frame, at most N frames; flow on frames resized to this long side.
+    score_every_k: int = 4
+    score_max_frames: int = 16
+    flow_long_side: int = 512
+    # Which motion_video version training reads (0 = latest); MTVCRAFT_MOTION_VIDEO_VERSION.
+    motion_video_version: int = 0
 
     @classmethod
     def from_env(cls, **overrides) -> "PipelineSettings":
@@ -54,6 +72,7 @@ class PipelineSettings:
             "raw_videos": os.environ.get(ENV_RAW_VIDEOS, ""),
             "weights": os.environ.get(ENV_WEIGHTS, ""),
             "ray_address": os.environ.get(ENV_RAY_ADDRESS, ""),
+            "motion_video_version": int(os.environ.get(ENV_MOTION_VIDEO_VERSION, "0") or 0),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env).validated()
@@ -73,6 +92,16 @@ class PipelineSettings:
             raise ConfigError(f"shot_detector = {self.shot_detector!r}; choose one of {SHOT_DETECTORS}")
         if self.pose_backend not in POSE_BACKENDS:
             raise ConfigError(f"pose_backend = {self.pose_backend!r}; choose one of {POSE_BACKENDS}")
+        for name in ("min_aesthetic", "min_flow", "min_blur", "max_text_ratio"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} = {value}; thresholds must be >= 0")
+        if not 0.0 <= self.uncertainty_drop < 1.0:
+            raise ConfigError(f"uncertainty_drop = {self.uncertainty_drop}; must be in [0, 1) (the paper drops 0.10)")
+        if self.score_every_k < 1 or self.score_max_frames < 1 or self.flow_long_side < 32:
+            raise ConfigError("score_every_k and score_max_frames must be >= 1 and flow_long_side >= 32")
+        if self.motion_video_version < 0:
+            raise ConfigError(f"motion_video_version ({ENV_MOTION_VIDEO_VERSION}) = {self.motion_video_version}; must be >= 0")
         if self.min_clip_frames < 2:
             raise ConfigError(f"min_clip_frames = {self.min_clip_frames}; must be >= 2 (the paper uses 33)")
         return self

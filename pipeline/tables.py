@@ -80,6 +80,28 @@ SUBCLIPS = pa.schema([
     ("pose_backend", pa.string()),
 ])
 
+CLIP_SCORES = pa.schema([
+    ("id", pa.string()),            # the sub-clip id
+    ("video_id", pa.string()),
+    ("uri", pa.string()),
+    ("start_frame", pa.int32()),
+    ("end_frame", pa.int32()),
+    ("num_frames", pa.int32()),
+    ("pose_uncertainty", pa.float32()),  # metres: mean over frames of the max joint uncertainty (App. B)
+    ("aesthetic", pa.float32()),
+    ("flow", pa.float32()),         # mean optical-flow magnitude, px/frame at the configured long side
+    ("blur", pa.float32()),         # Laplacian variance
+    ("text_ratio", pa.float32()),   # text-box union area / frame area
+    ("aesthetic_backend", pa.string()),
+    ("flow_backend", pa.string()),
+    ("blur_backend", pa.string()),
+    ("ocr_backend", pa.string()),
+    ("scoring_key", pa.string()),   # backends + versions + sampling: scores are reused while it matches
+    ("frames_scored", pa.int32()),
+    ("failed_filter", pa.string()), # "" when kept by the latest curation run
+    ("kept", pa.bool_()),
+])
+
 REJECTS = pa.schema([
     ("id", pa.string()),            # "<stage>:<item id>"
     ("stage", pa.string()),
@@ -92,7 +114,8 @@ REJECTS = pa.schema([
     ("detail", pa.string()),        # what a person needs to know
 ])
 
-SCHEMAS = {"raw_videos": RAW_VIDEOS, "shots": SHOTS, "poses": POSES, "subclips": SUBCLIPS, "rejects": REJECTS}
+SCHEMAS = {"raw_videos": RAW_VIDEOS, "shots": SHOTS, "poses": POSES, "subclips": SUBCLIPS, "clip_scores": CLIP_SCORES,
+           "rejects": REJECTS}
 
 
 def exists(uri: str) -> bool:

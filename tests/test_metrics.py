@@ -350,3 +350,21 @@ def test_evaluate_videos_reports_every_metric(tmp_path, weights_dir):
         evaluate_videos(generated, reference, tmp_path, metrics=("is",))
     with pytest.raises(ValueError, match="video pair 1"):
         evaluate_videos(generated, [reference[0], reference[1][:5]], tmp_path, metrics=("psnr",))
+
+
+def test_evaluate_videos_fid_pools_every_frame(monkeypatch, tmp_path):
+    """FID wiring with a 4-d stand-in feature network (a real 2048-d sqrtm takes a minute on this CPU)."""
+    import pipeline.metrics as metrics
+
+    def channel_stats(batch: torch.Tensor) -> torch.Tensor:  # uint8 (N, 3, H, W) -> (N, 4)
+        x = batch.double()
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(1, 2, 3))[:, None]], dim=1)
+
+    monkeypatch.setattr(metrics, "load_inception", lambda weights_dir, device: channel_stats)
+    reference = [textured_video(frames=3, seed=50), textured_video(frames=2, seed=51)]
+    generated = [textured_video(frames=4, seed=52)]
+    got = evaluate_videos(generated, reference, tmp_path, metrics=("fid",), device="cpu")["fid"]
+    features = lambda videos: np.concatenate([channel_stats(torch.from_numpy(v).permute(0, 3, 1, 2)).numpy()
+                                              for v in videos])
+    expected = frechet_distance(*gaussian_stats(features(generated)), *gaussian_stats(features(reference)))
+    assert got == pytest.approx(expected, rel=1e-9)

@@ -1,0 +1,256 @@
+"""4DMoT training checkpoints: safetensors + a SHA-256 checksum file, no pickle anywhere.
+
+One checkpoint is one ``step_XXXXXXXX.safetensors`` file holding
+- ``model.<name>``: the model state (weights and the EMA codebook buffers:
+  codebook, cluster sizes, sums, reset window, step counter),
+- ``buffer.<name>``: buffers left out of the state_dict (the release layout
+  keeps its EMA state non-persistent), so that its training resumes exactly too,
+- ``optimizer.state.<param>.<key>``: the optimizer's tensors (AdamW moments
+  and step counters), flattened; their structure and every non-tensor value
+  (param groups: lr, betas, ...) sit in the JSON metadata,
+- ``stats.mean`` / ``stats.std``: the motion normalisation (so that a
+  checkpoint alone tokenizes new motion),
+and in the safetensors metadata one JSON document: format, step, sampler
+state (seed, next step), training and tokenizer configs, extra (loss curve).
+
+Beside it, ``step_XXXXXXXX.safetensors.sha256`` in ``sha256sum`` format.
+`load_checkpoint` hashes the bytes it parses and refuses a file whose hash
+differs (a torn write, bit rot, a tampered file), naming the file. Files are
+written to a temporary name and renamed, the checksum last, so a killed run
+never leaves a checkpoint that `latest_checkpoint` would pick up half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+CHECKPOINT_FORMAT = "mtvcraft-4dmot-train/1"
+_META_KEY = "mtvcraft"
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint whose bytes do not match its recorded SHA-256, or that cannot be parsed."""
+
+
+@dataclass
+class TrainingCheckpoint:
+    """Everything a checkpoint holds, as tensors and plain JSON values."""
+
+    path: Path
+    step: int
+    model_state: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any] | None
+    sampler: dict[str, int]
+    train_config: dict[str, Any]
+    tokenizer_config: dict[str, Any]
+    stats_mean: torch.Tensor
+    stats_std: torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.safetensors"
+
+
+def checksum_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (its state_dict names have no ``module.``)."""
+    return getattr(model, "module", model)
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors by name, JSON structure pointing at them)."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, entries in state["state"].items():
+        slot: dict[str, Any] = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                name = f"optimizer.state.{pid}.{key}"
+                tensors[name] = value
+                slot[key] = {"tensor": name}
+            else:
+                slot[key] = {"value": value}
+        structure["state"][str(pid)] = slot
+    return tensors, structure
+
+
+def _unflatten_optimizer(structure: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    state = {
+        int(pid): {key: tensors[v["tensor"]] if "tensor" in v else v["value"] for key, v in slot.items()}
+        for pid, slot in structure["state"].items()
+    }
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in structure["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(
+    directory: str | Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    *,
+    stats_mean: torch.Tensor,
+    stats_std: torch.Tensor,
+    sampler: dict[str, int],
+    train_config: dict[str, Any],
+    tokenizer_config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    keep: int = 3,
+) -> Path:
+    """Write ``step_XXXXXXXX.safetensors`` and its ``.sha256`` into ``directory``; keep the last ``keep``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    module = _unwrap(model)
+    state = module.state_dict()
+    tensors = {f"model.{k}": v for k, v in state.items()}
+    tensors.update({f"buffer.{k}": v for k, v in module.named_buffers() if k not in state})
+    structure = None
+    if optimizer is not None:
+        opt_tensors, structure = _flatten_optimizer(optimizer.state_dict())
+        tensors.update(opt_tensors)
+    tensors["stats.mean"] = torch.as_tensor(stats_mean)
+    tensors["stats.std"] = torch.as_tensor(stats_std)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "step": step,
+        "sampler": sampler,
+        "train_config": train_config,
+        "tokenizer_config": tokenizer_config,
+        "optimizer": structure,
+        "extra": extra or {},
+    }
+    data = st_save(tensors, metadata={_META_KEY: json.dumps(meta)})
+    path = directory / checkpoint_name(step)
+    _atomic_write(path, data)
+    _atomic_write(checksum_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+    prune_checkpoints(directory, keep)
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Complete checkpoints (file and checksum present) in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.glob("step_*.safetensors") if checksum_path(p).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The newest complete checkpoint in ``directory``, or None."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(directory: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (and their checksum files)."""
+    if keep < 1:
+        return
+    for old in list_checkpoints(directory)[:-keep]:
+        checksum_path(old).unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+
+
+def read_verified(path: str | Path) -> bytes:
+    """The file's bytes, after checking them against the SHA-256 in ``<file>.sha256``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (expected a step_XXXXXXXX.safetensors file)")
+    sums = checksum_path(path)
+    if not sums.is_file():
+        raise CorruptCheckpointError(f"checkpoint {path} has no checksum file {sums.name}: refusing to load it")
+    data = path.read_bytes()
+    recorded = sums.read_text().split()
+    expected = recorded[0] if recorded else ""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is corrupted: its SHA-256 is {actual}, {sums.name} records {expected or 'nothing'}"
+        )
+    return data
+
+
+def _metadata(data: bytes, path: Path) -> dict[str, Any]:
+    """The JSON metadata of a safetensors byte string (header: u64 length, then JSON)."""
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+        return json.loads(header["__metadata__"][_META_KEY])
+    except (struct.error, ValueError, KeyError, TypeError) as err:
+        raise CorruptCheckpointError(f"{path} is not a 4DMoT training checkpoint: {err}") from err
+
+
+def load_checkpoint(path: str | Path) -> TrainingCheckpoint:
+    """Verify and read a checkpoint written by `save_checkpoint` (safetensors only: no code runs)."""
+    path = Path(path)
+    data = read_verified(path)
+    meta = _metadata(data, path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CorruptCheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+    tensors = st_load(data)
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    buffers = {k[len("buffer.") :]: v for k, v in tensors.items() if k.startswith("buffer.")}
+    optimizer_state = _unflatten_optimizer(meta["optimizer"], tensors) if meta.get("optimizer") else None
+    return TrainingCheckpoint(
+        path=path,
+        step=int(meta["step"]),
+        model_state=model_state,
+        buffers=buffers,
+        optimizer_state=optimizer_state,
+        sampler=meta["sampler"],
+        train_config=meta["train_config"],
+        tokenizer_config=meta["tokenizer_config"],
+        stats_mean=tensors["stats.mean"],
+        stats_std=tensors["stats.std"],
+        extra=meta.get("extra", {}),
+    )
+
+
+def restore_model(model: nn.Module, ckpt: TrainingCheckpoint) -> None:
+    """Load a checkpoint's weights (strictly) and its non-persistent buffers into ``model``."""
+    module = _unwrap(model)
+    module.load_state_dict(ckpt.model_state, strict=True)
+    own = dict(module.named_buffers())
+    for name, value in ckpt.buffers.items():
+        if name not in own:
+            raise KeyError(f"{ckpt.path}: buffer {name!r} does not exist in this model")
+        own[name].copy_(value)
+
+
+def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
+    """A trained 4DMoT in eval mode with its normaliser: ``(VQVAE, MotionNormalizer, TrainingCheckpoint)``."""
+    from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig
+
+    ckpt = load_checkpoint(path)
+    config = TokenizerConfig.from_dict(ckpt.tokenizer_config)
+    model = VQVAE(config)
+    restore_model(model, ckpt)
+    normalizer = MotionNormalizer(ckpt.stats_mean, ckpt.stats_std, differential=config.differential, num_joints=config.num_joints)
+    return model.to(device).eval(), normalizer.to(device), ckpt

@@ -1,0 +1,153 @@
+"""Optical-flow magnitude of paper App. B: how much a clip moves, in pixels per frame.
+
+For each sampled pair of consecutive frames (i, i + 1) the dense flow field is estimated
+and its mean magnitude taken; the clip score is the mean over pairs. ``score_clip`` resizes
+the pairs to a fixed long side first (``DEFAULT_FLOW_LONG_SIDE`` = 512), so that a value
+means the same motion at any video resolution; a scorer measures at the size it is given.
+Kept when >= 2.0 (paper).
+
+Backends:
+- "dis" (embedded default): OpenCV's DIS optical flow (Kroeger et al. 2016), preset
+  MEDIUM, on grey frames; classical, CPU, no weights. It recovers pure shifts exactly and
+  is in the same unit as the paper's flow, but it smooths over thin fast limbs and
+  untextured regions, so on real footage it tends to read a little lower than a network.
+- "raft" (production): torchvision's RAFT-large (Teed & Deng 2020) with the
+  ``raft_large_C_T_SKHT_V2-ff5fadd5.pth`` weights from ``MTVCRAFT_WEIGHTS``, on a GPU when
+  there is one. The paper used UniMatch (Xu et al. 2023), a later flow network with no
+  packaged implementation; RAFT is the closest field-library network and measures the same
+  quantity.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+RAFT_WEIGHTS_FILE = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"  # torchvision's Raft_Large_Weights.C_T_SKHT_V2
+
+
+def mean_magnitude(flow: np.ndarray) -> float:
+    """Mean Euclidean length of a flow field (H, W, 2), in pixels."""
+    return float(np.hypot(flow[..., 0], flow[..., 1]).mean())
+
+
+def _mean_or_nan(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _check_pair(first: np.ndarray, second: np.ndarray) -> None:
+    if first.shape != second.shape or first.ndim != 3 or first.shape[2] != 3:
+        raise ValueError(f"a flow pair needs two RGB frames (H, W, 3) of one size, got {first.shape} and {second.shape}")
+
+
+class DISFlow:
+    """Embedded backend "dis": OpenCV DIS optical flow (see the module docstring)."""
+
+    metric = "flow"
+    backend = "dis"
+    needs_pairs = True
+
+    def __init__(self, preset: str = "medium") -> None:
+        if preset not in DIS_PRESETS:
+            raise ValueError(f"DIS preset = {preset!r}; choose one of {tuple(DIS_PRESETS)}")
+        self.preset = preset
+        self.version = f"opencv {cv2.__version__}; DIS preset {preset}, mean |flow| over pairs"
+        self._dis = None  # an OpenCV object cannot be pickled: made in setup(), on the worker
+
+    def setup(self) -> None:
+        if self._dis is None:
+            self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.preset])
+
+    def pair_flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Flow (H, W, 2) from RGB ``first`` to RGB ``second``: second(p + flow(p)) ~ first(p)."""
+        _check_pair(first, second)
+        self.setup()
+        grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in (first, second)]
+        return self._dis.calc(grey[0], grey[1], None)
+
+    def score(self, frames: list | None, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return _mean_or_nan([mean_magnitude(self.pair_flow(a, b)) for a, b in pairs])
+
+
+class RAFTFlow:
+    """Production backend "raft": torchvision RAFT with weights from a local file (see the module docstring).
+
+    ``arch`` "large" (default, for the C_T_SKHT_V2 file) or "small" (raft_small's files).
+    Frames are padded (edge replicate) to a multiple of 8, as RAFT needs, and the flow is
+    cropped back. Pairs run in batches of ``batch_size``.
+    """
+
+    metric = "flow"
+    backend = "raft"
+    needs_pairs = True
+    WEIGHT_FILES = {"weights_path": RAFT_WEIGHTS_FILE}
+
+    def __init__(
+        self,
+        weights_path: str | Path,
+        arch: str = "large",
+        num_flow_updates: int = 12,
+        device: str | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        if arch not in ("large", "small"):
+            raise ValueError(f"RAFT arch = {arch!r}; choose 'large' or 'small'")
+        self.weights_path = Path(weights_path)
+        self.arch = arch
+        self.num_flow_updates = num_flow_updates
+        self.device = device
+        self.batch_size = batch_size
+        self.version = f"torchvision raft_{arch}; {self.weights_path.name}; {num_flow_updates} updates"
+        self._model = None
+
+    def setup(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from torchvision.models.optical_flow import raft_large, raft_small
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = (raft_large if self.arch == "large" else raft_small)(weights=None, progress=False)
+        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{self.weights_path} is not a torchvision raft_{self.arch} state dict: {error}") from error
+        self._model = model.to(device).eval()
+        self._device = torch.device(device)
+
+    def pair_flows(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Flows (N, H, W, 2) of the pairs (all of one size), from the first frame to the second."""
+        import torch
+        import torch.nn.functional as F
+
+        self.setup()
+        for first, second in pairs:
+            _check_pair(first, second)
+        height, width = pairs[0][0].shape[:2]
+        pad_h, pad_w = (-height) % 8, (-width) % 8
+        flows = []
+        for begin in range(0, len(pairs), self.batch_size):
+            chunk = pairs[begin : begin + self.batch_size]
+            images = torch.from_numpy(np.stack([np.stack(pair) for pair in chunk]))  # (B, 2, H, W, 3) uint8
+            images = images.to(self._device).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1.0)  # [-1, 1]
+            first = F.pad(images[:, 0], (0, pad_w, 0, pad_h), mode="replicate")
+            second = F.pad(images[:, 1], (0, pad_w, 0, pad_h), mode="replicate")
+            with torch.inference_mode():
+                flow = self._model(first, second, num_flow_updates=self.num_flow_updates)[-1]
+            flows.append(flow[:, :, :height, :width].permute(0, 2, 3, 1).float().cpu().numpy())
+        return np.concatenate(flows)
+
+    def score(self, frames: list | None, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        if not pairs:
+            return math.nan
+        return _mean_or_nan([mean_magnitude(flow) for flow in self.pair_flows(pairs)])

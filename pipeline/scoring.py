@@ -1,0 +1,168 @@
+"""The ``clip_scores`` stage (paper App. B): quality scores per sub-clip, then the keep/reject verdicts.
+
+Scores run on Ray actors, each building its scorers (and loading their weights) once. A clip's scores
+are cached by clip id and ``scoring_key`` (backends, their versions and the frame sampling): changing a
+threshold re-decides every clip without scoring again; changing a backend re-scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import previews, rejects, tables
+from pipeline.clip_filters import REASONS, Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
+from pipeline.config import PipelineSettings
+from pipeline.curation import REJECTS, SUBCLIPS, StageResult, _result
+from pipeline.progress import Log, default_log
+from pipeline.ray_runtime import map_items
+from pipeline.rejects import Reject
+
+CLIP_SCORES = "clip_scores"
+METRICS = ("aesthetic", "flow", "blur", "ocr")
+
+
+def scorer_backends(settings: PipelineSettings) -> dict[str, str]:
+    return {"aesthetic": settings.aesthetic_backend, "flow": settings.flow_backend,
+            "blur": settings.blur_backend, "ocr": settings.ocr_backend}
+
+
+def thresholds_for(settings: PipelineSettings) -> Thresholds:
+    """The run's keep-rules: each explicit setting, else the default of the backend that produced the score."""
+    from pipeline.scores import default_threshold
+
+    backends = scorer_backends(settings)
+
+    def pick(value, metric):
+        return value if value is not None else default_threshold(metric, backends[metric])
+
+    return Thresholds(
+        uncertainty_drop=settings.uncertainty_drop,
+        min_aesthetic=pick(settings.min_aesthetic, "aesthetic"),
+        min_flow=pick(settings.min_flow, "flow"),
+        min_blur=pick(settings.min_blur, "blur"),
+        max_text_ratio=pick(settings.max_text_ratio, "ocr"),
+    ).validated()
+
+
+class ScoreTask:
+    """All four quality scores of one sub-clip, decoding its frames once."""
+
+    def __init__(self, settings: PipelineSettings):
+        self.backends = scorer_backends(settings)
+        self.weights = settings.weights or None
+        self.every_k, self.max_frames = settings.score_every_k, settings.score_max_frames
+        self.flow_long_side = settings.flow_long_side
+
+    def setup(self) -> None:
+        from pipeline.scores import FrameSampling, make_scorer
+
+        self.scorers = [make_scorer(m, b, weights_dir=self.weights) for m, b in self.backends.items()]
+        self.sampling = FrameSampling(every_k=self.every_k, max_frames=self.max_frames)
+        for scorer in self.scorers:
+            scorer.setup()
+
+    def key(self) -> str:
+        """What the cached scores depend on."""
+        from pipeline.scores import make_scorer
+
+        parts = {m: f"{b}:{make_scorer(m, b, weights_dir=self.weights).version}" for m, b in self.backends.items()}
+        parts["sampling"] = f"every{self.every_k}max{self.max_frames}long{self.flow_long_side}"
+        return json.dumps(parts, sort_keys=True)
+
+    def __call__(self, item: dict) -> dict:
+        from pipeline.scores import score_clip
+
+        return score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling, self.flow_long_side)
+
+
+def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str = "") -> StageResult:
+    """Score new sub-clips, then decide every clip with this run's thresholds (uncertainty quantile recomputed)."""
+    thresholds = thresholds_for(settings)
+    uri = settings.table_uri(CLIP_SCORES)
+    clips = tables.read(settings.table_uri(SUBCLIPS), columns=["id", "video_id", "uri", "start_frame", "end_frame",
+                                                                "num_frames", "joint_uncertainty"])
+    task = ScoreTask(settings)
+    key = task.key()
+    backends = json.loads(key)
+    cached = {}
+    if tables.exists(uri):
+        for row in tables.read(uri, filter=f"scoring_key = '{key}'").to_pylist():
+            cached[row["id"]] = row
+    uncertainty = [clip_pose_uncertainty(u) for u in tables.sequence_as_arrays(clips, "joint_uncertainty", (24,))]
+    rows = []
+    todo = []
+    for clip, u in zip(clips.drop_columns(["joint_uncertainty"]).to_pylist(), uncertainty):
+        base = {**clip, "pose_uncertainty": u}
+        if clip["id"] in cached:
+            old = cached[clip["id"]]
+            rows.append({**old, **base})
+        else:
+            todo.append(base)
+    log(f"clip_scores: {len(todo)} clips to score, {len(rows)} cached (key {key})")
+    failed = []
+    for res in map_items(todo, task, "score clips", log, settings.ray_address):
+        if res.error:
+            failed.append(Reject(CLIP_SCORES, res.item["id"], "scoring_failed", res.error, video_id=res.item["video_id"],
+                                 uri=res.item["uri"], start_frame=res.item["start_frame"], end_frame=res.item["end_frame"]))
+            continue
+        v = res.value
+        rows.append({**res.item, "aesthetic": v["aesthetic"], "flow": v["flow"], "blur": v["blur"], "text_ratio": v["ocr"],
+                     "aesthetic_backend": backends["aesthetic"], "flow_backend": backends["flow"],
+                     "blur_backend": backends["blur"], "ocr_backend": backends["ocr"], "scoring_key": key,
+                     "frames_scored": int(v.get("frames_scored", 0))})
+
+    cut = uncertainty_cut(np.array([r["pose_uncertainty"] for r in rows]), thresholds.uncertainty_drop)
+    bad = list(failed)
+    failures = []
+    for r in rows:
+        failure = first_failure(r, thresholds, cut)
+        failures.append(failure)
+        r["failed_filter"], r["kept"] = failure or "", failure is None
+        if failure:
+            bad.append(Reject(CLIP_SCORES, r["id"], REASONS[failure], _why(r, failure, thresholds, cut),
+                              video_id=r["video_id"], uri=r["uri"], start_frame=r["start_frame"], end_frame=r["end_frame"]))
+    table = pa.Table.from_pylist([{k: r.get(k) for k in tables.CLIP_SCORES.names} for r in rows], schema=tables.CLIP_SCORES)
+    tables.upsert(uri, table, delete_stale="true")  # the table mirrors the current sub-clips
+    rejects.record(settings.table_uri(REJECTS), CLIP_SCORES, bad, within=f"stage = '{CLIP_SCORES}'")
+    steps = funnel(failures)
+    png = previews.encode_png(funnel_chart(steps))
+    return _result(settings, CLIP_SCORES, len(todo), len(bad), preview_png=png,
+                   preview_markdown=previews.markdown_table([{"step": s, "clips": n} for s, n in steps]),
+                   extra={"thresholds": asdict(thresholds), "uncertainty_cut_m": cut, "funnel": dict(steps),
+                          "scoring_key": backends, "scored_now": len(todo), "cached": len(rows) - len(todo) + len(failed)})
+
+
+def _why(row: dict, failure: str, t: Thresholds, cut: float) -> str:
+    return {
+        "pose_uncertainty": f"pose uncertainty {row['pose_uncertainty']:.3f} m > cut {cut:.3f} m (top {t.uncertainty_drop:.0%})",
+        "aesthetic": f"aesthetic {row['aesthetic']:.2f} < {t.min_aesthetic} ({row['aesthetic_backend']})",
+        "flow": f"optical flow {row['flow']:.2f} px/frame < {t.min_flow} ({row['flow_backend']})",
+        "blur": f"Laplacian variance {row['blur']:.1f} < {t.min_blur}",
+        "ocr": f"text ratio {row['text_ratio']:.3f} > {t.max_text_ratio} ({row['ocr_backend']})",
+    }[failure]
+
+
+def funnel_chart(steps: list[tuple[str, int]]) -> np.ndarray:
+    """A bar chart of the funnel (clips left after each filter), as an RGB image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
+    names, counts = zip(*steps)
+    ax.barh(range(len(steps))[::-1], counts, color="#4C78A8")
+    ax.set_yticks(range(len(steps))[::-1], names)
+    for i, c in enumerate(counts):
+        ax.text(c, len(steps) - 1 - i, f" {c}", va="center")
+    ax.set_xlabel("clips")
+    ax.set_title("Curation funnel (App. B filters, in order)")
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
