@@ -5,7 +5,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
-from pipeline import curation
+from pipeline import curation, scoring
+from pipeline import motion_video as motion_video_stage
 
 GROUP = "curation"
 
@@ -44,7 +45,29 @@ def subclips(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> Mate
     return materialized(curation.extract_subclips(settings, context.log.info), settings)
 
 
-@asset(group_name=GROUP, deps=[raw_videos, shots, poses, subclips], kinds={"lance"})
+@asset(group_name=GROUP, deps=[subclips], kinds={"lance", "ray"})
+def clip_scores(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
+    """App. B quality scores per sub-clip (pose uncertainty, aesthetic, optical flow, blur, OCR text) and this
+    run's keep/reject verdicts; the funnel and thresholds are in the metadata."""
+    settings = mtvcraft.settings()
+    return materialized(scoring.score_clips(settings, context.log.info, context.run_id), settings)
+
+
+@asset(group_name=GROUP, deps=[clip_scores], kinds={"lance"})
+def motion_video(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
+    """The curated motion-video table: a new Lance version per curation run, tagged with the run id."""
+    settings = mtvcraft.settings()
+    return materialized(motion_video_stage.build_motion_video(settings, context.run_id, context.log.info), settings)
+
+
+@asset(group_name=GROUP, deps=[motion_video], kinds={"numpy"})
+def motion_stats(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
+    """Mean/std of joint coordinates (4DMoT normalisation) and the dataset-mean skeleton (4D RoPE, App. F)."""
+    settings = mtvcraft.settings()
+    return materialized(motion_video_stage.build_motion_stats(settings, context.log.info), settings)
+
+
+@asset(group_name=GROUP, deps=[raw_videos, shots, poses, subclips, clip_scores], kinds={"lance"})
 def rejects(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
     """Every dropped video, shot, frame range or clip, with the stage and the reason."""
     settings = mtvcraft.settings()

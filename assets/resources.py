@@ -2,10 +2,12 @@
 
 
 import os
+from dataclasses import fields
+from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from pipeline.config import ENV_DATA_ROOT, ENV_RAW_VIDEOS, ENV_RAY_ADDRESS, ENV_WEIGHTS, PipelineSettings
+from pipeline.config import ENV_DATA_ROOT, ENV_MOTION_VIDEO_VERSION, ENV_RAW_VIDEOS, ENV_RAY_ADDRESS, ENV_WEIGHTS, PipelineSettings
 
 
 class MTVCraftSettings(ConfigurableResource):
@@ -18,12 +20,24 @@ class MTVCraftSettings(ConfigurableResource):
     shot_detector: str = "scenedetect"
     pose_backend: str = "auto"
     min_clip_frames: int = 33
+    blur_backend: str = "opencv-laplacian"
+    flow_backend: str = "dis"
+    ocr_backend: str = "rapidocr"
+    aesthetic_backend: str = "classical-iq"
+    min_aesthetic: Optional[float] = None
+    min_flow: Optional[float] = None
+    min_blur: Optional[float] = None
+    max_text_ratio: Optional[float] = None
+    uncertainty_drop: float = 0.10
+    score_every_k: int = 4
+    score_max_frames: int = 16
+    flow_long_side: int = 512
+    motion_video_version: int = 0
 
     def settings(self) -> PipelineSettings:
-        return PipelineSettings(
-            data_root=self.data_root, raw_videos=self.raw_videos, weights=self.weights, ray_address=self.ray_address,
-            shot_detector=self.shot_detector, pose_backend=self.pose_backend, min_clip_frames=self.min_clip_frames,
-        ).validated()
+        """The validated pipeline settings; a bad value raises ConfigError naming it."""
+        names = {f.name for f in fields(PipelineSettings)}
+        return PipelineSettings(**{k: v for k, v in self.dict().items() if k in names}).validated()
 
 
 def settings_resource() -> MTVCraftSettings:
@@ -36,4 +50,5 @@ def settings_resource() -> MTVCraftSettings:
         raw_videos=env_or(ENV_RAW_VIDEOS, ""),
         weights=env_or(ENV_WEIGHTS, ""),
         ray_address=env_or(ENV_RAY_ADDRESS, ""),
+        motion_video_version=int(os.environ.get(ENV_MOTION_VIDEO_VERSION, "0") or 0),
     )

@@ -32,12 +32,12 @@ def scorer_backends(settings: PipelineSettings) -> dict[str, str]:
 
 def thresholds_for(settings: PipelineSettings) -> Thresholds:
     """The run's keep-rules: each explicit setting, else the default of the backend that produced the score."""
-    from pipeline.scores import default_threshold
+    from pipeline.scores.base import keep_rule
 
     backends = scorer_backends(settings)
 
     def pick(value, metric):
-        return value if value is not None else default_threshold(metric, backends[metric])
+        return value if value is not None else keep_rule(metric, backends[metric]).value
 
     return Thresholds(
         uncertainty_drop=settings.uncertainty_drop,
@@ -58,7 +58,7 @@ class ScoreTask:
         self.flow_long_side = settings.flow_long_side
 
     def setup(self) -> None:
-        from pipeline.scores import FrameSampling, make_scorer
+        from pipeline.scores.base import FrameSampling, make_scorer
 
         self.scorers = [make_scorer(m, b, weights_dir=self.weights) for m, b in self.backends.items()]
         self.sampling = FrameSampling(every_k=self.every_k, max_frames=self.max_frames)
@@ -67,16 +67,18 @@ class ScoreTask:
 
     def key(self) -> str:
         """What the cached scores depend on."""
-        from pipeline.scores import make_scorer
+        from pipeline.scores.base import make_scorer
 
         parts = {m: f"{b}:{make_scorer(m, b, weights_dir=self.weights).version}" for m, b in self.backends.items()}
         parts["sampling"] = f"every{self.every_k}max{self.max_frames}long{self.flow_long_side}"
         return json.dumps(parts, sort_keys=True)
 
     def __call__(self, item: dict) -> dict:
-        from pipeline.scores import score_clip
+        from pipeline.scores.base import sample_indices, score_clip
 
-        return score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling, self.flow_long_side)
+        scores = score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling, self.flow_long_side)
+        scores["frames_scored"] = len(sample_indices(item["end_frame"] - item["start_frame"], self.sampling))
+        return scores
 
 
 def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str = "") -> StageResult:

@@ -102,6 +102,27 @@ CLIP_SCORES = pa.schema([
     ("kept", pa.bool_()),
 ])
 
+MOTION_VIDEO = pa.schema([
+    ("id", pa.string()),            # the sub-clip id
+    ("video_id", pa.string()),
+    ("uri", pa.string()),
+    ("start_frame", pa.int32()),
+    ("end_frame", pa.int32()),
+    ("num_frames", pa.int32()),
+    ("fps", pa.float32()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("joints", seq(72)),            # metres, OpenCV camera frame: 4DMoT's input (Sec. 3.1)
+    ("pose", seq(72)),
+    ("transl", seq(3)),
+    ("pose_uncertainty", pa.float32()),
+    ("aesthetic", pa.float32()),
+    ("flow", pa.float32()),
+    ("blur", pa.float32()),
+    ("text_ratio", pa.float32()),
+    ("curation_run", pa.string()),
+])
+
 REJECTS = pa.schema([
     ("id", pa.string()),            # "<stage>:<item id>"
     ("stage", pa.string()),
@@ -115,7 +136,7 @@ REJECTS = pa.schema([
 ])
 
 SCHEMAS = {"raw_videos": RAW_VIDEOS, "shots": SHOTS, "poses": POSES, "subclips": SUBCLIPS, "clip_scores": CLIP_SCORES,
-           "rejects": REJECTS}
+           "motion_video": MOTION_VIDEO, "rejects": REJECTS}
 
 
 def exists(uri: str) -> bool:
@@ -151,6 +172,18 @@ def upsert(uri: str, rows: pa.Table, key: str = "id", delete_stale: str | None =
         builder = builder.when_not_matched_by_source_delete(delete_stale)
     builder.execute(rows.cast(ds.schema) if rows.schema != ds.schema else rows)
     return lance.dataset(uri).version
+
+
+def write_version(uri: str, rows: pa.Table, tag: str | None = None) -> int:
+    """Replace the table's contents with ``rows`` as a new version (older versions stay readable);
+    optionally tag that version (tags survive ``cleanup_old_versions``)."""
+    mode = "overwrite" if exists(uri) else "create"
+    if mode == "create" and "://" not in uri:
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    ds = lance.write_dataset(rows, uri, mode=mode)
+    if tag:
+        ds.tags.create(tag, ds.version)
+    return ds.version
 
 
 def create_empty(uri: str, schema: pa.Schema) -> int:

@@ -1,0 +1,133 @@
+"""Tokenize a motion with a trained 4DMoT and measure its reconstruction (paper Sec. 3.1).
+
+    python -m pipeline.tokenize_motion --checkpoint CKPT --input motion.npz [--out tokens.npz]
+
+The input ``.npz`` holds ``joints`` (T, 24, 3) in metres, or ``pose`` (T, 24, 3)
+or (T, 72) axis-angle plus ``transl`` (T, 3) metres, turned into joints by
+forward kinematics on the neutral SMPL shape (as the curated clips are). The
+checkpoint (`pipeline.checkpoints`) carries the model and the normalisation
+statistics. The longest prefix the tokenizer reconstructs at its own length is
+used (frame counts 8k or 8k + 1 with the sliding window of 8; at least 33).
+Prints the token id shape and the reconstruction MPJPE in millimetres.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.motion_windows import MIN_FRAMES
+
+NUM_JOINTS = 24
+
+
+def load_motion_file(path: str | Path) -> np.ndarray:
+    """Joints (T, 24, 3) float32 metres from an ``.npz`` with ``joints`` or ``pose`` + ``transl``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"motion file not found: {path} (expected an .npz with 'joints' or 'pose' + 'transl')")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    if "joints" in arrays:
+        joints = arrays["joints"]
+        if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
+            raise ValueError(f"{path}: 'joints' must have shape (T, {NUM_JOINTS}, 3) in metres, got {joints.shape}")
+    elif "pose" in arrays and "transl" in arrays:
+        joints = _joints_from_pose(arrays["pose"], arrays["transl"], path)
+    else:
+        raise ValueError(f"{path}: expected arrays 'joints' (T, 24, 3) or 'pose' + 'transl', found {sorted(arrays)}")
+    if not np.isfinite(joints).all():
+        raise ValueError(f"{path}: joints contain non-finite values")
+    if len(joints) < MIN_FRAMES:
+        raise ValueError(f"{path}: {len(joints)} frames is too few; 4DMoT needs at least {MIN_FRAMES}")
+    return joints.astype(np.float32)
+
+
+def _joints_from_pose(pose: np.ndarray, transl: np.ndarray, path: Path) -> np.ndarray:
+    from models.motion.skeleton import forward_kinematics
+
+    if pose.ndim == 2 and pose.shape[1] == 3 * NUM_JOINTS:
+        pose = pose.reshape(len(pose), NUM_JOINTS, 3)
+    if pose.ndim != 3 or pose.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"{path}: 'pose' must have shape (T, 24, 3) or (T, 72) axis-angle, got {pose.shape}")
+    if transl.shape != (len(pose), 3):
+        raise ValueError(f"{path}: 'transl' must have shape ({len(pose)}, 3) in metres, got {transl.shape}")
+    with torch.no_grad():
+        joints = forward_kinematics(torch.from_numpy(pose.astype(np.float64)), transl=torch.from_numpy(transl.astype(np.float64)))
+    return joints.numpy()
+
+
+def usable_frames(config, num_frames: int) -> int:
+    """The longest frame count <= ``num_frames`` that the tokenizer reconstructs at its own length."""
+    from models.tokenizer import valid_num_frames
+
+    valid = [f for f in valid_num_frames(config, num_frames) if f >= MIN_FRAMES]
+    if not valid:
+        raise ValueError(f"{num_frames} frames is too few; 4DMoT needs at least {MIN_FRAMES}")
+    return valid[-1]
+
+
+@torch.no_grad()
+def tokenize(model, normalizer, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joints (B, F, 24, 3) -> (code ids (B, T', J'), reconstructed joints (B, F, 24, 3)) in the input's units."""
+    repr_ = normalizer(joints)
+    ids = model.encode(repr_)
+    recon = model.decode_ids(ids)
+    return ids, normalizer.inverse(recon, first_frame=joints[:, 0])
+
+
+def mpjpe_mm(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean per-joint position error in millimetres (inputs in metres): Euclidean error averaged over joints and frames."""
+    return float((pred - target).norm(dim=-1).mean()) * 1000.0
+
+
+@torch.no_grad()
+def tokenize_windows(model, normalizer, windows: dict[int, np.ndarray], batch_size: int = 32) -> tuple[list[torch.Tensor], float]:
+    """Tokenize held-out windows grouped by length; returns (id batches, MPJPE mm over all windows)."""
+    device = next(model.parameters()).device
+    id_batches, total, count = [], 0.0, 0
+    for group in windows.values():
+        for start in range(0, len(group), batch_size):
+            joints = torch.from_numpy(group[start : start + batch_size]).to(device)
+            ids, recon = tokenize(model, normalizer, joints)
+            id_batches.append(ids.cpu())
+            err = (recon - joints).norm(dim=-1)
+            total += float(err.sum())
+            count += err.numel()
+    return id_batches, (total / count * 1000.0 if count else float("nan"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tokenize_motion", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="4DMoT training checkpoint (step_XXXXXXXX.safetensors)")
+    parser.add_argument("--input", required=True, help=".npz with joints (T, 24, 3) metres, or pose + transl")
+    parser.add_argument("--out", help="write token ids to this .npz")
+    args = parser.parse_args(argv)
+
+    from pipeline.checkpoints import CorruptCheckpointError, load_tokenizer
+
+    try:
+        joints = load_motion_file(args.input)
+        model, normalizer, _ = load_tokenizer(args.checkpoint)
+        frames = usable_frames(model.config, len(joints))
+        clip = torch.from_numpy(joints[:frames])[None]
+        ids, recon = tokenize(model, normalizer, clip)
+    except (FileNotFoundError, ValueError, CorruptCheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    error = mpjpe_mm(recon, clip)
+    note = f" (first {frames} of {len(joints)} frames)" if frames < len(joints) else ""
+    print(f"token ids shape: {tuple(ids.shape[1:])}{note}")
+    print(f"reconstruction MPJPE: {error:.2f} mm")
+    if args.out:
+        np.savez(args.out, ids=ids[0].numpy(), num_frames=frames, mpjpe_mm=error)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
