@@ -170,12 +170,13 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 
 def prune_checkpoints(directory: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints (and their checksum files)."""
+    """Delete all but the newest ``keep`` checkpoints with the files beside them (checksum, analytics)."""
     if keep < 1:
         return
     for old in list_checkpoints(directory)[:-keep]:
-        checksum_path(old).unlink(missing_ok=True)
-        old.unlink(missing_ok=True)
+        checksum_path(old).unlink(missing_ok=True)  # first: a checkpoint without checksum is never loaded
+        for sibling in Path(directory).glob(f"{old.stem}.*"):
+            sibling.unlink(missing_ok=True)
 
 
 def read_verified(path: str | Path) -> bytes:

@@ -4,18 +4,21 @@ For each sampled pair of consecutive frames (i, i + 1) the dense flow field is e
 and its mean magnitude taken; the clip score is the mean over pairs. ``score_clip`` resizes
 the pairs to a fixed long side first (``DEFAULT_FLOW_LONG_SIDE`` = 512), so that a value
 means the same motion at any video resolution; a scorer measures at the size it is given.
-Kept when >= 2.0 (paper).
+The paper keeps clips with a UniMatch score >= 2.0 in a unit it does not define; the
+keep-rule here is >= 0.4 px/frame (``DEFAULT_THRESHOLDS`` says why). The unit depends on
+the frame rate: a video stored at 44 fps with repeated frames (real sample 00006) reads
+lower than the same motion stored at 15 fps.
 
 Backends:
 - "dis" (embedded default): OpenCV's DIS optical flow (Kroeger et al. 2016), preset
-  MEDIUM, on grey frames; classical, CPU, no weights. It recovers pure shifts exactly and
-  is in the same unit as the paper's flow, but it smooths over thin fast limbs and
-  untextured regions, so on real footage it tends to read a little lower than a network.
+  MEDIUM, on grey frames; classical, CPU, no weights. It recovers a pure shift exactly;
+  like any classical method it is less reliable than a network on large motions of thin
+  parts and on untextured regions.
 - "raft" (production): torchvision's RAFT-large (Teed & Deng 2020) with the
   ``raft_large_C_T_SKHT_V2-ff5fadd5.pth`` weights from ``MTVCRAFT_WEIGHTS``, on a GPU when
   there is one. The paper used UniMatch (Xu et al. 2023), a later flow network with no
-  packaged implementation; RAFT is the closest field-library network and measures the same
-  quantity.
+  packaged implementation; RAFT is the closest field-library network and gives the same
+  quantity (dense flow in pixels).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class RapidOCRText:
             params={
                 "Global.use_cls": False,
                 "Global.use_rec": False,
-                "Global.log_level": "warning",
+                "Global.log_level": "error",  # rapidocr logs "no text found" as a warning
                 "Det.model_path": str(model),
                 "Det.box_thresh": self.box_thresh,
                 "Det.limit_type": "max",  # never upscale: frames already have max side <= max_side

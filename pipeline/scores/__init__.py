@@ -1,0 +1,27 @@
+"""Clip-quality scores of paper App. B: blur, optical flow, OCR text ratio, aesthetic.
+
+``make_scorer(metric, backend)`` builds a scorer (embedded default when backend is None),
+``score_clip(video, start, end, scorers)`` scores one clip with all of them, and
+``DEFAULT_THRESHOLDS[metric][backend]`` is the keep-rule for each score.
+"""
+
+from .base import (
+    DEFAULT_BACKENDS,
+    DEFAULT_FLOW_LONG_SIDE,
+    DEFAULT_THRESHOLDS,
+    METRICS,
+    SCORER_BACKENDS,
+    ClipScorer,
+    FrameSampling,
+    KeepRule,
+    keep_rule,
+    make_scorer,
+    resize_long_side,
+    sample_indices,
+    score_clip,
+)
+
+__all__ = [
+    "DEFAULT_BACKENDS", "DEFAULT_FLOW_LONG_SIDE", "DEFAULT_THRESHOLDS", "METRICS", "SCORER_BACKENDS", "ClipScorer",
+    "FrameSampling", "KeepRule", "keep_rule", "make_scorer", "resize_long_side", "sample_indices", "score_clip",
+]
