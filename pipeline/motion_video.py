@@ -33,9 +33,12 @@ def build_motion_video(settings: PipelineSettings, run_id: str, log: Log = defau
     kept_ids = scores["id"].to_pylist()
     uri = settings.table_uri(MOTION_VIDEO)
     clips = tables.read(settings.table_uri(SUBCLIPS), filter=tables.sql_in("id", kept_ids)) if kept_ids else tables.SUBCLIPS.empty_table()
-    joined = clips.join(scores, "id") if clips.num_rows else clips
-    rows = joined.append_column("curation_run", pa.array([run_id] * joined.num_rows, pa.string())) if clips.num_rows else None
-    table = rows.select(tables.MOTION_VIDEO.names).cast(tables.MOTION_VIDEO) if rows is not None else tables.MOTION_VIDEO.empty_table()
+    by_id = {r["id"]: r for r in scores.to_pylist()}
+    order = [by_id[i] for i in clips["id"].to_pylist()]
+    for column in SCORE_COLUMNS:
+        clips = clips.append_column(column, pa.array([r[column] for r in order], pa.float32()))
+    clips = clips.append_column("curation_run", pa.array([run_id] * clips.num_rows, pa.string()))
+    table = clips.select(tables.MOTION_VIDEO.names).cast(tables.MOTION_VIDEO)
     version = tables.write_version(uri, table, tag=_tag(run_id))
     log(f"motion_video: version {version} with {table.num_rows} clips (run {run_id})")
     frames = int(sum(table["num_frames"].to_pylist()))
@@ -136,11 +139,13 @@ def mean_skeleton_figure(mean_joints: np.ndarray) -> np.ndarray:
     from models.motion.skeleton import SMPL_BONES
 
     centred = mean_joints - mean_joints.mean(0)
+    half_width = float(np.abs(centred[:, [0, 2]]).max()) + 0.1
     fig, axes = plt.subplots(1, 2, figsize=(6, 4), dpi=100)
     for ax, (a, name) in zip(axes, ((0, "front: x (right) / y (down)"), (2, "side: z (forward) / y (down)"))):
         for p, c in SMPL_BONES:
             ax.plot(centred[[p, c], a], centred[[p, c], 1], color="#4C78A8", lw=2)
         ax.scatter(centred[:, a], centred[:, 1], s=12, color="#E45756", zorder=3)
+        ax.set_xlim(-half_width, half_width)
         ax.invert_yaxis()
         ax.set_aspect("equal")
         ax.set_title(name, fontsize=9)

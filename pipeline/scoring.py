@@ -92,7 +92,7 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
     backends = json.loads(key)
     cached = {}
     if tables.exists(uri):
-        for row in tables.read(uri, filter=f"scoring_key = '{key}'").to_pylist():
+        for row in tables.read(uri, filter=f"scoring_key = {tables.sql_str(key)}").to_pylist():
             cached[row["id"]] = row
     uncertainty = [clip_pose_uncertainty(u) for u in tables.sequence_as_arrays(clips, "joint_uncertainty", (24,))]
     rows = []

@@ -207,9 +207,14 @@ def count(uri: str, filter: str | None = None) -> int:
     return lance.dataset(uri).count_rows(filter=filter) if exists(uri) else 0
 
 
+def sql_str(value: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def sql_in(column: str, values: Iterable[str]) -> str:
     """A SQL ``column IN (...)`` filter with quoted string values."""
-    quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    quoted = ", ".join(sql_str(v) for v in values)
     return f"{column} IN ({quoted})" if quoted else "false"
 
 

@@ -222,7 +222,7 @@ def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> Non
 
 # ---- backends --------------------------------------------------------------------------------
 def _ray_worker(job: dict[str, Any]) -> None:
-    """Ray Train entry point: one call per worker."""
+    """Ray Train entry point: one call per worker. Rank 0 logs to its Ray worker log (and the tqdm bar)."""
     import ray
     import ray.train
     import ray.train.torch
@@ -230,23 +230,17 @@ def _ray_worker(job: dict[str, Any]) -> None:
     if isinstance(job["clips"], ray.ObjectRef):
         job = {**job, "clips": ray.get(job["clips"])}
     rank = ray.train.get_context().get_world_rank()
-    log = job.pop("log", None) or print
     wrap = lambda m: ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"broadcast_buffers": False})  # noqa: E731
-    train_loop(job, rank=rank, device=ray.train.torch.get_device(), wrap=wrap, report=ray.train.report, log=log)
-
-
-def _picklable(fn: Callable) -> bool:
-    import ray.cloudpickle
-
-    try:
-        ray.cloudpickle.dumps(fn)
-        return True
-    except Exception:
-        return False
+    train_loop(job, rank=rank, device=ray.train.torch.get_device(), wrap=wrap, report=ray.train.report, log=print)
 
 
 def _fit_on_ray(job: dict[str, Any], cfg: TokenizerTrainConfig, log: Log) -> tuple[str, str]:
-    """Run `train_loop` under `TorchTrainer`; returns (run name, run directory)."""
+    """Run `train_loop` under `TorchTrainer`; returns (run name, run directory).
+
+    The workers' log lines go to their Ray worker logs (the driver's ``log``,
+    e.g. a Dagster logger, cannot be shipped to them); the loss curve is
+    handed to ``log`` when the run ends.
+    """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -256,10 +250,9 @@ def _fit_on_ray(job: dict[str, Any], cfg: TokenizerTrainConfig, log: Log) -> tup
     ensure_ray(cfg.ray_address)
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     name = cfg.run_name or time.strftime("tokenizer-%Y%m%d-%H%M%S")
-    worker_job = {**job, "clips": ray.put(job["clips"]), "log": log if _picklable(log) else None}
     trainer = TorchTrainer(
         _ray_worker,
-        train_loop_config=worker_job,
+        train_loop_config={**job, "clips": ray.put(job["clips"])},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=name,
@@ -268,12 +261,16 @@ def _fit_on_ray(job: dict[str, Any], cfg: TokenizerTrainConfig, log: Log) -> tup
         ),
     )
     log(f"Ray Train: {cfg.num_workers} {'GPU' if use_gpu else 'CPU'} worker(s), run {name}")
+    started = time.time()
     result = trainer.fit()
     if result.error:
         raise RuntimeError(f"Ray Train run {name} failed: {result.error}") from result.error
-    if worker_job["log"] is None:  # the workers could not call `log`: hand the curve over now
-        for point in load_checkpoint(latest_checkpoint(Path(job["out_dir"]) / "checkpoints")).extra["loss_curve"]:
-            log(f"step {point['step']} loss {point['loss']:.5f}")
+    last = latest_checkpoint(Path(job["out_dir"]) / "checkpoints")
+    curve = load_checkpoint(last).extra["loss_curve"] if last else []
+    for point in curve:
+        log(f"step {point['step']}/{cfg.total_steps} loss {point['loss']:.5f} recon {point['recon']:.5f} "
+            f"commit {point['commit']:.5f} perplexity {point['perplexity']:.1f} lr {point['lr']:g}")
+    log(f"Ray Train run {name} finished in {time.time() - started:.1f} s: {result.path}")
     return name, str(result.path)
 
 

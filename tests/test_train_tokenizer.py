@@ -263,16 +263,19 @@ def test_ray_train_one_cpu_worker(tmp_path):
     ray = pytest.importorskip("ray")
     started_here = not ray.is_initialized()
     clips = motions(("wave", "squat"), 60)
-    cfg = tiny_run(backend="ray", num_workers=1, use_gpu=False, steps_lr1=3, steps_lr2=1, checkpoint_every=2,
-                   run_name="tokenizer-test")
+    cfg = tiny_run(backend="ray", num_workers=1, use_gpu=None, steps_lr1=3, steps_lr2=1, checkpoint_every=2,
+                   run_name="tokenizer-test")  # use_gpu=None: CPU workers on a cluster without GPUs
     t0 = time.time()
+    messages: list[str] = []
     try:
-        result = train_tokenizer(clips, None, cfg, tmp_path, log=lambda _: None, heldout=clips[:1])
+        result = train_tokenizer(clips, None, cfg, tmp_path, log=messages.append, heldout=clips[:1])
     finally:
         if started_here:
             ray.shutdown()
     print(f"Ray Train run (start + 4 steps + eval): {time.time() - t0:.1f} s")
     assert result.ray_run_name == "tokenizer-test" and result.ray_run_dir
+    assert "Ray Train: 1 CPU worker(s), run tokenizer-test" in messages
+    assert sum(m.startswith("step ") for m in messages) == 4  # the loss curve reaches the driver's log
     assert (tmp_path / "ray" / "tokenizer-test").is_dir()
     assert [p["step"] for p in result.loss_curve] == [1, 2, 3, 4]
     assert result.checkpoint.name == "step_00000004.safetensors" and result.heldout_mpjpe_mm > 0
