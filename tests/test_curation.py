@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import media
-from pipeline import curation, tables
+from pipeline import curation, motion_video, scoring, tables
 from pipeline.config import PipelineSettings
 from pipeline.synthetic import make_sample
 
@@ -42,6 +42,9 @@ def curated(sample, tmp_path_factory):
         "shots": curation.segment_shots(settings),
         "poses": curation.estimate_poses(settings),
         "subclips": curation.extract_subclips(settings),
+        "clip_scores": scoring.score_clips(settings, run_id="first"),
+        "motion_video": motion_video.build_motion_video(settings, "first"),
+        "motion_stats": motion_video.build_motion_stats(settings),
     }
     return settings, sample, results
 
@@ -93,6 +96,53 @@ def test_poses_cover_every_frame_with_the_right_person_count(curated):
     rows = tables.read(settings.table_uri("poses"), filter=f"video_id = '{video_id}'")
     people = dict(zip(rows["frame"].to_pylist(), rows["num_people"].to_pylist()))
     assert all(people[f] == 2 for f in range(shot.start_frame, shot.end_frame))
+
+
+def test_every_special_shot_is_rejected_at_the_right_stage_for_the_right_reason(curated):
+    settings, sample, _ = curated
+    rejected = tables.read(settings.table_uri("rejects")).to_pylist()
+    for video in sample.videos:
+        for shot in video.shots:
+            fate = shot.expected_reject
+            hits = {(r["stage"], r["reason"]) for r in rejected if Path(r["uri"]).name == Path(video.file).name
+                    and shot.start_frame <= r["start_frame"] < shot.end_frame}
+            if fate:
+                assert (fate["stage"], fate["reason"]) in hits, (video.name, shot.kind, hits)
+            elif shot.kind in ("normal", "gap"):
+                # a normal shot is only ever dropped by the uncertainty quantile, never for quality
+                # (a gap shot also loses its person-free frames)
+                allowed = {"pose_uncertainty"} | ({"no_person"} if shot.kind == "gap" else set())
+                assert {reason for _, reason in hits} <= allowed, (video.name, shot.kind, hits)
+
+
+def test_funnel_and_curated_table(curated):
+    settings, _, results = curated
+    funnel = results["clip_scores"].extra["funnel"]
+    assert funnel["clips in"] == results["subclips"].num_rows
+    assert list(funnel.values()) == sorted(funnel.values(), reverse=True)
+    assert results["motion_video"].num_rows == funnel["after ocr"] == tables.count(settings.table_uri("clip_scores"), "kept = true")
+    assert results["motion_stats"].extra["num_frames"] == results["motion_video"].extra["frames"]
+    curated_rows = tables.read(settings.table_uri("motion_video"), columns=["id", "curation_run"]).to_pylist()
+    assert {r["curation_run"] for r in curated_rows} == {"first"}
+
+
+def test_recuration_with_a_new_threshold_is_a_new_version_without_rescoring(curated):
+    settings, _, results = curated
+    stricter = settings.with_overrides(min_blur=350.0)
+    again = scoring.score_clips(stricter, run_id="second")
+    assert again.extra["scored_now"] == 0  # scores cached by clip id + backends
+    assert again.extra["funnel"]["after blur"] < results["clip_scores"].extra["funnel"]["after blur"]
+    second = motion_video.build_motion_video(stricter, "second")
+    assert second.version > results["motion_video"].version
+    uri = settings.table_uri("motion_video")
+    assert tables.read(uri, version=results["motion_video"].version).num_rows == results["motion_video"].num_rows
+    assert tables.read(uri).num_rows == second.num_rows < results["motion_video"].num_rows
+    # the older version stays selectable for statistics / training
+    old = motion_video.build_motion_stats(settings.with_overrides(motion_video_version=results["motion_video"].version))
+    assert old.extra["num_frames"] == results["motion_video"].extra["frames"]
+    # back to the first thresholds: the rejects table is re-decided, not appended to
+    scoring.score_clips(settings, run_id="third")
+    assert tables.count(settings.table_uri("rejects"), "stage = 'clip_scores'") == results["clip_scores"].rejected
 
 
 def test_subclip_rules_on_the_generated_special_shots(curated):

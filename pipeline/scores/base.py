@@ -229,8 +229,8 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, KeepRule]] = {
     # UniMatch scorer of video-curation pipelines (Open-Sora's) averages |flow components| over
     # frames 10 apart at 320x576. On the smoothly moving sample videos that unit reads ~5.4x
     # ours, so its 2.0 is ~0.37 px/frame here: 0.4. With 2.0 px/frame, 3 of the 5 real dance
-    # videos in shared/real would be dropped as static; with 0.4 all pass (0.6-3.3) and the
-    # generated near-static shot (0.015) fails. RAFT measures the same unit as DIS.
+    # videos in shared/real would be dropped as static (1.1-1.5); with 0.4 all pass (1.1-5.5)
+    # and the generated near-static shot (0.015) fails. RAFT measures the same unit as DIS.
     "flow": {"dis": KeepRule(">=", 0.4), "raft": KeepRule(">=", 0.4)},
     # Union of text boxes / frame area, max over frames. CRAFT is the paper's detector: 0.05.
     # PP-OCR's DB boxes are grown by a margin like CRAFT's (unclip ratio 1.6), so the area
@@ -253,6 +253,26 @@ def keep_rule(metric: str, backend: str) -> KeepRule:
 # --- Scoring a clip --------------------------------------------------------------------------------
 
 
+REPEAT_LEVEL = 0.2
+"""Mean absolute grey-level difference (0-255 scale, at the flow size) below which two frames
+count as the same picture. Videos converted to a higher frame rate repeat frames (real samples
+00006 and 00021, stored at 44 fps, repeat most frames two or three times: such pairs differ by
+0.02-0.15); a pair of them shows no motion even while the person dances."""
+REPEAT_WINDOW = 3
+
+
+def _next_distinct(frames: dict[int, Frame], first: int, level: float, window: int) -> int:
+    """The first frame after ``first`` (at most ``window`` ahead) that is not a repeat of it; else first + 1."""
+    reference = cv2.cvtColor(frames[first], cv2.COLOR_RGB2GRAY).astype(np.int16)
+    for other in range(first + 1, first + window + 1):
+        if other not in frames:
+            break
+        grey = cv2.cvtColor(frames[other], cv2.COLOR_RGB2GRAY).astype(np.int16)
+        if np.abs(grey - reference).mean() >= level:
+            return other
+    return first + 1
+
+
 def score_clip(
     video_path: str | os.PathLike,
     start: int,
@@ -260,39 +280,47 @@ def score_clip(
     scorers: Sequence[ClipScorer],
     sampling: FrameSampling = FrameSampling(),
     flow_long_side: int | None = DEFAULT_FLOW_LONG_SIDE,
+    repeat_window: int = REPEAT_WINDOW,
 ) -> dict[str, float]:
     """Scores {metric: value} of frames [start, end) of a video, each scorer run once.
 
-    The clip is decoded once, only up to the last frame needed: the frames at
-    ``sample_indices(end - start)`` for every scorer and, when a scorer needs pairs,
-    the pairs (i, i + 1) at ``sample_indices(end - start - 1)``, resized to
-    ``flow_long_side`` (None: native size).
+    The clip is decoded once, only up to the last frame needed. Every scorer gets the
+    frames at ``sample_indices(end - start)``. A scorer that needs pairs gets, for each i
+    in ``sample_indices(end - start - 1)``, the pair (i, j) with j the next frame that is
+    not a repeat of frame i (see ``REPEAT_LEVEL``; at most ``repeat_window`` frames ahead,
+    else i + 1; ``repeat_window=1`` gives plain (i, i + 1)), both resized to
+    ``flow_long_side`` (None: native size). Flow is thus measured per step between
+    distinct frames.
     """
     if not 0 <= start < end:
         raise ValueError(f"a clip needs 0 <= start < end, got start={start}, end={end}")
+    if repeat_window < 1:
+        raise ValueError(f"repeat_window must be >= 1, got {repeat_window}")
     metrics = [scorer.metric for scorer in scorers]
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"one scorer per metric, got metrics {metrics}")
     num_frames = end - start
-    frame_offsets = sample_indices(num_frames, sampling)
+    frame_offsets = set(sample_indices(num_frames, sampling))
     wants_pairs = any(scorer.needs_pairs for scorer in scorers)
-    pair_offsets = sample_indices(num_frames - 1, sampling) if wants_pairs else []
-    needed = set(frame_offsets) | set(pair_offsets) | {i + 1 for i in pair_offsets}
+    pair_starts = sample_indices(num_frames - 1, sampling) if wants_pairs else []
+    pair_offsets = {i + step for i in pair_starts for step in range(repeat_window + 1) if i + step < num_frames}
+    last = max(frame_offsets | pair_offsets)
 
-    decoded: dict[int, Frame] = {}
-    last = max(needed)
+    full: dict[int, Frame] = {}
+    small: dict[int, Frame] = {}  # pair frames at the flow size (kept small: up to 16 x 4 of them)
+    decoded = 0
     for offset, frame in enumerate(iter_frames(video_path, start, start + last + 1)):
-        if offset in needed:
-            decoded[offset] = frame
-    if len(decoded) < len(needed):
+        decoded = offset + 1
+        if offset in frame_offsets:
+            full[offset] = frame
+        if offset in pair_offsets:
+            small[offset] = resize_long_side(frame, flow_long_side)
+    if decoded <= last:
         raise ValueError(
             f"{video_path}: clip [{start}, {end}) needs frame {start + last}, "
-            f"but the video ends at frame {start + max(decoded, default=-1) + 1}"
+            f"but the video ends at frame {start + decoded}"
         )
 
-    frames = [decoded[i] for i in frame_offsets]
-    pairs = [
-        (resize_long_side(decoded[i], flow_long_side), resize_long_side(decoded[i + 1], flow_long_side))
-        for i in pair_offsets
-    ]
+    frames = [full[i] for i in sorted(frame_offsets)]
+    pairs = [(small[i], small[_next_distinct(small, i, REPEAT_LEVEL, repeat_window)]) for i in pair_starts]
     return {scorer.metric: float(scorer.score(frames, pairs if scorer.needs_pairs else [])) for scorer in scorers}

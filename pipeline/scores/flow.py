@@ -1,13 +1,15 @@
 """Optical-flow magnitude of paper App. B: how much a clip moves, in pixels per frame.
 
-For each sampled pair of consecutive frames (i, i + 1) the dense flow field is estimated
-and its mean magnitude taken; the clip score is the mean over pairs. ``score_clip`` resizes
-the pairs to a fixed long side first (``DEFAULT_FLOW_LONG_SIDE`` = 512), so that a value
-means the same motion at any video resolution; a scorer measures at the size it is given.
-The paper keeps clips with a UniMatch score >= 2.0 in a unit it does not define; the
-keep-rule here is >= 0.4 px/frame (``DEFAULT_THRESHOLDS`` says why). The unit depends on
-the frame rate: a video stored at 44 fps with repeated frames (real sample 00006) reads
-lower than the same motion stored at 15 fps.
+For each sampled pair of successive frames the dense flow field is estimated and its mean
+magnitude taken; the clip score is the mean over pairs. ``score_clip`` pairs frame i with
+the next frame that is not a repeat of it (videos converted to a higher frame rate repeat
+frames; see ``base.REPEAT_LEVEL``), so the unit is pixels per step between distinct
+frames, and resizes the pairs to a fixed long side first (``DEFAULT_FLOW_LONG_SIDE`` =
+512), so that a value means the same motion at any video resolution; a scorer measures at
+the size it is given. The paper keeps clips with a UniMatch score >= 2.0 in a unit it does
+not define; the keep-rule here is >= 0.4 px/frame (``DEFAULT_THRESHOLDS`` says why). The
+value still depends on the content frame rate: the same dance filmed at 60 fps reads
+about half of 30 fps.
 
 Backends:
 - "dis" (embedded default): OpenCV's DIS optical flow (Kroeger et al. 2016), preset
