@@ -2,12 +2,12 @@
 
 from dagster import Definitions, load_assets_from_modules
 
-from assets import curation
+from assets import curation, training
 from assets.resources import settings_resource
 from assets.sensors import curation_job, new_videos_sensor, recuration_schedule
 
 defs = Definitions(
-    assets=load_assets_from_modules([curation]),
+    assets=load_assets_from_modules([curation, training]),
     resources={"mtvcraft": settings_resource()},
     jobs=[curation_job],
     schedules=[recuration_schedule],

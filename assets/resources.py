@@ -33,6 +33,11 @@ class MTVCraftSettings(ConfigurableResource):
     score_max_frames: int = 16
     flow_long_side: int = 512
     motion_video_version: int = 0
+    tokenizer_model: str = "tiny"
+    tokenizer_steps: int = 400
+    tokenizer_batch_size: int = 8
+    train_workers: int = 1
+    train_backend: str = "ray"
 
     def settings(self) -> PipelineSettings:
         """The validated pipeline settings; a bad value raises ConfigError naming it."""

@@ -11,7 +11,8 @@ One checkpoint is one ``step_XXXXXXXX.safetensors`` file holding
 - ``stats.mean`` / ``stats.std``: the motion normalisation (so that a
   checkpoint alone tokenizes new motion),
 and in the safetensors metadata one JSON document: format, step, sampler
-state (seed, next step), training and tokenizer configs, extra (loss curve).
+state (seed, next step, clip fingerprint), training and tokenizer configs,
+extra (loss curve).
 
 Beside it, ``step_XXXXXXXX.safetensors.sha256`` in ``sha256sum`` format.
 `load_checkpoint` hashes the bytes it parses and refuses a file whose hash

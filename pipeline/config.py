@@ -15,6 +15,7 @@ from pathlib import Path
 
 SHOT_DETECTORS = ("scenedetect", "transnetv2")
 POSE_BACKENDS = ("auto", "annotations", "nlf", "mediapipe")
+TOKENIZER_MODELS = ("tiny", "full", "release")
 
 ENV_DATA_ROOT = "MTVCRAFT_DATA_ROOT"
 ENV_RAW_VIDEOS = "MTVCRAFT_RAW_VIDEOS"
@@ -63,6 +64,13 @@ class PipelineSettings:
     flow_long_side: int = 512
     # Which motion_video version training reads (0 = latest); MTVCRAFT_MOTION_VIDEO_VERSION.
     motion_video_version: int = 0
+    # 4DMoT training (App. A.2). Laptop defaults: the tiny config for a few hundred steps; the paper's run is
+    # tokenizer_model="full", tokenizer_steps=300000 (200K at 1e-4 then 100K at 1e-5), batch 32 per GPU, 8 workers.
+    tokenizer_model: str = "tiny"
+    tokenizer_steps: int = 400
+    tokenizer_batch_size: int = 8
+    train_workers: int = 1
+    train_backend: str = "ray"
 
     @classmethod
     def from_env(cls, **overrides) -> "PipelineSettings":
@@ -102,6 +110,12 @@ class PipelineSettings:
             raise ConfigError("score_every_k and score_max_frames must be >= 1 and flow_long_side >= 32")
         if self.motion_video_version < 0:
             raise ConfigError(f"motion_video_version ({ENV_MOTION_VIDEO_VERSION}) = {self.motion_video_version}; must be >= 0")
+        if self.tokenizer_model not in TOKENIZER_MODELS:
+            raise ConfigError(f"tokenizer_model = {self.tokenizer_model!r}; choose one of {TOKENIZER_MODELS}")
+        if self.tokenizer_steps < 1 or self.tokenizer_batch_size < 1 or self.train_workers < 1:
+            raise ConfigError("tokenizer_steps, tokenizer_batch_size and train_workers must be >= 1")
+        if self.train_backend not in ("ray", "local"):
+            raise ConfigError(f"train_backend = {self.train_backend!r}; choose 'ray' or 'local'")
         if self.min_clip_frames < 2:
             raise ConfigError(f"min_clip_frames = {self.min_clip_frames}; must be >= 2 (the paper uses 33)")
         return self

@@ -22,14 +22,16 @@ Augmentation (our reading of "scaled and shifted within 0-10%"), per window:
   input only for the absolute representation (``differential=False``: the
   release and the "w/o differential motion" ablation).
 
-Determinism: a batch is a pure function of (seed, step, rank); the sampler
-state saved in checkpoints is just (seed, step), so a resumed run draws the
-same batches as an uninterrupted one. All ranks of a DDP run draw the same
+Determinism: given the same clips, a batch is a pure function of (seed, step,
+rank); the sampler state saved in checkpoints is just (seed, step) plus a
+fingerprint of the clips, so a resumed run draws the same batches as an
+uninterrupted one (and can tell when the clip set changed). All ranks of a DDP run draw the same
 bucket at a step (it depends on (seed, step) only) and different windows.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,6 +159,14 @@ class WindowSampler:
     def state(self, step: int) -> SamplerState:
         return SamplerState(seed=self.seed, step=step)
 
+    def fingerprint(self) -> str:
+        """SHA-256 over the clips' shapes and values: a resumed run checks it has the same data."""
+        digest = hashlib.sha256()
+        for clip in self.clips:
+            digest.update(np.int64(len(clip)).tobytes())
+            digest.update(np.ascontiguousarray(clip).tobytes())
+        return digest.hexdigest()
+
     def bucket(self, step: int) -> tuple[int, int]:
         """The (length, stride) of the batch at ``step``; the same on every rank."""
         rng = np.random.default_rng([self.seed, step])
@@ -171,14 +181,16 @@ class WindowSampler:
         clip_index = rng.choice(len(self.clips), size=self.batch_size, p=starts / starts.sum())
         start = (rng.random(self.batch_size) * starts[clip_index]).astype(np.int64)
         cfg = self.config
-        scale = 1.0 + rng.uniform(-cfg.max_scale, cfg.max_scale, self.batch_size) if cfg.augment else np.ones(self.batch_size)
-        unit_shift = rng.uniform(-cfg.max_shift, cfg.max_shift, (self.batch_size, 3)) if cfg.augment else np.zeros((self.batch_size, 3))
+        scale, unit_shift = np.ones(self.batch_size), np.zeros((self.batch_size, 3))
+        if cfg.augment:
+            scale = 1.0 + rng.uniform(-cfg.max_scale, cfg.max_scale, self.batch_size)
+            unit_shift = rng.uniform(-cfg.max_shift, cfg.max_shift, (self.batch_size, 3))
         windows, shifts = [], []
         for b in range(self.batch_size):
             clip = self.clips[clip_index[b]]
             w = clip[start[b] : start[b] + window_span(length, stride) : stride]
             d = unit_shift[b] * body_size(w[0])
-            windows.append(augment_window(w, scale[b], d) if cfg.augment else w)
+            windows.append(augment_window(w, scale[b], d) if cfg.augment else w)  # unaugmented: exact copies
             shifts.append(d)
         return WindowBatch(
             joints=np.stack(windows).astype(np.float32),

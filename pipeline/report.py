@@ -7,7 +7,7 @@ import os
 from pipeline import tables
 from pipeline.config import PipelineSettings
 
-TABLES = ("raw_videos", "shots", "poses", "subclips", "rejects")
+TABLES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_video", "rejects")
 
 
 def summary(settings: PipelineSettings) -> str:
@@ -25,6 +25,9 @@ def summary(settings: PipelineSettings) -> str:
             counts[(r["stage"], r["reason"])] = counts.get((r["stage"], r["reason"]), 0) + 1
         lines += ["", "Rejections by stage and reason:"]
         lines += [f"  {stage:<12} {reason:<24} {n}" for (stage, reason), n in sorted(counts.items())]
+    stats = settings.root / "stats" / "motion_stats.npz"
+    if stats.is_file():
+        lines += ["", f"Motion statistics (4DMoT normalisation, 4D RoPE mean joints): {stats}"]
     previews = sorted(settings.previews_dir.glob("*.png")) if settings.previews_dir.exists() else []
     if previews:
         lines += ["", "Preview images:"] + [f"  {p}" for p in previews]

@@ -123,6 +123,16 @@ MOTION_VIDEO = pa.schema([
     ("curation_run", pa.string()),
 ])
 
+MOTION_TOKENS = pa.schema([
+    ("id", pa.string()),            # the curated clip id
+    ("video_id", pa.string()),
+    ("num_frames_used", pa.int32()),  # the longest prefix 4DMoT reconstructs at its own length
+    ("latent_frames", pa.int32()),  # 1 + (f - 1) / 4
+    ("token_ids", pa.list_(pa.int32())),  # (latent_frames x 24) codebook indices, frame-major
+    ("mpjpe_mm", pa.float32()),     # decode(encode(clip)) vs the clip, mean per-joint error
+    ("checkpoint", pa.string()),
+])
+
 REJECTS = pa.schema([
     ("id", pa.string()),            # "<stage>:<item id>"
     ("stage", pa.string()),
@@ -136,7 +146,7 @@ REJECTS = pa.schema([
 ])
 
 SCHEMAS = {"raw_videos": RAW_VIDEOS, "shots": SHOTS, "poses": POSES, "subclips": SUBCLIPS, "clip_scores": CLIP_SCORES,
-           "motion_video": MOTION_VIDEO, "rejects": REJECTS}
+           "motion_video": MOTION_VIDEO, "motion_tokens": MOTION_TOKENS, "rejects": REJECTS}
 
 
 def exists(uri: str) -> bool:

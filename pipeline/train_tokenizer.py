@@ -139,36 +139,47 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None = None,
                wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
                report: Callable[[dict], None] | None = None, log: Log = print) -> None:
-    """Train from the newest checkpoint in ``job['out_dir']`` (or from scratch) to the last step."""
+    """Train from the newest checkpoint in ``job['out_dir']`` (or from scratch) to the last step.
+
+    ``job``: config (dict), out_dir, clips, stats_mean, stats_std. The logged
+    losses are rank 0's, averaged over the ``log_every`` steps since the last point.
+    """
     from tqdm.auto import tqdm
 
     cfg = TokenizerTrainConfig.from_dict(job["config"])
     device = device or torch.device("cpu")
     ckpt_dir = Path(job["out_dir"]) / "checkpoints"
-    mean, std = torch.as_tensor(job["stats_mean"]), torch.as_tensor(job["stats_std"])
+    # copies: arrays from Ray's object store are read-only
+    mean, std = torch.tensor(np.array(job["stats_mean"])), torch.tensor(np.array(job["stats_std"]))
 
     torch.manual_seed(cfg.seed)
     model_config = cfg.tokenizer_config()
     model = VQVAE(model_config)
     normalizer = MotionNormalizer(mean, std, differential=model_config.differential).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr1, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    sampler = WindowSampler(job["clips"], cfg.batch_size, cfg.windows, seed=cfg.seed, rank=rank)
+    clips_id = sampler.fingerprint()
     start, curve, running = 0, [], {"n": 0}
     last = latest_checkpoint(ckpt_dir) if cfg.resume else None
     if last is not None:
         ckpt = load_checkpoint(last)
         if ckpt.sampler.get("seed") != cfg.seed:
             raise ValueError(f"{last} was trained with seed {ckpt.sampler.get('seed')}, this run has seed {cfg.seed}")
+        if TokenizerConfig.from_dict(ckpt.tokenizer_config) != model_config:
+            raise ValueError(f"{last} holds a different 4DMoT config than TokenizerTrainConfig.model: "
+                             "use another out_dir or resume=False")
         restore_model(model, ckpt)
         optimizer.load_state_dict(ckpt.optimizer_state)
         start, curve, running = ckpt.step, ckpt.extra["loss_curve"], ckpt.extra["running"]
         if rank == 0:
             log(f"resuming from {last} at step {start}")
-    model.to(device)  # after load_state_dict: the optimizer state follows the parameters' device
-    _optimizer_to(optimizer, device)
+            if ckpt.sampler.get("clips") != clips_id:
+                log(f"warning: the training clips differ from those of {last}; later batches differ from the original run's")
+    model.to(device)
+    _optimizer_to(optimizer, device)  # a loaded optimizer state sits on the CPU
     net = wrap(model) if wrap else model
     net.train()
 
-    sampler = WindowSampler(job["clips"], cfg.batch_size, cfg.windows, seed=cfg.seed, rank=rank)
     bar = tqdm(total=cfg.total_steps, initial=start, desc="4DMoT", disable=rank != 0, dynamic_ncols=True)
     for step in range(start, cfg.total_steps):
         lr = learning_rate(step, cfg)
@@ -204,7 +215,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
             path = save_checkpoint(
                 ckpt_dir, done, model, optimizer,
                 stats_mean=mean, stats_std=std,
-                sampler={"seed": cfg.seed, "step": done},
+                sampler={"seed": cfg.seed, "step": done, "clips": clips_id},
                 train_config=cfg.to_dict(), tokenizer_config=model_config.to_dict(),
                 extra={"loss_curve": curve, "running": running},
                 keep=cfg.keep_checkpoints,
@@ -230,7 +241,7 @@ def _ray_worker(job: dict[str, Any]) -> None:
     if isinstance(job["clips"], ray.ObjectRef):
         job = {**job, "clips": ray.get(job["clips"])}
     rank = ray.train.get_context().get_world_rank()
-    wrap = lambda m: ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"broadcast_buffers": False})  # noqa: E731
+    wrap = lambda m: ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"forward_sync_buffers": False})  # noqa: E731
     train_loop(job, rank=rank, device=ray.train.torch.get_device(), wrap=wrap, report=ray.train.report, log=print)
 
 

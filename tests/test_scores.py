@@ -25,6 +25,7 @@ from pipeline.scores import (
     DEFAULT_BACKENDS,
     DEFAULT_THRESHOLDS,
     SCORER_BACKENDS,
+    ClipScorer,
     FrameSampling,
     KeepRule,
     keep_rule,
@@ -68,8 +69,10 @@ def test_sample_indices_are_bounded_spread_and_in_range(num_frames):
     sampling = FrameSampling(every_k=4, max_frames=16)
     indices = sample_indices(num_frames, sampling)
     assert indices == sorted(set(indices))
-    assert indices[0] == 0 and indices[-1] == num_frames - 1
-    assert 1 <= len(indices) <= min(16, math.ceil(num_frames / 4))
+    assert indices[0] == 0 and indices[-1] <= num_frames - 1
+    assert len(indices) == min(16, math.ceil(num_frames / 4))
+    if len(indices) > 1:
+        assert indices[-1] == num_frames - 1
     if len(indices) > 2:  # evenly spread: gaps differ by at most one frame
         gaps = np.diff(indices)
         assert gaps.max() - gaps.min() <= 1
@@ -114,7 +117,11 @@ def test_unknown_backend_names_the_setting_and_choices():
         make_scorer("flow", "unimatch")
     with pytest.raises(ValueError, match="unknown clip-score metric"):
         make_scorer("sharpness")
-    assert {metric: make_scorer(metric).backend for metric in DEFAULT_BACKENDS} == DEFAULT_BACKENDS
+    embedded = {metric: make_scorer(metric) for metric in DEFAULT_BACKENDS}
+    assert {metric: scorer.backend for metric, scorer in embedded.items()} == DEFAULT_BACKENDS
+    for metric, scorer in embedded.items():
+        assert isinstance(scorer, ClipScorer) and scorer.metric == metric and scorer.version
+        assert scorer.needs_pairs == (metric == "flow")
 
 
 def test_missing_production_weights_fail_naming_setting_and_file(tmp_path, monkeypatch):
@@ -178,6 +185,7 @@ def test_dis_recovers_a_pure_shift():
     assert inner[..., 0].mean() == pytest.approx(3.0, abs=0.1)
     assert inner[..., 1].mean() == pytest.approx(-2.0, abs=0.1)
     assert DISFlow().score([], [(first, second)]) == pytest.approx(math.hypot(3, 2), abs=0.15)
+    assert DISFlow().score([], [(first, second)] * 2) == pytest.approx(mean_magnitude(flow), rel=1e-6)
     assert DISFlow().score([], [(first, first)]) == pytest.approx(0.0, abs=0.01)
     assert math.isnan(DISFlow().score([], []))
 
@@ -185,9 +193,13 @@ def test_dis_recovers_a_pure_shift():
 @pytest.fixture(scope="module")
 def panning_video(tmp_path_factory):
     """A 256x192 video whose content moves by (3, -2) px every frame, 12 frames."""
+    return write_video(tmp_path_factory.mktemp("pan") / "pan.mp4", _pan_frames(12))
+
+
+def _pan_frames(num_frames: int) -> np.ndarray:
+    """256x192 frames of one texture whose content moves by (3, -2) px from each frame to the next."""
     big = _texture(192 + 60, 256 + 60, seed=4)
-    frames = [big[30 + 2 * t : 30 + 2 * t + 192, 30 - 3 * t + 36 : 30 - 3 * t + 36 + 256] for t in range(12)]
-    return write_video(tmp_path_factory.mktemp("pan") / "pan.mp4", np.stack(frames))
+    return np.stack([big[20 + 2 * t : 20 + 2 * t + 192, 40 - 3 * t : 40 - 3 * t + 256] for t in range(num_frames)])
 
 
 def test_score_clip_flow_is_measured_at_the_flow_long_side(panning_video):
@@ -196,6 +208,16 @@ def test_score_clip_flow_is_measured_at_the_flow_long_side(panning_video):
     doubled = score_clip(panning_video, 0, 12, [flow], flow_long_side=512)["flow"]
     assert native == pytest.approx(math.hypot(3, 2), abs=0.2)
     assert doubled == pytest.approx(2 * native, rel=0.05)  # 256 -> 512: twice the pixels per frame
+
+
+def test_score_clip_pairs_skip_repeated_frames(tmp_path):
+    """A 12-frame pan stored with every picture repeated 3 times (frame-rate conversion)."""
+    path = write_video(tmp_path / "repeats.mp4", np.repeat(_pan_frames(12), 3, axis=0))
+    flow = make_scorer("flow")
+    steps = score_clip(path, 0, 36, [flow], flow_long_side=None)["flow"]
+    assert steps == pytest.approx(math.hypot(3, 2), abs=0.2)  # per step between distinct frames
+    plain = score_clip(path, 0, 36, [flow], flow_long_side=None, repeat_window=1)["flow"]
+    assert plain < 0.6 * steps  # plain (i, i + 1) pairs land on repeats: most read zero
 
 
 def test_score_clip_decodes_once_up_to_the_last_needed_frame(panning_video, monkeypatch):
@@ -227,9 +249,9 @@ def test_raft_loads_a_torchvision_state_dict_from_the_weights_folder(tmp_path):
     torch.save(raft_large(weights=None).state_dict(), tmp_path / RAFT_WEIGHTS_FILE)
     scorer = make_scorer("flow", "raft", weights_dir=tmp_path, num_flow_updates=2, device="cpu")
     first, second = _shifted_pair(60, 90, dx=3, dy=-2)  # not multiples of 8: exercises the padding
-    flows = scorer.pair_flows([(first, second), (second, first)])
-    assert flows.shape == (2, 60, 90, 2) and np.isfinite(flows).all()
-    assert scorer.score([], [(first, second)]) == pytest.approx(mean_magnitude(flows[0]), rel=1e-4)
+    flows = scorer.pair_flows([(first, second)])
+    assert flows.shape == (1, 60, 90, 2) and np.isfinite(flows).all()
+    assert math.isnan(scorer.score([], []))  # (one CPU forward is enough: score() averages pair_flows)
     assert RAFT_WEIGHTS_FILE in scorer.version
 
     torch.save(raft_small(weights=None).state_dict(), tmp_path / "small.pth")  # wrong architecture
@@ -256,7 +278,7 @@ def _text_frame(width: int, height: int) -> tuple[np.ndarray, float]:
     cv2.putText(frame, "HELLO 42", (int(0.07 * width), int(0.58 * height)), cv2.FONT_HERSHEY_SIMPLEX,
                 scale, (20, 20, 20), thickness, cv2.LINE_AA)
     ys, xs = np.nonzero(frame[..., 0] < 128)
-    return frame, (xs.ptp() + 1) * (ys.ptp() + 1) / (width * height)
+    return frame, (np.ptp(xs) + 1) * (np.ptp(ys) + 1) / (width * height)
 
 
 @pytest.fixture(scope="module")
@@ -289,13 +311,24 @@ def test_craft_loads_official_format_weights_and_runs(tmp_path):
     from easyocr.craft import CRAFT
 
     torch.manual_seed(0)
-    state = CRAFT(pretrained=False).state_dict()
+    with torch.device("meta"):  # the real structure, without seconds of VGG-16 initialisation
+        shapes = CRAFT(pretrained=False).state_dict()
+    state = {}
+    for key, value in shapes.items():
+        if value.dtype == torch.int64:  # BatchNorm's num_batches_tracked
+            state[key] = torch.zeros((), dtype=torch.int64)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(value.shape) + 0.5
+        else:
+            state[key] = torch.randn(value.shape) * 0.05
     # The official craft_mlt_25k.pth was saved from nn.DataParallel: keys start with "module.".
     torch.save({f"module.{key}": value for key, value in state.items()}, tmp_path / CRAFT_WEIGHTS_FILE)
     scorer = make_scorer("ocr", "craft", weights_dir=tmp_path, device="cpu", canvas_size=128)
     frame, _ = _text_frame(160, 120)
     boxes = scorer.detect_batch([frame, frame])
     assert len(boxes) == 2
+    loaded = scorer._net.state_dict()
+    assert all(torch.equal(loaded[key].cpu(), value) for key, value in state.items())
     ratio = scorer.score([frame], [])
     assert 0.0 <= ratio <= 1.0
     torch.save({"not": torch.zeros(1)}, tmp_path / "bad.pth")
@@ -405,10 +438,12 @@ def test_laion_aesthetic_loads_clip_and_head_files(tmp_path, tiny_clip_name):
 @pytest.mark.skipif(not REAL_VIDEOS, reason="shared/real/mtvcrafter-samples is not there")
 def test_embedded_scorers_on_real_dance_videos(capsys):
     """Real dance videos: sharp enough, moving, little text, decent exposure (printed for the record)."""
-    scorers = [make_scorer(metric) for metric in ("blur", "flow", "ocr", "aesthetic")]
+    scorers = [make_scorer(metric) for metric in ("blur", "flow", "aesthetic")]
+    ocr = make_scorer("ocr")
     results = {}
-    for path in REAL_VIDEOS:
-        results[path.name] = score_clip(path, 0, 25, scorers, FrameSampling(every_k=12, max_frames=3))
+    for path in REAL_VIDEOS:  # 8 frames and pairs of the first 33; OCR (the slow one) on frame 16 only
+        results[path.name] = score_clip(path, 0, 33, scorers, FrameSampling(every_k=4, max_frames=8))
+        results[path.name] |= score_clip(path, 16, 17, [ocr])
     with capsys.disabled():
         for name, scores in results.items():
             print(f"\n  {name}: " + ", ".join(f"{metric} {value:.3f}" for metric, value in scores.items()), end="")
@@ -434,11 +469,13 @@ def test_demo_sample_shots_meet_their_expected_fate_slow(demo_sample):
     failing_metric = {"blur": "blur", "text": "ocr", "static": "flow"}
     checked = set()
     for video in demo_sample.videos:
-        for shot in video.shots:
+        # Every shot of the effects video, and the first sub-clip of every other video.
+        shots = video.shots if video.name == "effects" else video.shots[:1]
+        for shot in shots:
             if shot.kind not in ("normal", *failing_metric) or not shot.expected_subclips:
                 continue
             start, end = shot.expected_subclips[0]
-            scores = score_clip(demo_sample.video_path(video), start, end, scorers, FrameSampling(every_k=8, max_frames=4))
+            scores = score_clip(demo_sample.video_path(video), start, end, scorers, FrameSampling(every_k=8, max_frames=3))
             kept = {s.metric: keep_rule(s.metric, s.backend).keeps(scores[s.metric]) for s in scorers}
             if shot.kind == "normal":
                 assert all(kept.values()), (video.name, start, scores)

@@ -171,6 +171,7 @@ def camera_intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG)
 POSE_BACKENDS: dict[str, str] = {
     "annotations": "pipeline.pose.annotations:AnnotationPoses",
     "nlf": "pipeline.pose.nlf:NLFPoses",
+    "mediapipe": "pipeline.pose.mediapipe_pose:MediaPipePoses",
 }
 
 

@@ -40,8 +40,10 @@ LEAF_JOINTS: tuple[int, ...] = tuple(j for j in range(NUM_JOINTS) if j not in SM
 _CHILDREN: tuple[tuple[int, ...], ...] = tuple(
     tuple(c for c, p in enumerate(SMPL_PARENTS) if p == j) for j in range(NUM_JOINTS)
 )
-_KNEES = (4, 5)  # flex about local +x
-_ELBOWS_FLEX_SIGN = {18: -1.0, 19: 1.0}  # left elbow flexes about local -y, right about +y
+# Hinge joints -> the local axis they flex about (positive angle = natural bend): knees bend
+# backwards about +x, the left elbow forwards about -y, the right elbow about +y.
+_HINGES: dict[int, tuple[float, float, float]] = {4: (1.0, 0.0, 0.0), 5: (1.0, 0.0, 0.0), 18: (0.0, -1.0, 0.0), 19: (0.0, 1.0, 0.0)}
+_MIN_BEND_SIN = 0.1  # a limb bent less than ~6 degrees shows no usable hinge plane
 _COLLARS = (13, 14)
 # Bones whose lengths set the body's size: (parent, child) among directly marked joints.
 _SIZE_BONES = ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19, 21), (16, 17), (1, 2))
@@ -59,7 +61,7 @@ class IKSettings:
     weight_pose: float = 0.05  # per rad^2 of body rotation
     weight_collar: float = 1.0  # per rad^2 of collar rotation (collars barely move)
     weight_hinge: float = 5.0  # per rad^2 of knee/elbow rotation the wrong way or off the hinge axis
-    weight_smooth: float = 0.5  # per (sigma)^2 of joint acceleration between frames
+    weight_smooth: float = 0.05  # per (sigma)^2 of joint acceleration between frames
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -138,9 +140,9 @@ def _rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     sin = axis.norm(dim=-1, keepdim=True)
     cos = (a * b).sum(-1, keepdim=True)
     angle = torch.atan2(sin, cos)
-    # Opposite directions: any axis perpendicular to a.
-    fallback = torch.cross(a, torch.tensor([1.0, 0.0, 0.0], dtype=a.dtype).expand_as(a), dim=-1)
-    fallback = torch.where(fallback.norm(dim=-1, keepdim=True) < 1e-6, torch.cross(a, torch.tensor([0.0, 1.0, 0.0], dtype=a.dtype).expand_as(a), dim=-1), fallback)
+    # Opposite directions: any axis perpendicular to a (crossed with its smallest basis direction).
+    least = torch.nn.functional.one_hot(a.abs().argmin(-1), 3).to(a.dtype)
+    fallback = torch.cross(a, least, dim=-1)
     axis = torch.where(sin < 1e-9, fallback, axis)
     axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return axis_angle_to_rotation_matrix(axis * angle)
@@ -155,16 +157,35 @@ def _kabsch(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return vt.transpose(-1, -2) @ fix @ u.transpose(-1, -2)
 
 
+def _twist_to_hinge(swing: torch.Tensor, bone: torch.Tensor, axis: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """Add the twist about ``bone`` (N, 3) that turns the swung hinge ``axis`` (3,) onto the limb
+    plane's ``normal`` (N, 3), within +-90 degrees (a larger one would mean a reversed bend);
+    frames where the limb is nearly straight (small normal) keep the swing alone."""
+    bone = bone / bone.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    current = swing @ axis
+    sin = (torch.cross(current, normal, dim=-1) * bone).sum(-1)
+    cos = (current * normal).sum(-1)
+    angle = torch.atan2(sin, cos)
+    angle = torch.where(angle > torch.pi / 2, angle - torch.pi, angle)
+    angle = torch.where(angle < -torch.pi / 2, angle + torch.pi, angle)
+    bent = normal.norm(dim=-1) > _MIN_BEND_SIN
+    angle = torch.where(bent, angle, torch.zeros_like(angle))
+    return axis_angle_to_rotation_matrix(bone * angle.unsqueeze(-1)) @ swing
+
+
 def initial_pose(joints: np.ndarray, rest_joints: np.ndarray = SMPL_NEUTRAL_REST_JOINTS) -> np.ndarray:
     """Closed-form SMPL pose (T, 24, 3) pointing every bone of the rest skeleton along the
     target's (T, 24, 3) bones, parents first: a minimal swing for a joint with one child, a
-    Kabsch fit over the children for the others (the root: hips and spine1). Exact for
-    targets made by forward kinematics of the same rest skeleton."""
+    Kabsch fit over the children for the others (the root: hips and spine1). Hips and
+    shoulders also twist so that the knee / elbow below them bends about its hinge axis.
+    Exact for targets made by forward kinematics of the same rest skeleton with hinge-like
+    knees and elbows."""
     target = torch.as_tensor(np.asarray(joints), dtype=torch.float64)
     rest = torch.as_tensor(rest_joints, dtype=torch.float64)
     n = target.shape[0]
     local = torch.eye(3, dtype=torch.float64).repeat(n, NUM_JOINTS, 1, 1)
     world: list[torch.Tensor] = [torch.empty(0)] * NUM_JOINTS
+    hinge_below = {SMPL_PARENTS[h]: h for h in _HINGES}
 
     for j in range(NUM_JOINTS):
         parent_rot = world[SMPL_PARENTS[j]] if j > 0 else torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
@@ -176,6 +197,15 @@ def initial_pose(joints: np.ndarray, rest_joints: np.ndarray = SMPL_NEUTRAL_REST
                 local[:, j] = _rotation_between(offsets[:, 0], wanted[:, 0])
             else:
                 local[:, j] = _kabsch(offsets, wanted)
+            if j in hinge_below:
+                hinge = hinge_below[j]
+                (below,) = _CHILDREN[hinge]
+                upper = wanted[:, 0] / wanted[:, 0].norm(dim=-1, keepdim=True).clamp_min(1e-9)
+                lower = ((target[:, below] - target[:, hinge]).unsqueeze(1) @ parent_rot)[:, 0]
+                lower = lower / lower.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+                normal = torch.cross(upper, lower, dim=-1)
+                axis = torch.tensor(_HINGES[hinge], dtype=torch.float64)
+                local[:, j] = _twist_to_hinge(local[:, j], upper, axis, normal)
         world[j] = parent_rot @ local[:, j]
     pose = rotation_matrix_to_axis_angle(local.reshape(-1, 3, 3).float()).reshape(n, NUM_JOINTS, 3)
     return pose.numpy()
@@ -231,12 +261,13 @@ def _pose_prior(pose: torch.Tensor, settings: IKSettings) -> torch.Tensor:
     body = pose[:, 1:]
     cost = settings.weight_pose * (body**2).sum((-1, -2))
     cost = cost + settings.weight_collar * (pose[:, list(_COLLARS)] ** 2).sum((-1, -2))
-    knees = pose[:, list(_KNEES)]
-    hinge = torch.relu(-knees[..., 0]) ** 2 + knees[..., 1] ** 2 + knees[..., 2] ** 2
-    for joint, sign in _ELBOWS_FLEX_SIGN.items():
-        flex = sign * pose[:, joint, 1]
-        hinge = hinge + (torch.relu(-flex) ** 2 + pose[:, joint, 2] ** 2).unsqueeze(-1)
-    return cost + settings.weight_hinge * hinge.sum(-1)
+    hinge = torch.zeros_like(cost)
+    for joint, axis in _HINGES.items():
+        axis_t = torch.tensor(axis, dtype=pose.dtype)
+        flex = pose[:, joint] @ axis_t
+        off_axis = pose[:, joint] - flex.unsqueeze(-1) * axis_t
+        hinge = hinge + torch.relu(-flex) ** 2 + (off_axis**2).sum(-1)
+    return cost + settings.weight_hinge * hinge
 
 
 def fit_smpl(

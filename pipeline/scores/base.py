@@ -100,14 +100,15 @@ class ClipScorer(Protocol):
     ``version`` (library versions, settings, weight file) is stored beside the score.
     ``setup`` loads models once (idempotent; ``score`` calls it when needed), so that a
     scorer can be built on the driver and shipped to a Ray actor before loading anything.
-    ``score`` gets the sampled frames and, if ``needs_pairs``, the (i, i+1) frame pairs;
-    it returns NaN when it has nothing to score (e.g. flow on a one-frame clip).
+    ``score`` gets the sampled frames and, if ``needs_pairs``, pairs of successive frames
+    (``score_clip`` says which); it returns NaN when it has nothing to score (e.g. flow on
+    a one-frame clip).
     """
 
     metric: str  # one of METRICS
     backend: str
     version: str
-    needs_pairs: bool  # flow needs (i, i+1) frame pairs
+    needs_pairs: bool  # flow needs pairs of successive frames
 
     def setup(self) -> None: ...
 
@@ -230,7 +231,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, KeepRule]] = {
     # frames 10 apart at 320x576. On the smoothly moving sample videos that unit reads ~5.4x
     # ours, so its 2.0 is ~0.37 px/frame here: 0.4. With 2.0 px/frame, 3 of the 5 real dance
     # videos in shared/real would be dropped as static (1.1-1.5); with 0.4 all pass (1.1-5.5)
-    # and the generated near-static shot (0.015) fails. RAFT measures the same unit as DIS.
+    # and the generated near-static shot (0.04) fails. RAFT measures the same unit as DIS.
     "flow": {"dis": KeepRule(">=", 0.4), "raft": KeepRule(">=", 0.4)},
     # Union of text boxes / frame area, max over frames. CRAFT is the paper's detector: 0.05.
     # PP-OCR's DB boxes are grown by a margin like CRAFT's (unclip ratio 1.6), so the area
@@ -286,7 +287,7 @@ def score_clip(
 
     The clip is decoded once, only up to the last frame needed. Every scorer gets the
     frames at ``sample_indices(end - start)``. A scorer that needs pairs gets, for each i
-    in ``sample_indices(end - start - 1)``, the pair (i, j) with j the next frame that is
+    in ``sample_indices(end - start - repeat_window)``, the pair (i, j) with j the next frame that is
     not a repeat of frame i (see ``REPEAT_LEVEL``; at most ``repeat_window`` frames ahead,
     else i + 1; ``repeat_window=1`` gives plain (i, i + 1)), both resized to
     ``flow_long_side`` (None: native size). Flow is thus measured per step between
@@ -299,10 +300,14 @@ def score_clip(
     metrics = [scorer.metric for scorer in scorers]
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"one scorer per metric, got metrics {metrics}")
+    if not scorers:
+        return {}
     num_frames = end - start
     frame_offsets = set(sample_indices(num_frames, sampling))
     wants_pairs = any(scorer.needs_pairs for scorer in scorers)
-    pair_starts = sample_indices(num_frames - 1, sampling) if wants_pairs else []
+    # Pair starts leave room for a full look-ahead window when the clip is long enough.
+    span = num_frames - repeat_window if num_frames > repeat_window else num_frames - 1
+    pair_starts = sample_indices(span, sampling) if wants_pairs else []
     pair_offsets = {i + step for i in pair_starts for step in range(repeat_window + 1) if i + step < num_frames}
     last = max(frame_offsets | pair_offsets)
 

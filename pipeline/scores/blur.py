@@ -6,8 +6,8 @@ blurred one has a nearly flat Laplacian. This is the paper's own method (OpenCV'
 
 Resolution: frames larger than ``max_side`` (default 512) are shrunk to it first (INTER_AREA),
 never enlarged. The paper does not say at which size it measured, and the variance depends
-strongly on it: a soft 1080p upload scores ~25 at full size and ~110 at 512 (real sample
-00001), while the clips are trained and evaluated around 512 px (paper: 512x512 crops), so
+strongly on it: a soft 604x1080 upload scores 25-40 at full size and 90-160 at 512 (real
+sample 00001), while the clips are trained and evaluated around 512 px (paper: 512x512 crops), so
 sharpness is judged at that size. ``max_side=None`` measures at native size.
 
 Clip score: the 25th percentile of the sampled frames, not the mean. Laplacian variance is
@@ -25,8 +25,6 @@ import numpy as np
 from .base import resize_long_side
 
 DEFAULT_PERCENTILE = 25.0
-
-
 DEFAULT_MAX_SIDE = 512
 
 

@@ -38,6 +38,7 @@ DIS_PRESETS = {
 }
 
 RAFT_WEIGHTS_FILE = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"  # torchvision's Raft_Large_Weights.C_T_SKHT_V2
+RAFT_MIN_SIDE = 128
 
 
 def mean_magnitude(flow: np.ndarray) -> float:
@@ -87,8 +88,8 @@ class RAFTFlow:
     """Production backend "raft": torchvision RAFT with weights from a local file (see the module docstring).
 
     ``arch`` "large" (default, for the C_T_SKHT_V2 file) or "small" (raft_small's files).
-    Frames are padded (edge replicate) to a multiple of 8, as RAFT needs, and the flow is
-    cropped back. Pairs run in batches of ``batch_size``.
+    Frames are padded (edge replicate) to sides that are multiples of 8 and at least 128,
+    as RAFT needs, and the flow is cropped back. Pairs run in batches of ``batch_size``.
     """
 
     metric = "flow"
@@ -139,7 +140,8 @@ class RAFTFlow:
         for first, second in pairs:
             _check_pair(first, second)
         height, width = pairs[0][0].shape[:2]
-        pad_h, pad_w = (-height) % 8, (-width) % 8
+        # RAFT needs sides that are multiples of 8 and at least 128 (its 4-level correlation pyramid).
+        pad_h, pad_w = max(RAFT_MIN_SIDE, height + (-height) % 8) - height, max(RAFT_MIN_SIDE, width + (-width) % 8) - width
         flows = []
         for begin in range(0, len(pairs), self.batch_size):
             chunk = pairs[begin : begin + self.batch_size]

@@ -170,9 +170,13 @@ class CRAFTText:
             raise ValueError(f"{self.weights_path} is not a CRAFT state dict (got {type(state).__name__})")
         # The official file was saved from nn.DataParallel: its keys start with "module.".
         state = {key.removeprefix("module."): value for key, value in state.items()}
-        net = CRAFT(pretrained=False)  # pretrained=False: no ImageNet VGG download
+        # Built on the meta device (no random init of VGG-16, seconds on a CPU), then the file's
+        # tensors are assigned; strict loading leaves no parameter behind. pretrained=False:
+        # no ImageNet VGG download.
+        with torch.device("meta"):
+            net = CRAFT(pretrained=False)
         try:
-            net.load_state_dict(state)
+            net.load_state_dict(state, assign=True)
         except RuntimeError as error:
             raise ValueError(f"{self.weights_path} is not a CRAFT state dict: {error}") from error
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")

