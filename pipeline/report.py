@@ -7,7 +7,7 @@ import os
 from pipeline import tables
 from pipeline.config import PipelineSettings
 
-TABLES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_video", "rejects")
+TABLES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_video", "motion_tokens", "rejects")
 
 
 def summary(settings: PipelineSettings) -> str:
@@ -28,6 +28,13 @@ def summary(settings: PipelineSettings) -> str:
     stats = settings.root / "stats" / "motion_stats.npz"
     if stats.is_file():
         lines += ["", f"Motion statistics (4DMoT normalisation, 4D RoPE mean joints): {stats}"]
+    results = sorted((settings.root / "checkpoints" / "tokenizer" / "checkpoints").glob("train_result.json"))
+    if results:
+        import json
+
+        result = json.loads(results[-1].read_text())
+        lines += ["", f"4DMoT tokenizer: held-out MPJPE {result['heldout_mpjpe_mm']:.1f} mm, "
+                      f"active codes {result['active_code_share']:.0%}, checkpoint {result['checkpoint']}"]
     previews = sorted(settings.previews_dir.glob("*.png")) if settings.previews_dir.exists() else []
     if previews:
         lines += ["", "Preview images:"] + [f"  {p}" for p in previews]

@@ -211,3 +211,48 @@ def test_missing_input_folder_is_one_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="MTVCRAFT_RAW_VIDEOS"):
         PipelineSettings(data_root=str(tmp_path), raw_videos=str(tmp_path / "absent")).validated()
+
+
+def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated):
+    settings, _, results = curated
+    from pipeline import tokenizer_stage
+
+    quick = settings.with_overrides(train_backend="local", tokenizer_steps=12, tokenizer_batch_size=4)
+    trained = tokenizer_stage.train_tokenizer_stage(quick)
+    assert Path(trained.extra["checkpoint"]).is_file()
+    assert np.isfinite(trained.extra["heldout_mpjpe_mm"]) and 0 <= trained.extra["active_code_share"] <= 1
+    assert trained.preview_markdown.count("data:image/png;base64,") >= 2  # loss curve + codebook plots
+    tokens = tokenizer_stage.tokenize_curated(quick)
+    assert tokens.num_rows == results["motion_video"].num_rows
+    from models.tokenizer import TokenizerConfig
+
+    codebook = TokenizerConfig.tiny().codebook_size
+    for row in tables.read(settings.table_uri("motion_tokens")).to_pylist():
+        assert row["latent_frames"] == 1 + (row["num_frames_used"] - 1) // 4
+        assert len(row["token_ids"]) == row["latent_frames"] * 24
+        assert 0 <= min(row["token_ids"]) and max(row["token_ids"]) < codebook
+        assert np.isfinite(row["mpjpe_mm"])
+
+
+def test_table_checks_pass_on_the_curated_tables_and_catch_breakage(curated, tmp_path):
+    settings, _, _ = curated
+    from pipeline import table_checks
+
+    for outcome in (table_checks.unique_ids(settings, "raw_videos"), table_checks.unique_ids(settings, "subclips"),
+                    table_checks.finite_joints(settings, "subclips"), table_checks.finite_joints(settings, "motion_video"),
+                    table_checks.shots_cover_videos(settings), table_checks.every_video_accounted_for(settings)):
+        assert outcome.passed, outcome
+    # a copy of the sub-clips with one clip's joints set to NaN fails the joint check
+    import lance
+    import pyarrow as pa
+
+    broken = PipelineSettings(data_root=str(tmp_path)).validated()
+    clips = tables.read(settings.table_uri("subclips"))
+    arrays = tables.sequence_as_arrays(clips, "joints", (24, 3))
+    arrays[0] = arrays[0].copy()
+    arrays[0][3, 5, 1] = np.nan
+    clips = clips.set_column(clips.schema.get_field_index("joints"), "joints", tables.sequence_list(arrays, 72))
+    lance.write_dataset(clips, broken.table_uri("subclips"))
+    assert not table_checks.finite_joints(broken, "subclips").passed
+    lance.write_dataset(pa.concat_tables([clips.slice(0, 2), clips.slice(0, 1)]), broken.table_uri("subclips"), mode="overwrite")
+    assert not table_checks.unique_ids(broken, "subclips").passed

@@ -101,13 +101,17 @@ def test_ik_fit_recovers_a_known_smpl_pose(absolute):
     assert np.all(fit.pose[:, list(LEAF_JOINTS)] == 0)
 
 
-def test_ik_fit_keeps_knees_bending_the_natural_way():
-    """Targets with a slightly over-straightened knee: the hinge prior keeps the bend >= ~0."""
+def test_hinge_prior_pulls_a_hyperextended_knee_towards_straight():
+    """Targets with a knee bent 0.15 rad the wrong way: the prior trades a little position for a
+    plausible knee (bending about its hinge axis only, not backwards)."""
     pose = _smooth_poses(4, seed=2)
-    pose[:, 4] = [-0.15, 0.0, 0.0]  # left knee bent backwards (hyper-extended)
+    pose[:, 4] = [-0.15, 0.0, 0.0]  # left knee hyper-extended
     joints = _camera_joints(pose, np.zeros((4, 3), np.float32) + [0, 0, 3])
-    fit = fit_smpl(IKTargets(joints, np.ones((4, 24), np.float32), absolute=True))
-    assert np.all(fit.pose[:, 4, 0] > -0.05)
+    targets = IKTargets(joints, np.ones((4, 24), np.float32), absolute=True)
+    free = fit_smpl(targets, IKSettings(weight_hinge=0.0)).pose[:, 4]
+    held = fit_smpl(targets, IKSettings()).pose[:, 4]
+    assert np.all(held[:, 0] > free[:, 0] + 0.05)  # less backwards bend
+    assert np.all(np.abs(held[:, 1:]).sum(-1) < np.abs(free[:, 1:]).sum(-1))  # less off-axis rotation
 
 
 def test_ik_targets_reject_bad_input():
