@@ -35,6 +35,7 @@ class MTVCraftSettings(ConfigurableResource):
     motion_video_version: int = 0
     tokenizer_model: str = "tiny"
     tokenizer_steps: int = 400
+    tokenizer_lr: float = 1e-3
     tokenizer_batch_size: int = 8
     train_workers: int = 1
     train_backend: str = "ray"

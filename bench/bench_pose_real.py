@@ -58,7 +58,9 @@ def bench_video(video: Path, nlf_mm: np.ndarray, max_frames: int | None, backend
     mediapipe_s = time.perf_counter() - start
     num = len(frames)
     start = time.perf_counter()
-    track, fit = track_from_landmarks(landmarks, np.arange(num), backend.backend, backend.fov_deg, backend.ik_settings)
+    track, fit = track_from_landmarks(
+        landmarks, np.arange(num), backend.backend, backend.fov_deg, backend.ik_settings
+    )
     ik_s = time.perf_counter() - start
 
     found = landmarks.found
@@ -116,7 +118,8 @@ def main() -> None:
           f"| {mean['pa_floor']:.1f} | {mean['uncertainty_mm']:.0f} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pose_real.json").write_text(json.dumps({"rows": rows, "command": command, "date": str(date.today())}, indent=1))
+    report = {"rows": rows, "command": command, "date": str(date.today())}
+    (out / "pose_real.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class PipelineSettings:
     # tokenizer_model="full", tokenizer_steps=300000 (200K at 1e-4 then 100K at 1e-5), batch 32 per GPU, 8 workers.
     tokenizer_model: str = "tiny"
     tokenizer_steps: int = 400
+    tokenizer_lr: float = 1e-3  # first-stage rate; the second stage uses a tenth (paper: 1e-4 then 1e-5 over 300K steps)
     tokenizer_batch_size: int = 8
     train_workers: int = 1
     train_backend: str = "ray"
@@ -112,6 +113,8 @@ class PipelineSettings:
             raise ConfigError(f"motion_video_version ({ENV_MOTION_VIDEO_VERSION}) = {self.motion_video_version}; must be >= 0")
         if self.tokenizer_model not in TOKENIZER_MODELS:
             raise ConfigError(f"tokenizer_model = {self.tokenizer_model!r}; choose one of {TOKENIZER_MODELS}")
+        if self.tokenizer_lr <= 0:
+            raise ConfigError(f"tokenizer_lr = {self.tokenizer_lr}; must be > 0")
         if self.tokenizer_steps < 1 or self.tokenizer_batch_size < 1 or self.train_workers < 1:
             raise ConfigError("tokenizer_steps, tokenizer_batch_size and train_workers must be >= 1")
         if self.train_backend not in ("ray", "local"):

@@ -40,7 +40,7 @@ def train_tokenizer_stage(settings: PipelineSettings, log: Log = default_log) ->
     steps_lr1 = max(1, round(settings.tokenizer_steps * 2 / 3))  # the paper's 200K + 100K split
     config = TokenizerTrainConfig(
         model=settings.tokenizer_model, steps_lr1=steps_lr1, steps_lr2=settings.tokenizer_steps - steps_lr1,
-        batch_size=settings.tokenizer_batch_size, num_workers=settings.train_workers, backend=settings.train_backend,
+        lr1=settings.tokenizer_lr, lr2=settings.tokenizer_lr / 10, batch_size=settings.tokenizer_batch_size, num_workers=settings.train_workers, backend=settings.train_backend,
         ray_address=settings.ray_address, checkpoint_every=max(1, settings.tokenizer_steps // 4),
         log_every=max(1, settings.tokenizer_steps // 50),
     )

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, forward_kinematics
-from pipeline.pose import camera_intrinsics, make_pose_estimator
+from models.motion.skeleton import SMPL_JOINT_NAMES, forward_kinematics
+from pipeline.pose import PoseEstimator, camera_intrinsics, make_pose_estimator
 from pipeline.pose.ik_fit import LEAF_JOINTS, IKSettings, IKTargets, fit_smpl, initial_pose, solve_translation
 from pipeline.pose.joint_map import (
     HIP_WIDTH_SCALE,
@@ -179,7 +179,8 @@ def test_joint_map_places_every_smpl_joint_by_its_rule():
 def test_joint_map_limb_joints_are_the_twelve_marked_joints():
     names = {SMPL_JOINT_NAMES[i] for i in LIMB_JOINTS}
     assert len(LIMB_JOINTS) == 12
-    assert names == {f"{s}_{p}" for s in ("left", "right") for p in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")}
+    parts = ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
+    assert names == {f"{side}_{part}" for side in ("left", "right") for part in parts}
 
 
 # --------------------------------------------------------------------------- MediaPipe on real video
@@ -238,3 +239,21 @@ def test_backend_on_real_dance_video_against_nlf(estimator):
     # Uncertainty: metres per joint, finite, between the 1 cm floor and a body length.
     assert track.joint_uncertainty.shape == (REAL_FRAMES, 24) and track.joint_uncertainty.dtype == np.float32
     assert np.all((track.joint_uncertainty >= 0.01) & (track.joint_uncertainty < 1.0))
+
+    # Frames where MediaPipe lost the person become NaN rows with num_people 0; the rest still fit.
+    landmarks.world[10:13] = np.nan
+    gappy = estimator.track(landmarks, np.arange(REAL_FRAMES))
+    assert gappy.num_people.tolist() == [1] * 10 + [0] * 3 + [1] * (REAL_FRAMES - 13)
+    assert np.isnan(gappy.pose[10:13]).all() and np.isfinite(gappy.pose[13:]).all()
+    kept = np.r_[0:10, 13:REAL_FRAMES]
+    assert np.abs(_camera_joints(gappy.pose[kept], gappy.transl[kept]) - joints[kept]).mean() < 0.02
+
+
+def test_backend_estimate_reads_the_frame_range(estimator):
+    video = REAL / f"{REAL_VIDEO}.mp4"
+    if not video.is_file():
+        pytest.skip(f"real test data not found: {video} (../shared/real/mtvcrafter-samples)")
+    assert isinstance(estimator, PoseEstimator) and estimator.name == "mediapipe"
+    track = estimator.estimate(str(video), 40, 45)
+    assert track.frame_index.tolist() == [40, 41, 42, 43, 44]
+    assert (track.num_people == 1).all() and np.isfinite(track.transl).all()

@@ -8,16 +8,18 @@ from. This module finds them for a whole clip at once:
 
 1. a closed-form start (``initial_pose``): each bone swung from its rest
    direction onto the target bone direction, parents first (a Kabsch fit where
-   a joint has several children, e.g. the root);
+   a joint has several children, e.g. the root), hips and shoulders twisted so
+   that knees and elbows bend about their hinge axes;
 2. the root translation (``solve_translation``) from 2D keypoints and the known
    camera by a small linear least-squares per frame;
 3. a fixed number of L-BFGS steps on all frames together, minimising
    - the 3D distance to the target joints (centred: only the shape counts when
-     the targets are hip-centred, as MediaPipe's are), weighted per joint,
+     the targets are hip-centred, as MediaPipe's are; then the targets are
+     first scaled to the neutral skeleton's size), weighted per joint,
    - the 2D reprojection error through the camera (in metres at the joint's
      depth, Huber-robust), weighted per joint,
-   - priors: L2 on the body rotations, knees bending forwards only about their
-     hinge axis, elbows bending the right way,
+   - priors: L2 on the body rotations (more on the collars), knees and elbows
+     flexing only about their hinge axis and never backwards,
    - temporal smoothness: the acceleration of the joints between frames.
 
 Coordinates are the OpenCV camera frame (+x right, +y down, +z forward) and
@@ -44,7 +46,12 @@ _CHILDREN: tuple[tuple[int, ...], ...] = tuple(
 )
 # Hinge joints -> the local axis they flex about (positive angle = natural bend): knees bend
 # backwards about +x, the left elbow forwards about -y, the right elbow about +y.
-_HINGES: dict[int, tuple[float, float, float]] = {4: (1.0, 0.0, 0.0), 5: (1.0, 0.0, 0.0), 18: (0.0, -1.0, 0.0), 19: (0.0, 1.0, 0.0)}
+_HINGES: dict[int, tuple[float, float, float]] = {
+    4: (1.0, 0.0, 0.0),
+    5: (1.0, 0.0, 0.0),
+    18: (0.0, -1.0, 0.0),
+    19: (0.0, 1.0, 0.0),
+}
 _MIN_BEND_SIN = 0.1  # a limb bent less than ~6 degrees shows no usable hinge plane
 _COLLARS = (13, 14)
 # Bones whose lengths set the body's size: (parent, child) among directly marked joints.
@@ -159,7 +166,9 @@ def _kabsch(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return vt.transpose(-1, -2) @ fix @ u.transpose(-1, -2)
 
 
-def _twist_to_hinge(swing: torch.Tensor, bone: torch.Tensor, axis: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+def _twist_to_hinge(
+    swing: torch.Tensor, bone: torch.Tensor, axis: torch.Tensor, normal: torch.Tensor
+) -> torch.Tensor:
     """Add the twist about ``bone`` (N, 3) that turns the swung hinge ``axis`` (3,) onto the limb
     plane's ``normal`` (N, 3), within +-90 degrees (a larger one would mean a reversed bend);
     frames where the limb is nearly straight (small normal) keep the swing alone."""
@@ -240,7 +249,9 @@ def solve_translation(
 # --------------------------------------------------------------------------- the fit
 
 
-def body_size_scale(joints3d: np.ndarray, weights: np.ndarray, rest_joints: np.ndarray = SMPL_NEUTRAL_REST_JOINTS) -> float:
+def body_size_scale(
+    joints3d: np.ndarray, weights: np.ndarray, rest_joints: np.ndarray = SMPL_NEUTRAL_REST_JOINTS
+) -> float:
     """Neutral skeleton size / target size: ratio of summed bone lengths, median over frames."""
     parent, child = np.array(_SIZE_BONES).T
     rest_length = np.linalg.norm(rest_joints[child] - rest_joints[parent], axis=-1).sum()
@@ -295,98 +306,123 @@ def fit_smpl(
         return _fit(targets, settings, rest_joints)
 
 
-def _fit(targets: IKTargets, settings: IKSettings, rest_joints: np.ndarray) -> IKResult:
-    """Closed-form start, translation, then L-BFGS on the summed per-frame costs."""
-    num_frames = targets.joints3d.shape[0]
-    if num_frames == 0:
-        empty = np.zeros((0, NUM_JOINTS), np.float32)
-        return IKResult(np.zeros((0, NUM_JOINTS, 3), np.float32), np.zeros((0, 3), np.float32),
-                        np.zeros((0, NUM_JOINTS, 3), np.float32), empty, empty, 1.0)
-    dtype = torch.float64
-    use_2d = targets.keypoints2d is not None
-    scale = 1.0 if targets.absolute else body_size_scale(targets.joints3d, targets.weight3d, rest_joints)
-    target3d = torch.as_tensor(targets.joints3d * scale, dtype=dtype)
-    weight3d = torch.as_tensor(targets.weight3d, dtype=dtype)
-    rest = torch.as_tensor(rest_joints, dtype=dtype)
+@dataclass
+class _Problem:
+    """The fit's targets as float64 tensors (3D targets already scaled to the neutral size)."""
 
-    start = torch.as_tensor(initial_pose(targets.joints3d * scale, rest_joints), dtype=dtype)
-    start[:, list(LEAF_JOINTS)] = 0.0
-    with torch.no_grad():
-        posed = forward_kinematics(start, rest)
-    if use_2d:
-        transl0 = solve_translation(posed.numpy(), targets.keypoints2d, targets.weight2d, targets.intrinsics)
-    else:
-        transl0 = (target3d[:, 0] - posed[:, 0]).numpy()
-    transl0 = torch.as_tensor(transl0, dtype=dtype)
+    target3d: torch.Tensor  # (T, 24, 3)
+    weight3d: torch.Tensor  # (T, 24)
+    absolute: bool
+    keypoints: torch.Tensor | None  # (T, 24, 2) pixels
+    weight2d: torch.Tensor | None  # (T, 24)
+    focal: torch.Tensor | None  # (2,)
+    centre: torch.Tensor | None  # (2,)
+    smooth_mask: torch.Tensor  # (T - 2,)
+    rest: torch.Tensor  # (24, 3)
 
-    free = [j for j in range(NUM_JOINTS) if j not in LEAF_JOINTS]
-    free_pose = start[:, free].clone().requires_grad_(True)
-    transl = transl0.clone().requires_grad_(True)
-    if use_2d:
-        keypoints = torch.as_tensor(targets.keypoints2d, dtype=dtype)
-        weight2d = torch.as_tensor(targets.weight2d, dtype=dtype)
-        k = torch.as_tensor(targets.intrinsics, dtype=dtype)
-        focal = torch.stack([k[0, 0], k[1, 1]])
-        centre = torch.stack([k[0, 2], k[1, 2]])
-    smooth_mask = _smooth_mask(targets.new_segment, num_frames)
-    inv_sigma2 = 1.0 / settings.sigma**2
+    @classmethod
+    def from_targets(cls, targets: IKTargets, scale: float, rest_joints: np.ndarray) -> "_Problem":
+        def tensor(value: np.ndarray | None) -> torch.Tensor | None:
+            return None if value is None else torch.as_tensor(value, dtype=torch.float64)
 
-    def full_pose(free_values: torch.Tensor) -> torch.Tensor:
-        pose = torch.zeros(num_frames, NUM_JOINTS, 3, dtype=dtype)
-        pose[:, free] = free_values
-        return pose
+        k = tensor(targets.intrinsics)
+        return cls(
+            target3d=tensor(targets.joints3d * scale),
+            weight3d=tensor(targets.weight3d),
+            absolute=targets.absolute,
+            keypoints=tensor(targets.keypoints2d),
+            weight2d=tensor(targets.weight2d),
+            focal=None if k is None else torch.stack([k[0, 0], k[1, 1]]),
+            centre=None if k is None else torch.stack([k[0, 2], k[1, 2]]),
+            smooth_mask=_smooth_mask(targets.new_segment, targets.joints3d.shape[0]),
+            rest=tensor(rest_joints),
+        )
 
-    def residuals(pose: torch.Tensor, translation: torch.Tensor):
-        joints = forward_kinematics(pose, rest, translation)
-        if targets.absolute:
-            r3 = joints - target3d
+    def residuals(self, pose: torch.Tensor, transl: torch.Tensor):
+        """Joints (T, 24, 3), 3D residuals (T, 24, 3) and 2D residuals (T, 24, 2) in metres (or None)."""
+        joints = forward_kinematics(pose, self.rest, transl)
+        if self.absolute:
+            r3 = joints - self.target3d
         else:
-            r3 = _centred(joints, weight3d) - _centred(target3d, weight3d)
+            r3 = _centred(joints, self.weight3d) - _centred(self.target3d, self.weight3d)
         r2 = None
-        if use_2d:
+        if self.keypoints is not None:
             depth = joints[..., 2:].clamp_min(0.1)
-            projected = focal * joints[..., :2] / depth + centre
-            r2 = (projected - keypoints) / focal * depth.detach()
+            projected = self.focal * joints[..., :2] / depth + self.centre
+            r2 = (projected - self.keypoints) / self.focal * depth.detach()  # pixels -> metres at depth
         return joints, r3, r2
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        pose = full_pose(free_pose)
-        joints, r3, r2 = residuals(pose, transl)
-        cost = settings.weight_3d * inv_sigma2 * (weight3d * (r3**2).sum(-1)).sum(-1)
+    def cost(self, pose: torch.Tensor, transl: torch.Tensor, settings: IKSettings) -> torch.Tensor:
+        """The objective of the module docstring, averaged over frames."""
+        joints, r3, r2 = self.residuals(pose, transl)
+        inv_sigma2 = 1.0 / settings.sigma**2
+        cost = settings.weight_3d * inv_sigma2 * (self.weight3d * (r3**2).sum(-1)).sum(-1)
         if r2 is not None:
             norm = torch.sqrt((r2**2).sum(-1) + 1e-12)
             delta = settings.huber_2d
             huber = torch.where(norm < delta, norm**2, 2 * delta * norm - delta**2)
-            cost = cost + settings.weight_2d * inv_sigma2 * (weight2d * huber).sum(-1)
-        cost = cost + _pose_prior(pose, settings)
-        total = cost.sum()
-        if num_frames > 2 and settings.weight_smooth > 0:
+            cost = cost + settings.weight_2d * inv_sigma2 * (self.weight2d * huber).sum(-1)
+        total = (cost + _pose_prior(pose, settings)).sum()
+        if len(self.smooth_mask) and settings.weight_smooth > 0:
             accel = joints[2:] - 2 * joints[1:-1] + joints[:-2]
-            total = total + settings.weight_smooth * inv_sigma2 * ((accel**2).sum((-1, -2)) * smooth_mask).sum()
-        total = total / num_frames
+            jerk = ((accel**2).sum((-1, -2)) * self.smooth_mask).sum()
+            total = total + settings.weight_smooth * inv_sigma2 * jerk
+        return total / pose.shape[0]
+
+
+_FREE_JOINTS = [j for j in range(NUM_JOINTS) if j not in LEAF_JOINTS]
+
+
+def _with_leaves(free_values: torch.Tensor) -> torch.Tensor:
+    """(T, 19, 3) rotations of the non-leaf joints -> (T, 24, 3) with zero leaf rotations."""
+    pose = free_values.new_zeros(free_values.shape[0], NUM_JOINTS, 3)
+    pose[:, _FREE_JOINTS] = free_values
+    return pose
+
+
+def _fit(targets: IKTargets, settings: IKSettings, rest_joints: np.ndarray) -> IKResult:
+    """Closed-form start, translation, then L-BFGS on the summed per-frame costs."""
+    num_frames = targets.joints3d.shape[0]
+    scale = 1.0 if targets.absolute else body_size_scale(targets.joints3d, targets.weight3d, rest_joints)
+    problem = _Problem.from_targets(targets, scale, rest_joints)
+
+    start = torch.as_tensor(initial_pose(targets.joints3d * scale, rest_joints), dtype=torch.float64)
+    start = _with_leaves(start[:, _FREE_JOINTS])
+    with torch.no_grad():
+        posed = forward_kinematics(start, problem.rest)
+    if targets.keypoints2d is not None:
+        transl0 = solve_translation(posed.numpy(), targets.keypoints2d, targets.weight2d, targets.intrinsics)
+    else:
+        transl0 = (problem.target3d[:, 0] - posed[:, 0]).numpy()
+
+    free_pose = start[:, _FREE_JOINTS].clone().requires_grad_(True)
+    transl = torch.as_tensor(transl0, dtype=torch.float64).clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [free_pose, transl], lr=1.0, max_iter=max(settings.iterations, 1), line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        total = problem.cost(_with_leaves(free_pose), transl, settings)
         total.backward()
         return total
 
-    optimizer = torch.optim.LBFGS(
-        [free_pose, transl], lr=1.0, max_iter=settings.iterations, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
-    )
-    if settings.iterations > 0:
+    if settings.iterations > 0 and num_frames > 0:
         optimizer.step(closure)
 
     with torch.no_grad():
-        pose = full_pose(free_pose).float()
+        pose = _with_leaves(free_pose).float()
         translation = transl.float()
-        joints, r3, r2 = residuals(pose.double(), translation.double())
+        _, r3, r2 = problem.residuals(pose.double(), translation.double())
         joints = forward_kinematics(pose, rest_joints, translation)
     residual2d = r2.norm(dim=-1) if r2 is not None else torch.zeros(num_frames, NUM_JOINTS)
     return IKResult(
-        pose=pose.numpy().astype(np.float32),
-        transl=translation.numpy().astype(np.float32),
-        joints=joints.numpy().astype(np.float32),
-        residual3d=r3.norm(dim=-1).numpy().astype(np.float32),
-        residual2d=residual2d.numpy().astype(np.float32),
+        pose=pose.numpy(),
+        transl=translation.numpy(),
+        joints=joints.numpy(),
+        residual3d=r3.norm(dim=-1).float().numpy(),
+        residual2d=residual2d.float().numpy(),
         scale=scale,
     )
 

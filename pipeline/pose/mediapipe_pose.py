@@ -241,7 +241,9 @@ class MediaPipePoses:
 
     def landmarks(self, frames: Iterable[np.ndarray]) -> MediaPipeLandmarks:
         """MediaPipe alone (no IK): the raw landmarks of consecutive frames."""
-        return run_mediapipe(frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks)
+        return run_mediapipe(
+            frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks
+        )
 
     def track(self, landmarks: MediaPipeLandmarks, frame_index: np.ndarray) -> PoseTrack:
         """The IK fit alone: landmarks -> PoseTrack."""
