@@ -131,10 +131,7 @@ def build_motion_stats(settings: PipelineSettings, log: Log = default_log) -> St
 
 def mean_skeleton_figure(mean_joints: np.ndarray) -> np.ndarray:
     """Front (x-y) and side (z-y) views of the dataset-mean skeleton, centred (Fig. 10b), as an RGB image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = previews.pyplot()
 
     from models.motion.skeleton import SMPL_BONES
 
@@ -151,7 +148,4 @@ def mean_skeleton_figure(mean_joints: np.ndarray) -> np.ndarray:
         ax.set_title(name, fontsize=9)
     fig.suptitle("Dataset-mean joints (centred, metres): 4D RoPE positions")
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    return previews.figure_rgb(fig)

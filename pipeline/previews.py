@@ -82,6 +82,24 @@ def contact_sheet(images: list[np.ndarray], columns: int = 4, height: int = 160,
     return np.concatenate(rows, axis=0)
 
 
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (no display on servers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_rgb(fig) -> np.ndarray:
+    """Render a matplotlib figure to an RGB uint8 image and close it."""
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    pyplot().close(fig)
+    return image
+
+
 def markdown_table(rows: list[dict], max_rows: int = 30) -> str:
     """A Markdown table of dict rows (first ``max_rows``), with a note of how many were left out."""
     if not rows:

@@ -150,10 +150,7 @@ def _why(row: dict, failure: str, t: Thresholds, cut: float) -> str:
 
 def funnel_chart(steps: list[tuple[str, int]]) -> np.ndarray:
     """A bar chart of the funnel (clips left after each filter), as an RGB image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = previews.pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
     names, counts = zip(*steps)
@@ -164,7 +161,4 @@ def funnel_chart(steps: list[tuple[str, int]]) -> np.ndarray:
     ax.set_xlabel("clips")
     ax.set_title("Curation funnel (App. B filters, in order)")
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    return previews.figure_rgb(fig)

@@ -62,10 +62,7 @@ def train_tokenizer_stage(settings: PipelineSettings, log: Log = default_log) ->
 
 def loss_curve_figure(curve: list[dict]) -> np.ndarray:
     """Training loss, reconstruction and commitment terms (Eq. 2) against step, as an RGB image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = previews.pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
     steps = [p["step"] for p in curve]
@@ -76,10 +73,7 @@ def loss_curve_figure(curve: list[dict]) -> np.ndarray:
     ax.set_title("4DMoT training (Eq. 2: L1 reconstruction + beta * commitment)")
     ax.legend()
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    return previews.figure_rgb(fig)
 
 
 class TokenTask:
