@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import time
 from datetime import date
 from pathlib import Path
@@ -136,6 +137,7 @@ def bench_ray(steps: int, every: int, batch: int, out: Path) -> dict[str, Any]:
     log(f"ray init {result['ray_init_s']:.1f} s")
     for workers in (1, 2):
         run_dir = out / f"ray_w{workers}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # resume=False still evaluates the newest checkpoint found there
         cfg = TokenizerTrainConfig(
             model="tiny", backend="ray", num_workers=workers, use_gpu=False, steps_lr1=steps, steps_lr2=0,
             lr1=1e-3, batch_size=batch, checkpoint_every=every, keep_checkpoints=10_000, log_every=every,
@@ -157,6 +159,26 @@ def bench_ray(steps: int, every: int, batch: int, out: Path) -> dict[str, Any]:
 
 
 # ---- 3. + 4. training and reconstruction ---------------------------------------------------------
+def steps_for_budget(config: TokenizerConfig, batch: int, minutes: float, max_steps: int, threads: int) -> tuple[int, float]:
+    """Training steps that fit ``minutes`` here: time a few 49-frame steps now (the machine is shared, so
+    the rate of the moment decides), keep 10% for evaluation. Returns (steps, seconds per step)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = VQVAE(config).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, WINDOW, 24, 3) * 0.1
+    times = []
+    for _ in range(6):
+        t0 = time.perf_counter()
+        _, losses, _ = model(x)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    per_step = float(np.median(times[2:]))
+    return int(min(max_steps, max(50, 0.9 * minutes * 60 / per_step))), per_step
+
+
 def train_and_eval(name: str, model: str | dict, steps: int, batch: int, threads: int, train_clips, heldout,
                    real: dict[str, np.ndarray], out: Path) -> dict[str, Any]:
     torch.set_num_threads(threads)
@@ -167,8 +189,10 @@ def train_and_eval(name: str, model: str | dict, steps: int, batch: int, threads
         log_every=max(10, steps // 20), windows=WindowConfig(lengths=(33, 49), strides=(1, 2)), resume=False,
     )
     log(f"training {name}: {steps} steps, batch {batch}, {threads} thread(s)")
+    run_dir = out / f"train_{name}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # resume=False still evaluates the newest checkpoint found there
     started = time.perf_counter()
-    result = train_tokenizer(train_clips, None, cfg, out / f"train_{name}", log=lambda m: None, heldout=heldout)
+    result = train_tokenizer(train_clips, None, cfg, run_dir, log=lambda m: None, heldout=heldout)
     train_s = time.perf_counter() - started
     model_nn, normalizer, _ = load_tokenizer(result.checkpoint)
     per_video = {}
@@ -266,6 +290,8 @@ def to_markdown(res: dict[str, Any]) -> str:
             "for 80% of the steps then 1e-4, windows of 33/49 frames at stride 1/2 with the App. A.2 scale/shift "
             "augmentation, paper representation (first frame subtracted), global per-axis statistics of the training clips.",
             "",
+            "Steps were chosen to fit a time budget at the speed measured just before each run (the machine was shared).",
+            "",
             "| tokenizer | channels | code dim x codebook | trainable params | steps x batch | threads | train time (min) | held-out synthetic MPJPE | active codes | real NLF mean MPJPE |",
             "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
@@ -333,8 +359,9 @@ def main() -> None:
     parser.add_argument("--md", default=None, help="Markdown results file")
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
     parser.add_argument("--sections", default="throughput,ray,train", help="comma-separated subset")
-    parser.add_argument("--tiny-steps", type=int, default=1200)
-    parser.add_argument("--larger-steps", type=int, default=1500)
+    parser.add_argument("--tiny-minutes", type=float, default=7.0, help="training budget of tiny()")
+    parser.add_argument("--larger-minutes", type=float, default=17.0, help="training budget of the larger config")
+    parser.add_argument("--max-steps", type=int, default=5000)
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--train-threads", type=int, default=1)
     parser.add_argument("--train-seeds", type=int, default=24)
@@ -378,13 +405,18 @@ def main() -> None:
         heldout = procedural_clips(range(1000, 1001 if q else 1003), frames)
         res["data"] = {"train_clips": len(train_clips), "heldout_clips": len(heldout), "kinds": len(MOTIONS),
                        "train_seeds": seeds, "frames": frames}
-        res["train_tiny"] = train_and_eval("tiny()", "tiny", 8 if q else args.tiny_steps, 4 if q else args.train_batch,
-                                           args.train_threads, train_clips, heldout, real, out)
-        save()
-        res["train_larger"] = train_and_eval("larger", LARGER.to_dict(), 6 if q else args.larger_steps,
-                                             4 if q else args.train_batch, args.train_threads, train_clips, heldout,
-                                             real, out)
-        save()
+        budgets = {"tiny()": ("tiny", TokenizerConfig.tiny(), args.tiny_minutes),
+                   "larger": (LARGER.to_dict(), LARGER, args.larger_minutes)}
+        for key, (name, (model, config, minutes)) in zip(("train_tiny", "train_larger"), budgets.items()):
+            batch = 4 if q else args.train_batch
+            if q:
+                steps, per_step = 6, float("nan")
+            else:
+                steps, per_step = steps_for_budget(config, batch, minutes, args.max_steps, args.train_threads)
+                log(f"{name}: {per_step:.2f} s per probe step -> {steps} steps for {minutes} min")
+            res[key] = train_and_eval(name, model, steps, batch, args.train_threads, train_clips, heldout, real, out)
+            res[key].update(budget_min=minutes, probe_s_per_step=per_step)
+            save()
     save()
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(to_markdown(res))

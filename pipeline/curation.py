@@ -58,8 +58,9 @@ def raw_video_source(settings: PipelineSettings, log: Log = default_log) -> Path
         return Path(settings.raw_videos)
     from pipeline.synthetic import make_sample
 
-    log(f"MTVCRAFT_RAW_VIDEOS not set: using the generated sample in {settings.sample_dir}")
-    make_sample(settings.sample_dir, seed=settings.sample_seed, preset=settings.sample_preset)
+    log(f"MTVCRAFT_RAW_VIDEOS not set: using the generated sample in {settings.sample_dir} (rendered once, then reused)")
+    manifest = make_sample(settings.sample_dir, seed=settings.sample_seed, preset=settings.sample_preset, progress=True)
+    log(f"generated sample: {len(manifest.videos)} videos, {manifest.total_frames} frames")
     return settings.sample_dir / "videos"
 
 

@@ -1,4 +1,4 @@
-"""Import motion-capture files as 4DMoT joints: AMASS ``.npz`` and BVH (paper Sec. 3.1 input, Sec. 4 "motion file").
+"""Import motion-capture files as 4DMoT joints: AMASS ``.npz`` and BVH (Sec. 3.1 input; DESIGN.md "a motion file").
 
 Both formats become an `ImportedMotion`: SMPL-24 joint positions ``(T, 24, 3)``
 in metres in the frame the curated ``motion_video`` table uses, the OpenCV

@@ -7,6 +7,7 @@ from models.mvdit.cfg import (
     FULL,
     MOTION,
     NULL,
+    Branch,
     CFGConfig,
     combine_guidance,
     drop_text,
@@ -98,7 +99,7 @@ def test_guided_prediction_batches_branch_major():
 
     def predict(motion_keep, text_keep):
         calls.append((motion_keep.tolist(), text_keep.tolist()))
-        rows = [p[type(NULL)(bool(m), bool(t))][i % B] for i, (m, t) in enumerate(zip(motion_keep, text_keep))]
+        rows = [p[Branch(bool(m), bool(t))][i % B] for i, (m, t) in enumerate(zip(motion_keep, text_keep))]
         return torch.stack(rows)
 
     out = guided_prediction(predict, B, motion_scale=3.0, text_scale=6.0, has_text=True)

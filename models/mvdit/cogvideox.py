@@ -137,8 +137,11 @@ def motion_rope_tables(
     vision, motion = build_rope_tables(
         cfg.rope, cfg.dim_per_head, frames, height, width, mean_joints=joints, first_frame_joints=joints
     )
-    move = lambda table: None if table is None else (table[0].to(device), table[1].to(device))  # noqa: E731
-    return move(vision), move(motion)
+    return _to_device(vision, device), _to_device(motion, device)
+
+
+def _to_device(table: RopeTable | None, device: torch.device) -> RopeTable | None:
+    return None if table is None else (table[0].to(device), table[1].to(device))
 
 
 def new_unconditional_tokens(frames: int, joints: int, channels: int) -> nn.Parameter | None:
@@ -332,11 +335,11 @@ class MVDiTConfig:
         return MVDiTCogVideoX(**self.model_kwargs())
 
 
-def _check_layout(layout: str, motion_pe: str) -> None:
+def check_layout(layout: str, motion_pe: str) -> None:
     if layout not in LAYOUTS:
         raise ValueError(f"motion_layout must be one of {LAYOUTS}, got {layout!r}")
     if layout == "release" and motion_pe != "4d":
-        raise ValueError(f"motion_layout='release' uses the released 4D RoPE; motion_pe must be '4d', got {motion_pe!r}")
+        raise ValueError(f"motion_layout='release' needs motion_pe='4d' (the released RoPE), got {motion_pe!r}")
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -393,7 +396,7 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         motion_mean_joints: list[list[float]] | None = None,
         train_backbone: bool = True,
     ) -> None:
-        _check_layout(motion_layout, motion_pe)
+        check_layout(motion_layout, motion_pe)
         if ofs_embed_dim is not None or patch_size_t is not None:
             raise ValueError("MV-DiT-6B builds on CogVideoX 1.0 (5B): ofs_embed_dim and patch_size_t must be None")
         if not use_rotary_positional_embeddings:
@@ -446,7 +449,7 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
 
     @property
     def motion_attention_config(self) -> MotionAttentionConfig:
-        """Eq. 5-7 settings derived from the backbone shape (equals the ``paper_6b``/``release_7b`` presets at full size)."""
+        """Eq. 5-7 settings for this backbone's shape (at full size: the ``paper_6b`` / ``release_7b`` presets)."""
         c = self.config
         heads, head_dim = c.num_attention_heads, c.attention_head_dim
         if c.motion_layout == "release":
@@ -469,7 +472,7 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         return {i: self.transformer_blocks[i].attn0 for i in self.motion_block_indices}
 
     def set_trainable(self, backbone: bool) -> None:
-        """Motion attention and c_m∅ always train; the backbone too when ``backbone`` (paper: 6B trains all blocks)."""
+        """Motion attention and c_m∅ always train; the backbone when ``backbone`` (paper: the 6B trains all)."""
         self.requires_grad_(backbone)
         for module in self.motion_modules().values():
             module.requires_grad_(True)
@@ -514,7 +517,8 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         c = self.config
         if hidden_states.ndim != 5 or hidden_states.shape[2] != c.out_channels:
             raise ValueError(
-                f"hidden_states must be noisy latents (B, F, C={c.out_channels}, H, W), got {tuple(hidden_states.shape)}"
+                f"hidden_states must be noisy latents (B, F, C={c.out_channels}, H, W), "
+                f"got {tuple(hidden_states.shape)}"
             )
         batch, frames, _, height, width = hidden_states.shape
         p = c.patch_size
@@ -549,7 +553,7 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         drops ``text_proj``; motion attention and c_m∅ start fresh.
         """
         if not isinstance(backbone, CogVideoXTransformer3DModel):
-            backbone = CogVideoXTransformer3DModel.from_pretrained(str(_transformer_folder(backbone)))
+            backbone = CogVideoXTransformer3DModel.from_pretrained(str(transformer_folder(backbone)))
         config = {k: v for k, v in backbone.config.items() if not k.startswith("_")}
         stock_in, out = config["in_channels"], config["out_channels"] or config["in_channels"]
         if stock_in not in (out, 2 * out):
@@ -584,7 +588,7 @@ def repeat_reference(reference: torch.Tensor, frames: int, noisy_shape: torch.Si
     return reference.expand(batch, frames, channels, height, width)
 
 
-def _transformer_folder(path: str | Path) -> Path:
+def transformer_folder(path: str | Path) -> Path:
     """A diffusers transformer folder (or a pipeline folder with ``transformer/``), or a clear error."""
     path = Path(path)
     for folder in (path, path / "transformer"):

@@ -132,7 +132,8 @@ def format_table(rows: list[ParamCount]) -> str:
 
 def main() -> None:
     print(format_table(param_table()))
-    print(f"\nstock CogVideoX-5B: {stock_backbone_count('6b'):,}; stock Wan2.1-I2V-14B: {stock_backbone_count('18b'):,}")
+    print(f"\nstock CogVideoX-5B: {stock_backbone_count('6b'):,}")
+    print(f"stock Wan2.1-I2V-14B: {stock_backbone_count('18b'):,}")
     print("\n" + NOTES.strip())
 
 

@@ -50,8 +50,8 @@ from models.mvdit.cogvideox import (
     Layout,
     MotionContext,
     RotaryWithMotion,
-    _check_layout,
-    _transformer_folder,
+    check_layout,
+    transformer_folder,
     batch_timestep,
     check_motion_tokens,
     motion_of,
@@ -86,7 +86,9 @@ def reference_frame_mask(
     k >= 1 holds video frames ratio * (k - 1) + 1 ... ratio * k, one per channel.
     """
     if latent_frames < 1 or not 0 <= known_frames <= 1 + temporal_ratio * (latent_frames - 1):
-        raise ValueError(f"need latent_frames >= 1 and 0 <= known_frames <= video frames, got {latent_frames}, {known_frames}")
+        raise ValueError(
+            f"need latent_frames >= 1 and 0 <= known_frames <= video frames, got {latent_frames}, {known_frames}"
+        )
     per_frame = torch.zeros(1 + temporal_ratio * (latent_frames - 1))
     per_frame[:known_frames] = 1.0
     per_frame = torch.cat([per_frame[:1].repeat(temporal_ratio), per_frame[1:]])
@@ -100,7 +102,7 @@ def wan_vision_latents(
     mask: torch.Tensor | None = None,
     order: Literal["backbone", "paper"] = "backbone",
 ) -> torch.Tensor:
-    """Eq. 10's z_vision: noisy (B, C, f, h, w), z_ref (B, C, f, h, w), mask (4, f, h, w) or (B, 4, ...) -> (B, 2C+4, ...).
+    """Eq. 10's z_vision: noisy and z_ref (B, C, f, h, w), mask (4, f, h, w) or (B, 4, f, h, w) -> (B, 2C + 4, f, h, w).
 
     ``order="backbone"`` (default) is [z_t | mask | z_ref], the channel order the
     pretrained Wan2.1-I2V patch embedding was trained with (and the release's);
@@ -110,7 +112,8 @@ def wan_vision_latents(
     """
     if noisy.ndim != 5 or reference.shape != noisy.shape:
         raise ValueError(
-            f"noisy and reference latents must both be (B, C, f, h, w); got {tuple(noisy.shape)} and {tuple(reference.shape)}"
+            f"noisy and reference latents must both be (B, C, f, h, w); "
+            f"got {tuple(noisy.shape)} and {tuple(reference.shape)}"
         )
     batch, _, frames, height, width = noisy.shape
     if mask is None:
@@ -118,7 +121,9 @@ def wan_vision_latents(
     if mask.ndim == 4:
         mask = mask.unsqueeze(0).expand(batch, -1, -1, -1, -1)
     if mask.shape[0] != batch or mask.shape[2:] != noisy.shape[2:]:
-        raise ValueError(f"mask must be (4, f, h, w) or (B, 4, f, h, w) matching {tuple(noisy.shape)}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be (4, f, h, w) or (B, 4, f, h, w) matching {tuple(noisy.shape)}, got {tuple(mask.shape)}"
+        )
     mask = mask.to(noisy)
     if order == "backbone":
         return torch.cat([noisy, mask, reference.to(noisy)], dim=1)
@@ -249,7 +254,8 @@ class MVDiTWanConfig:
             "text_dim": 16, "freq_dim": 16, "ffn_dim": 96, "num_layers": num_layers,
             "image_dim": 16, "added_kv_proj_dim": 72, "rope_max_seq_len": 64,
         }
-        return cls(backbone=backbone, layout=layout, motion_token_dim=motion_token_dim, unconditional_frames=4)
+        uncond = 4 if layout == "paper" else None  # the release has no unconditional token
+        return cls(backbone=backbone, layout=layout, motion_token_dim=motion_token_dim, unconditional_frames=uncond)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor kwargs of ``MVDiTWan``."""
@@ -309,7 +315,7 @@ class MVDiTWan(WanTransformer3DModel):
         motion_mean_joints: list[list[float]] | None = None,
         train_backbone: bool = False,
     ) -> None:
-        _check_layout(motion_layout, motion_pe)
+        check_layout(motion_layout, motion_pe)
         patch_size = tuple(patch_size)
         if in_channels != 2 * out_channels + 4:
             raise ValueError(
@@ -404,7 +410,8 @@ class MVDiTWan(WanTransformer3DModel):
         c = self.config
         if hidden_states.ndim != 5 or hidden_states.shape[1] != c.out_channels:
             raise ValueError(
-                f"hidden_states must be noisy latents (B, C={c.out_channels}, f, h, w), got {tuple(hidden_states.shape)}"
+                f"hidden_states must be noisy latents (B, C={c.out_channels}, f, h, w), "
+                f"got {tuple(hidden_states.shape)}"
             )
         batch, _, frames, height, width = hidden_states.shape
         _, p_h, p_w = c.patch_size
@@ -439,7 +446,7 @@ class MVDiTWan(WanTransformer3DModel):
     def from_backbone(cls, backbone: WanTransformer3DModel | str | Path, **motion_kwargs: Any) -> MVDiTWan:
         """Start MV-DiT-18B from a stock diffusers Wan2.1-I2V transformer (folder or model); motion modules fresh."""
         if not isinstance(backbone, WanTransformer3DModel):
-            backbone = WanTransformer3DModel.from_pretrained(str(_transformer_folder(backbone)))
+            backbone = WanTransformer3DModel.from_pretrained(str(transformer_folder(backbone)))
         config = {k: v for k, v in backbone.config.items() if not k.startswith("_")}
         model = cls(**{**config, **motion_kwargs})
         missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
@@ -464,7 +471,8 @@ class MVDiTWan(WanTransformer3DModel):
             model = cls(**kwargs)
         model.load_state_dict(from_release_state_dict(state), strict=True, assign=True)
         c = model.config
-        model.rope = MotionCarryingRope(c.attention_head_dim, tuple(c.patch_size), c.rope_max_seq_len)  # buffers off meta
+        # RoPE tables are non-persistent buffers: rebuild them off the meta device.
+        model.rope = MotionCarryingRope(c.attention_head_dim, tuple(c.patch_size), c.rope_max_seq_len)
         model.set_trainable(c.train_backbone)
         return model
 
