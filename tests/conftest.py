@@ -149,3 +149,63 @@ def tiny_sample(tmp_path_factory):
     from pipeline.synthetic import make_sample
 
     return make_sample(tmp_path_factory.mktemp("tiny_sample"), seed=0, preset="tiny")
+
+
+# ---------------------------------------------------------------------------- a Ray cluster on loopback
+
+RAY_NODE_IPS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")  # loopback addresses: Ray rewrites 127.0.0.1 to the LAN IP
+
+
+class LoopbackRayCluster:
+    """Ray nodes started with ``ray start --block`` on this machine, each on its own loopback address and
+    temp dir, each in its own process group, so that `stop` ends exactly these nodes (``ray stop`` would
+    end every Ray on the machine, other people's included).
+
+    Ray replaces 127.0.0.1 / localhost by the machine's network address ("remotely reachable"); other
+    loopback addresses (127.0.0.2, ...) are kept, so all cluster traffic stays on loopback.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.nodes: list[tuple[subprocess.Popen, Path]] = []
+        self.address = ""
+
+    def _ray(self) -> str:
+        return str(Path(os.sys.executable).parent / "ray")
+
+    def add_node(self, num_cpus: float, resources: dict[str, float] | None = None, timeout: float = 90.0) -> str:
+        """Start the head (first call) or a worker node; returns the node's IP once it has joined."""
+        import json as _json
+
+        index = len(self.nodes)
+        ip = RAY_NODE_IPS[index]
+        temp = Path(tempfile_short(f"ray{index}_"))  # unix socket paths must stay under 107 characters
+        cmd = [self._ray(), "start", "--block", f"--node-ip-address={ip}", f"--num-cpus={num_cpus}",
+               f"--resources={_json.dumps(resources or {})}", "--disable-usage-stats", f"--temp-dir={temp}",
+               f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+               f"--runtime-env-agent-port={free_port()}", f"--node-manager-port={free_port()}",
+               f"--object-manager-port={free_port()}", "--object-store-memory=200000000"]
+        if index == 0:
+            port = free_port()
+            cmd += ["--head", f"--port={port}", "--include-dashboard=false", f"--ray-client-server-port={free_port()}"]
+            self.address = f"{ip}:{port}"
+        else:
+            cmd += [f"--address={self.address}"]
+        log = self.root / f"ray_node{index}.log"
+        proc = start_group(cmd, log, env=child_env())
+        self.nodes.append((proc, log))
+        wait_until(lambda: "Ray runtime started" in log.read_text(errors="replace"), timeout,
+                   f"Ray node {index} ({ip}) to start", alive=proc, log=log)
+        return ip
+
+    def stop(self) -> None:
+        """Workers first, then the head (SIGTERM, then SIGKILL of the process group)."""
+        for proc, _ in reversed(self.nodes):
+            stop_group(proc, timeout=10)
+        self.nodes.clear()
+
+
+def tempfile_short(prefix: str) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")

@@ -1,0 +1,364 @@
+"""Animate a reference image with a motion (paper Sec. 3.2 Eq. 3, App. A.3): ``MTVCraftPipeline`` and its CLI.
+
+    python -m pipeline.animate --image ref.png --motion {video.mp4|motion.npz|tokens.npz} --out out.mp4 \
+        --weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] [--frames N] [--height H --width W] \
+        [--steps 50] [--motion-cfg 3.0] [--seed 0]
+
+The reference image is the first frame: its latent z_ref = E(x_0) is repeated over
+the latent frames and concatenated with the noisy latents (Eq. 3, inside the
+model). Sampling is DDIM with 50 steps (``CogVideoXDDIMScheduler``, v-prediction,
+as CogVideoX-5B expects) and motion CFG 3.0 (App. A.3):
+eps = eps(∅) + w_m (eps(m) - eps(∅)) with the learnable c_m∅ as the null
+motion (`models.mvdit.cfg`). The 6B model has no text branch, so
+``text_guidance_scale`` (6.0 for the 18B model) has no effect here.
+
+``MTVCraftPipeline`` follows the diffusers calling style (components as
+attributes, ``__call__`` with ``num_inference_steps``, ``generator``) but is a
+plain class: its latent map and 4DMoT are not diffusers modules.
+
+Motion input: a video goes through the pose stage (its ``<stem>.smpl.npz``
+sidecar when present, else ``make_pose_estimator("mediapipe")``) and forward
+kinematics on the neutral skeleton; a ``.npz`` with ``joints`` (T, 24, 3) or
+``pose`` + ``transl`` is read with `load_motion_file`; a ``.npz`` with ``ids``
+(T', 24) code ids (as ``tokenize_motion --out`` writes) or ``tokens`` (T' * 24, D)
+codebook vectors is used as is. Weights: a diffusers folder of a trained MV-DiT
+(``from_pretrained``; its ``vae/`` subfolder is used when present, else the
+fixed pool latent map) or a `train_mvdit` checkpoint (which names its 4DMoT and
+latent map). Bad inputs fail with one clear message each before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from models.mvdit.cfg import guided_prediction
+from pipeline.latents import LatentMap, PoolLatentMap, latent_frames
+from pipeline.motion_windows import MIN_FRAMES
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+NUM_JOINTS = 24
+
+
+def usable_length(frames: int) -> int:
+    """The longest 1 + 8k <= ``frames``: both the VAE (1 + 4k) and 4DMoT's sliding window of 8 keep it."""
+    return 1 + (frames - 1) // 8 * 8
+
+
+class MTVCraftPipeline:
+    """Reference image + motion -> video frames with MV-DiT (CogVideoX backbone).
+
+    model: ``MVDiTCogVideoX``; latent_map: a `pipeline.latents.LatentMap`;
+    tokenizer: (VQVAE, MotionNormalizer) or None (then pass motion tokens);
+    scheduler: a diffusers DDIM-style scheduler (default CogVideoX DDIM, v-prediction).
+    """
+
+    def __init__(self, model, latent_map: LatentMap, tokenizer: tuple[Any, Any] | None = None, scheduler=None) -> None:
+        from pipeline.train_mvdit import make_scheduler
+
+        self.model = model.eval()
+        self.latent_map = latent_map
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler or make_scheduler()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_train_checkpoint(cls, path: str | Path, tokenizer: str | Path | None = None,
+                              device: str | torch.device = "cpu") -> MTVCraftPipeline:
+        """From a `train_mvdit` checkpoint (it records the MV-DiT kwargs, latent map and 4DMoT path)."""
+        from pipeline.checkpoints import load_checkpoint, load_tokenizer, restore_model
+        from pipeline.latents import latent_map_from_spec
+        from pipeline.train_mvdit import build_model
+
+        ckpt = load_checkpoint(path)
+        info = ckpt.tokenizer_config
+        if "mvdit" not in info:
+            raise ValueError(f"{path} is not an MV-DiT training checkpoint (it holds no 'mvdit' config)")
+        model = build_model(info["mvdit"])
+        restore_model(model, ckpt)
+        model.set_mean_joints(ckpt.stats_mean.double())  # train_mvdit stores the RoPE's mean joints there
+        vq, normalizer, _ = load_tokenizer(tokenizer or info["tokenizer_checkpoint"], device=device)
+        return cls(model.to(device), latent_map_from_spec(info["latent_map"], device), (vq, normalizer))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, tokenizer: str | Path | None = None,
+                        device: str | torch.device = "cpu") -> MTVCraftPipeline:
+        """From a diffusers folder of a trained MV-DiT (``transformer/`` or the folder itself; ``vae/`` optional)."""
+        from models.mvdit.cogvideox import MVDiTCogVideoX, transformer_folder
+        from pipeline.latents import load_vae
+
+        folder = Path(folder)
+        model = MVDiTCogVideoX.from_pretrained(str(transformer_folder(folder)), local_files_only=True)
+        latent_map = load_vae(folder, device) if (folder / "vae" / "config.json").is_file() else PoolLatentMap(
+            latent_channels=model.config.out_channels)
+        tok = None
+        if tokenizer is not None:
+            from pipeline.checkpoints import load_tokenizer
+
+            vq, normalizer, _ = load_tokenizer(tokenizer, device=device)
+            tok = (vq, normalizer)
+        return cls(model.to(device), latent_map, tok)
+
+    # -- pieces -------------------------------------------------------------------------------------
+    def motion_tokens(self, motion: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Joints (T, 24, 3) -> 4DMoT codebook vectors (1, F * 24, D); tokens (M, D) / (1, M, D) pass through."""
+        motion = torch.as_tensor(np.asarray(motion) if isinstance(motion, np.ndarray) else motion)
+        if motion.ndim == 3 and motion.shape[1:] == (NUM_JOINTS, 3):
+            if self.tokenizer is None:
+                raise ValueError("joints given but the pipeline has no 4DMoT tokenizer; pass tokenizer= or motion tokens")
+            if len(motion) < num_frames:
+                raise ValueError(f"motion has {len(motion)} frames, fewer than num_frames={num_frames}")
+            vq, normalizer = self.tokenizer
+            joints = motion[:num_frames].float()[None].to(self.device)
+            return vq.motion_tokens(normalizer(joints))
+        if motion.ndim == 2:
+            motion = motion[None]
+        if motion.ndim != 3 or not motion.is_floating_point():
+            raise ValueError(f"motion must be joints (T, 24, 3) or tokens (F*24, D) / (1, F*24, D), got {tuple(motion.shape)}")
+        return motion.float().to(self.device)
+
+    def guided_prediction(self, latents: torch.Tensor, t: torch.Tensor, reference: torch.Tensor,
+                          tokens: torch.Tensor, motion_scale: float) -> torch.Tensor:
+        """Motion CFG: eps(∅) + w (eps(m) - eps(∅)); scale 1 is the plain conditional prediction."""
+        b = latents.shape[0]
+
+        def predict(motion_keep: torch.Tensor, _text_keep: torch.Tensor) -> torch.Tensor:
+            k = motion_keep.shape[0] // b
+            return self.model(latents.repeat(k, 1, 1, 1, 1), reference.repeat(k, 1, 1, 1, 1), tokens.repeat(k, 1, 1),
+                              t, motion_mask=motion_keep).sample
+
+        return guided_prediction(predict, b, motion_scale=motion_scale, text_scale=1.0, has_text=False,
+                                 device=latents.device)
+
+    # -- sampling -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None = None,
+                 height: int | None = None, width: int | None = None, num_inference_steps: int = 50,
+                 motion_guidance_scale: float = 3.0, text_guidance_scale: float = 6.0,
+                 generator: torch.Generator | None = None, progress: bool = False) -> np.ndarray:
+        """Frames uint8 (num_frames, height, width, 3); the reference image is frame 0's condition (Eq. 3)."""
+        image = np.asarray(reference_image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"reference_image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        motion_arr = np.asarray(motion) if isinstance(motion, np.ndarray) else motion
+        if num_frames is None:
+            num_frames = len(motion_arr) if motion_arr.ndim == 3 and motion_arr.shape[1:] == (NUM_JOINTS, 3) else None
+            if num_frames is None:
+                raise ValueError("num_frames is required when motion tokens are given")
+            num_frames = usable_length(num_frames)
+        f = latent_frames(num_frames, self.latent_map.temporal_factor)
+        factor = self.latent_map.spatial_factor * self.model.config.patch_size
+        height, width = height or image.shape[0] // factor * factor, width or image.shape[1] // factor * factor
+        if height % factor or width % factor or height < factor or width < factor:
+            raise ValueError(f"height and width must be positive multiples of {factor}, got {height}x{width}")
+        if image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        device = self.device
+        tokens = self.motion_tokens(motion, num_frames)
+        if tokens.shape[1] != f * self.model.config.num_joints:
+            raise ValueError(f"motion tokens cover {tokens.shape[1] // self.model.config.num_joints} latent frames; "
+                             f"{num_frames} frames need {f}")
+        reference = self.latent_map.encode(torch.from_numpy(image)[None, None].to(device))  # (1, 1, C, h, w)
+        c, h, w = reference.shape[2:]
+        latents = torch.randn((1, f, c, h, w), generator=generator).to(device) * self.scheduler.init_noise_sigma
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        steps = self.scheduler.timesteps
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc="MV-DiT")
+        for t in steps:
+            pred = self.guided_prediction(latents, t, reference, tokens, motion_guidance_scale)
+            latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
+        return self.latent_map.decode(latents)[0, :num_frames].cpu().numpy()
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+class InputError(ValueError):
+    """A CLI input that cannot be used (missing, unreadable, wrong shape, too short)."""
+
+
+@dataclass
+class Inputs:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    kind: str  # video | joints | ids | tokens
+    motion: Any  # path (video), joints (T, 24, 3), ids (T', 24), tokens (M, D)
+    num_frames: int
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"reference image not found: {path}")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"cannot read reference image {path}: not an image OpenCV can decode (png, jpg, ...)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def check_inputs(args: argparse.Namespace) -> Inputs:
+    """Every file/shape check, before any model loads; raises ``InputError`` with one clear message."""
+    image = read_image(args.image)
+    motion = Path(args.motion)
+    if not motion.is_file():
+        raise InputError(f"motion file not found: {motion} (a video, or an .npz with joints / ids / tokens)")
+    if args.frames is not None and (args.frames < MIN_FRAMES or (args.frames - 1) % 8):
+        raise InputError(f"--frames must be 1 + 8k and at least {MIN_FRAMES} (e.g. 33, 49, 81), got {args.frames}")
+    if args.weights is None:
+        raise InputError("--weights is required: a diffusers MV-DiT folder or a train_mvdit checkpoint")
+    weights = Path(args.weights)
+    if not (weights.is_dir() or weights.is_file()):
+        raise InputError(f"--weights not found: {weights}")
+    if args.tokenizer is not None and not Path(args.tokenizer).is_file():
+        raise InputError(f"--tokenizer checkpoint not found: {args.tokenizer}")
+    if motion.suffix.lower() in VIDEO_SUFFIXES:
+        from pipeline.video_io import VideoRejected, probe_video
+
+        try:
+            available = probe_video(motion).num_frames
+        except VideoRejected as err:
+            raise InputError(f"cannot read motion video {motion}: {err}") from err
+        kind, value = "video", motion
+    elif motion.suffix.lower() == ".npz":
+        kind, value, available = _read_motion_npz(motion)
+    else:
+        raise InputError(f"--motion {motion}: expected a video ({', '.join(VIDEO_SUFFIXES)}) or an .npz")
+    if available < MIN_FRAMES:
+        raise InputError(f"motion {motion} has {available} frames; MV-DiT needs at least {MIN_FRAMES}")
+    frames = args.frames or usable_length(available)
+    if frames > available:
+        raise InputError(f"--frames {frames} exceeds the {available} frames of motion {motion}")
+    return Inputs(image, kind, value, frames)
+
+
+def _read_motion_npz(path: Path) -> tuple[str, Any, int]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read motion file {path}: {err}") from err
+    if "ids" in arrays or "tokens" in arrays:
+        key = "ids" if "ids" in arrays else "tokens"
+        value = arrays[key]
+        ok = value.ndim == 2 and (value.shape[1] == NUM_JOINTS if key == "ids" else value.shape[0] % NUM_JOINTS == 0)
+        if not ok:
+            want = "(T', 24) code ids" if key == "ids" else "(T' * 24, D) codebook vectors"
+            raise InputError(f"{path}: '{key}' must be {want}, got {value.shape}")
+        latent = value.shape[0] if key == "ids" else value.shape[0] // NUM_JOINTS
+        return key, value, int(arrays.get("num_frames", 1 + 4 * (latent - 1)))
+    if "joints" in arrays:
+        joints = arrays["joints"]
+        if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
+            raise InputError(f"{path}: 'joints' must have shape (T, 24, 3) in metres, got {joints.shape}")
+        if len(joints) < MIN_FRAMES:
+            raise InputError(f"motion {path} has {len(joints)} frames; MV-DiT needs at least {MIN_FRAMES}")
+    from pipeline.tokenize_motion import load_motion_file
+
+    try:
+        joints = load_motion_file(path)
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    return "joints", joints, len(joints)
+
+
+def joints_from_video(path: Path, num_frames: int) -> np.ndarray:
+    """Pose stage + FK: sidecar annotations when present, else MediaPipe; (T, 24, 3) metres."""
+    from models.motion.skeleton import forward_kinematics
+    from pipeline.pose import make_pose_estimator
+    from pipeline.pose.annotations import sidecar_path
+
+    backend = "annotations" if sidecar_path(path).is_file() else "mediapipe"
+    track = make_pose_estimator(backend).estimate(str(path), 0, num_frames)
+    present = track.num_people > 0
+    if not present.all():
+        raise InputError(f"no person found in {int((~present).sum())} of the first {num_frames} frames of {path}")
+    with torch.no_grad():
+        joints = forward_kinematics(torch.from_numpy(track.pose.astype(np.float64)),
+                                    transl=torch.from_numpy(track.transl.astype(np.float64)))
+    return joints.numpy().astype(np.float32)
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> None:
+    """Write uint8 (T, H, W, 3) RGB frames as H.264 with PyAV."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[1:3]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        for frame in frames:
+            if h % 2 or w % 2:
+                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.animate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--image", required=True, help="reference image (the first frame)")
+    p.add_argument("--motion", required=True, help="driving video, motion .npz (joints or pose+transl) or tokens .npz")
+    p.add_argument("--out", required=True, help="output .mp4")
+    p.add_argument("--weights", help="diffusers MV-DiT folder or train_mvdit checkpoint (.safetensors)")
+    p.add_argument("--tokenizer", help="4DMoT checkpoint (default: the one the training checkpoint names)")
+    p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: the longest the motion gives)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (App. A.3: 50)")
+    p.add_argument("--motion-cfg", type=float, default=3.0, help="motion guidance scale (App. A.3: 3.0)")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def run(args: argparse.Namespace) -> Path:
+    inputs = check_inputs(args)  # all input errors surface here, before any model loads
+    weights = Path(args.weights)
+    if weights.is_dir():
+        pipe = MTVCraftPipeline.from_pretrained(weights, tokenizer=args.tokenizer)
+    else:
+        pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer)
+    motion = inputs.motion
+    if inputs.kind == "video":
+        motion = joints_from_video(inputs.motion, inputs.num_frames)
+    elif inputs.kind == "ids":
+        if pipe.tokenizer is None:
+            raise InputError("code ids need a 4DMoT: pass --tokenizer")
+        ids = torch.from_numpy(inputs.motion.astype(np.int64))
+        motion = pipe.tokenizer[0].codes_to_vectors(ids).flatten(0, 1)
+    elif inputs.kind == "tokens":
+        motion = torch.from_numpy(inputs.motion.astype(np.float32))
+    frames = pipe(inputs.image, motion, num_frames=inputs.num_frames, height=args.height, width=args.width,
+                  num_inference_steps=args.steps, motion_guidance_scale=args.motion_cfg,
+                  generator=torch.Generator().manual_seed(args.seed), progress=True)
+    write_mp4(args.out, frames, fps=args.fps)
+    return Path(args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = run(args)
+    except (InputError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

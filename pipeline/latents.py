@@ -1,0 +1,210 @@
+"""Video <-> latent maps for MV-DiT (paper Sec. 3.2, Eq. 3: z = VAE(x), z_ref = VAE(x_0)).
+
+One small interface, ``LatentMap``, hides which map is used:
+
+- ``VAELatentMap``: the backbone's own 3D VAE (``AutoencoderKLCogVideoX`` for the
+  6B model, ``AutoencoderKLWan`` for the 18B model) loaded from a local diffusers
+  folder with `load_vae` (never downloaded). Latents are scaled the way the
+  backbone's pipeline scales them (CogVideoX: x ``scaling_factor``; Wan:
+  (z - latents_mean) / latents_std).
+- ``PoolLatentMap``: the embedded CPU option for tiny models, tests and the demo.
+  It is a *fixed, parameter-free* map, not a learned VAE: frame 0 is kept alone
+  and every following group of ``temporal`` frames is averaged (the causal
+  1 + (T - 1) / 4 frame layout of the CogVideoX / Wan VAEs), each frame is
+  average-pooled by ``spatial`` (8 like both VAEs), and the 3 RGB values of a
+  latent pixel are embedded into ``channels`` channels by a fixed orthonormal
+  matrix (seeded). Decoding is the exact inverse on the pooled content
+  (transpose of the embedding, each latent frame repeated, each latent pixel
+  repeated over its 8 x 8 block, i.e. nearest upsampling).
+  Differences from the paper's VAE: no learned compression (fine detail above
+  the pooling scale is lost, not encoded), no KL posterior (encode is
+  deterministic), and the channels beyond 3 carry no image content (their
+  component is dropped on decoding). A tiny denoiser learns on it in minutes
+  on a CPU, which a randomly initialised VAE would not allow.
+
+Layout everywhere: frames uint8 (B, T, H, W, 3) <-> latents float (B, F, C, h, w)
+(the CogVideoX transformer's layout; the Wan adapter permutes itself).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@runtime_checkable
+class LatentMap(Protocol):
+    """What MV-DiT training and sampling need from a VAE."""
+
+    latent_channels: int
+    spatial_factor: int
+    temporal_factor: int
+
+    def encode(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
+
+    def spec(self) -> dict[str, Any]: ...
+
+
+def latent_frames(num_frames: int, temporal_factor: int = 4) -> int:
+    """1 + (T - 1) / temporal_factor latent frames; T - 1 must be a multiple of the factor."""
+    if num_frames < 1 or (num_frames - 1) % temporal_factor:
+        raise ValueError(
+            f"the video VAE needs 1 + {temporal_factor}k frames (e.g. 33, 49, 81), got {num_frames}"
+        )
+    return 1 + (num_frames - 1) // temporal_factor
+
+
+def frames_to_unit(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) -> float32 in [-1, 1], same layout."""
+    frames = torch.as_tensor(np.asarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if frames.ndim != 5 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (B, T, H, W, 3), got {tuple(frames.shape)}")
+    if frames.dtype == torch.uint8:
+        return frames.float() / 127.5 - 1.0
+    return frames.float()
+
+
+def unit_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """float in [-1, 1] (B, T, H, W, 3) -> uint8, rounded and clipped."""
+    return ((x.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def _check_size(frames: torch.Tensor, spatial: int) -> None:
+    h, w = frames.shape[2:4]
+    if h % spatial or w % spatial:
+        raise ValueError(f"frame height and width must be multiples of {spatial}, got {h}x{w}")
+
+
+@dataclass
+class PoolLatentMap:
+    """Fixed pooling latent map (see the module docstring for how it differs from a VAE)."""
+
+    latent_channels: int = 4
+    spatial_factor: int = 8
+    temporal_factor: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.latent_channels < 3:
+            raise ValueError(f"PoolLatentMap needs latent_channels >= 3 (RGB), got {self.latent_channels}")
+        g = torch.Generator().manual_seed(self.seed)
+        q, _ = torch.linalg.qr(torch.randn(self.latent_channels, self.latent_channels, generator=g, dtype=torch.float64))
+        self.embedding = q[:, :3].float()  # (C, 3), orthonormal columns: embedding.T @ embedding = I
+
+    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, T, H, W, 3) uint8 (or float in [-1, 1]) -> (B, 1 + (T-1)/4, C, H/8, W/8)."""
+        x = frames_to_unit(frames)
+        _check_size(x, self.spatial_factor)
+        b, t = x.shape[:2]
+        latent_frames(t, self.temporal_factor)
+        groups = [x[:, :1]] + [x[:, s : s + self.temporal_factor] for s in range(1, t, self.temporal_factor)]
+        x = torch.stack([g.mean(dim=1) for g in groups], dim=1)  # (B, F, H, W, 3)
+        x = x.permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*F, 3, H, W)
+        x = F.avg_pool2d(x, self.spatial_factor)
+        z = torch.einsum("cd,ndhw->nchw", self.embedding.to(x.device), x)
+        return z.unflatten(0, (b, -1))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, F, C, h, w) -> uint8 (B, 1 + 4(F-1), 8h, 8w, 3)."""
+        if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
+            raise ValueError(f"latents must be (B, F, C={self.latent_channels}, h, w), got {tuple(latents.shape)}")
+        b, f = latents.shape[:2]
+        rgb = torch.einsum("cd,nchw->ndhw", self.embedding.to(latents.device), latents.float().flatten(0, 1))
+        rgb = F.interpolate(rgb, scale_factor=self.spatial_factor, mode="nearest")
+        rgb = rgb.unflatten(0, (b, f)).permute(0, 1, 3, 4, 2)  # (B, F, H, W, 3)
+        repeats = torch.tensor([1] + [self.temporal_factor] * (f - 1), device=rgb.device)
+        return unit_to_frames(rgb.repeat_interleave(repeats, dim=1))
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "pool", "latent_channels": self.latent_channels, "spatial_factor": self.spatial_factor,
+                "temporal_factor": self.temporal_factor, "seed": self.seed}
+
+
+class VAELatentMap:
+    """A diffusers video VAE (CogVideoX or Wan) behind the ``LatentMap`` interface."""
+
+    def __init__(self, vae: Any, folder: str | None = None, sample: bool = True) -> None:
+        self.vae = vae.eval().requires_grad_(False)
+        self.folder = folder
+        self.sample = sample  # training: sample the posterior; False: its mean
+        cfg = vae.config
+        self.latent_channels = int(cfg.latent_channels if hasattr(cfg, "latent_channels") else cfg.z_dim)
+        self.is_wan = type(vae).__name__ == "AutoencoderKLWan"
+        self.spatial_factor = 2 ** (len(cfg.temperal_downsample) if self.is_wan else len(cfg.block_out_channels) - 1)
+        self.temporal_factor = 4 if self.is_wan else int(cfg.temporal_compression_ratio)
+
+    def _scale(self, z: torch.Tensor, inverse: bool) -> torch.Tensor:
+        cfg = self.vae.config
+        if self.is_wan:
+            shape = (1, -1, 1, 1, 1)
+            mean = torch.tensor(cfg.latents_mean, device=z.device, dtype=z.dtype).view(shape)
+            std = torch.tensor(cfg.latents_std, device=z.device, dtype=z.dtype).view(shape)
+            return z * std + mean if inverse else (z - mean) / std
+        factor = float(cfg.scaling_factor)
+        return z / factor if inverse else z * factor
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = frames_to_unit(frames)
+        _check_size(x, self.spatial_factor)
+        latent_frames(x.shape[1], self.temporal_factor)
+        param = next(self.vae.parameters())
+        x = x.permute(0, 4, 1, 2, 3).to(param.device, param.dtype)  # (B, 3, T, H, W)
+        dist = self.vae.encode(x).latent_dist
+        z = dist.sample(generator) if self.sample else dist.mode()
+        return self._scale(z, inverse=False).permute(0, 2, 1, 3, 4).float()  # (B, F, C, h, w)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        param = next(self.vae.parameters())
+        z = self._scale(latents.permute(0, 2, 1, 3, 4).to(param.device, param.dtype), inverse=True)
+        video = self.vae.decode(z).sample  # (B, 3, T, H, W)
+        return unit_to_frames(video.float().permute(0, 2, 3, 4, 1))
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "vae", "folder": self.folder, "class": type(self.vae).__name__}
+
+
+VAE_CLASSES = ("AutoencoderKLCogVideoX", "AutoencoderKLWan")
+
+
+def vae_folder(path: str | Path) -> Path:
+    """A diffusers VAE folder (or a pipeline folder with ``vae/``), or a clear error."""
+    path = Path(path)
+    for folder in (path, path / "vae"):
+        if (folder / "config.json").is_file():
+            return folder
+    raise FileNotFoundError(f"no diffusers VAE config.json in {path} or {path / 'vae'}")
+
+
+def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> VAELatentMap:
+    """Load the backbone's VAE from a local diffusers folder (no download: ``local_files_only``)."""
+    import diffusers
+
+    folder = vae_folder(path)
+    name = json.loads((folder / "config.json").read_text()).get("_class_name")
+    if name not in VAE_CLASSES:
+        raise ValueError(f"{folder}/config.json describes {name!r}; expected one of {VAE_CLASSES}")
+    vae = getattr(diffusers, name).from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
+    return VAELatentMap(vae.to(device), folder=str(folder))
+
+
+def latent_map_from_spec(spec: dict[str, Any] | None, device: str | torch.device = "cpu") -> LatentMap:
+    """Rebuild a latent map from its ``spec()`` (stored in checkpoints); None -> the default pool map."""
+    spec = dict(spec or {"kind": "pool"})
+    kind = spec.pop("kind")
+    if kind == "pool":
+        return PoolLatentMap(**spec)
+    if kind == "vae":
+        if not spec.get("folder"):
+            raise ValueError("latent map spec of kind 'vae' needs a 'folder'")
+        return load_vae(spec["folder"], device=device)
+    raise ValueError(f"unknown latent map kind {kind!r}; expected 'pool' or 'vae'")

@@ -1,0 +1,521 @@
+"""Train MV-DiT (paper Sec. 3.2-3.3, App. A.2) on Ray Train or locally.
+
+One training loop (`train_loop`) serves both backends, as in `train_tokenizer`:
+``backend="ray"`` runs it under Ray Train's `TorchTrainer` on ``num_workers``
+workers; ``backend="local"`` calls it in this process (tests, one GPU).
+
+Per step (all randomness seeded by (seed, step, rank), so a resumed run ends
+with the weights of an uninterrupted one):
+1. a clip length from ``lengths`` {33, 49, 81, 97, 129} and a stride from
+   ``strides`` {1, 2} (App. A.2), among those every drawn sample can give;
+   ``batch_size`` windows of that length; one resolution bucket (the bucket
+   nearest the first window's aspect ratio); every window resized to cover the
+   bucket and randomly cropped to it;
+2. video latents z_0 = E(x) and the reference latent z_ref = E(x_0) (the first
+   frame alone) from `pipeline.latents`; motion tokens = the 4DMoT codebook
+   vectors of the window's joints (``VQVAE.motion_tokens``: frame-major
+   (F * 24, code_dim), F latent frames, the same count as the video latents);
+3. the diffusion objective with a diffusers scheduler: CogVideoX-5B is a
+   v-prediction model, so ``CogVideoXDDIMScheduler`` (its 5B config:
+   scaled-linear betas, zero terminal SNR, v-prediction) adds noise at a uniform
+   random timestep and the target is the velocity v = sqrt(a) eps - sqrt(1-a) z_0;
+   plain MSE (no SNR weighting);
+4. motion dropped with p = 0.2 via `models.mvdit.cfg.sample_keep_masks` (c_m∅ used
+   instead; text p = 0.1 is drawn too but the 6B model has no text branch);
+5. AdamW (0.9, 0.99), weight decay 1e-2, lr 2e-5 with linear warm-up over 300
+   steps, bf16 autocast on GPUs that support it (float32 elsewhere).
+
+Strategies (``strategy``): "ddp" (Ray Train ``prepare_model``, with
+``find_unused_parameters`` because c_m∅ and the unused text halves of the norms
+get no gradient on some steps), "fsdp" (``prepare_model(parallel_strategy=
+"fsdp")``), "deepspeed_zero2" (the paper's choice: ``deepspeed.initialize`` with
+`deepspeed_config`: ZeRO stage 2, bf16, the same AdamW; needs ``deepspeed``,
+not a project dependency: a clear error names it when missing). Only "ddp" is
+tested here; with "fsdp" / "deepspeed_zero2" checkpoints hold the model weights
+only (the optimizer restarts on resume).
+
+Model "wan_i2v_14b" (MV-DiT-18B) is accepted by the config but its training
+needs the T5 text and CLIP image encoders, which are not wired: `train_mvdit`
+raises a clear error for it.
+
+Checkpoints: `pipeline.checkpoints` files (safetensors + SHA-256) in
+``out_dir/checkpoints``: model + AdamW state, ``stats.mean`` = the dataset-mean
+joints used by the motion RoPE, the MV-DiT constructor kwargs and latent map
+spec under ``tokenizer_config`` (``{"mvdit": ..., "latent_map": ...,
+"tokenizer_checkpoint": ...}``), the loss curve in ``extra``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from models.mvdit.cfg import CFGConfig, sample_keep_masks
+from pipeline.checkpoints import latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
+from pipeline.latents import LatentMap, PoolLatentMap, latent_frames, latent_map_from_spec
+from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
+
+Log = Callable[[str], None]
+MODELS = ("tiny", "cogvideox_5b", "wan_i2v_14b")
+STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2")
+
+# CogVideoX-5B's scheduler config (its pipeline folder's scheduler/scheduler_config.json).
+COGVIDEOX_5B_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "clip_sample": False, "set_alpha_to_one": True, "steps_offset": 0, "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True, "timestep_spacing": "trailing", "snr_shift_scale": 1.0,
+}
+
+
+def make_scheduler(config: dict[str, Any] | None = None):
+    """CogVideoX's DDIM scheduler (v-prediction); used for training noise and 50-step sampling (App. A.3)."""
+    from diffusers import CogVideoXDDIMScheduler
+
+    return CogVideoXDDIMScheduler(**(config or COGVIDEOX_5B_SCHEDULER))
+
+
+@dataclass
+class MVDiTTrainConfig:
+    """MV-DiT training hyper-parameters (App. A.2 defaults) and how to run them."""
+
+    model: str = "cogvideox_5b"  # tiny | cogvideox_5b | wan_i2v_14b
+    layout: str = "paper"  # paper | release (the official checkpoint's layout)
+    backbone: str = ""  # local diffusers folder of the stock backbone ("" = random init, e.g. tiny)
+    vae: str = ""  # local diffusers VAE folder ("" = the fixed PoolLatentMap, tiny models only)
+    lr: float = 2e-5
+    warmup_steps: int = 300
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 1e-2
+    bf16: bool = True  # autocast where the device supports bf16 (CUDA); float32 on the CPU
+    batch_size: int = 4  # per worker (paper: 4 per GPU, 32 in total)
+    steps: int = 30_000
+    buckets: tuple[tuple[int, int], ...] = ((480, 720), (720, 480), (512, 512))  # (H, W)
+    lengths: tuple[int, ...] = BUCKET_LENGTHS
+    strides: tuple[int, ...] = STRIDES
+    motion_drop_prob: float = 0.2
+    text_drop_prob: float = 0.1
+    strategy: str = "ddp"
+    num_workers: int = 1
+    use_gpu: bool | None = None
+    backend: Literal["ray", "local"] = "ray"
+    ray_address: str = ""
+    run_name: str = ""
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    seed: int = 0
+    resume: bool = True
+    sample_steps: int = 20  # DDIM steps of the preview sample after training (0: none)
+    tiny_layers: int = 2
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        self.buckets = tuple(tuple(int(v) for v in b) for b in self.buckets)
+        self.lengths, self.strides = tuple(self.lengths), tuple(self.strides)
+        if self.model not in MODELS:
+            raise ValueError(f"MVDiTTrainConfig.model must be one of {MODELS}, got {self.model!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"MVDiTTrainConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.backend not in ("ray", "local"):
+            raise ValueError(f"MVDiTTrainConfig.backend must be 'ray' or 'local', got {self.backend!r}")
+        for name in ("steps", "batch_size", "num_workers", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MVDiTTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        bad = [n for n in self.lengths if (n - 1) % 4]
+        if bad or not self.lengths:
+            raise ValueError(f"MVDiTTrainConfig.lengths must be 1 + 4k frames (the VAE's layout), got {self.lengths}")
+        if not self.buckets or any(h % 16 or w % 16 for h, w in self.buckets):
+            raise ValueError(f"MVDiTTrainConfig.buckets must be (H, W) multiples of 16, got {self.buckets}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"], d["buckets"] = list(self.betas), [list(b) for b in self.buckets]
+        d["lengths"], d["strides"] = list(self.lengths), list(self.strides)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MVDiTTrainConfig:
+        return cls(**data)
+
+    @classmethod
+    def tiny(cls, **changes: Any) -> MVDiTTrainConfig:
+        """CPU settings for tests and the demo: tiny model, 32x32 buckets, 33 frames, lr 1e-3, no warm-up."""
+        base = dict(model="tiny", lr=1e-3, warmup_steps=0, batch_size=2, steps=20, buckets=((32, 32),),
+                    lengths=(33,), strides=(1,), backend="local", checkpoint_every=10, log_every=5, sample_steps=0)
+        return cls(**{**base, **changes})
+
+
+@dataclass
+class MVDiTTrainResult:
+    """What a training run produced."""
+
+    checkpoint: Path
+    loss_curve: list[dict[str, float]]  # step, loss, lr (means over log_every steps)
+    sample_frames: np.ndarray | None  # (T, H, W, 3) uint8 preview of the first sample, or None
+    ray_run_name: str | None = None
+    ray_run_dir: str | None = None
+
+
+# ---- model, schedule, batches ---------------------------------------------------------------
+def model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: int) -> dict[str, Any]:
+    """Constructor kwargs of ``MVDiTCogVideoX`` for the config (tiny: sized to the tokenizer and latent map)."""
+    from models.mvdit.cogvideox import MVDiTConfig
+
+    if cfg.model == "wan_i2v_14b":
+        raise NotImplementedError(
+            "MVDiTTrainConfig.model='wan_i2v_14b': MV-DiT-18B training needs the T5 text and CLIP image "
+            "encoders, which this trainer does not wire yet; train 'cogvideox_5b' or 'tiny'"
+        )
+    if cfg.model == "tiny":
+        mv = MVDiTConfig.tiny(layout=cfg.layout, num_layers=cfg.tiny_layers, motion_token_dim=motion_token_dim)
+        backbone = {**mv.backbone, "in_channels": 2 * latent_channels, "out_channels": latent_channels}
+        mv = replace(mv, backbone=backbone, unconditional_frames=latent_frames(max(cfg.lengths)))
+    else:
+        mv = MVDiTConfig.cogvideox_5b(layout=cfg.layout)
+        if motion_token_dim != mv.motion_token_dim:
+            raise ValueError(f"the 4DMoT code_dim is {motion_token_dim}; MV-DiT-6B expects {mv.motion_token_dim}")
+    return mv.model_kwargs()
+
+
+def build_model(kwargs: dict[str, Any], backbone: str = ""):
+    from models.mvdit.cogvideox import MVDiTCogVideoX
+
+    if backbone:
+        motion = {k: kwargs[k] for k in ("motion_layout", "motion_token_dim", "num_joints", "unconditional_frames",
+                                          "motion_pe", "motion_position_scale", "train_backbone")}
+        return MVDiTCogVideoX.from_backbone(backbone, **motion)
+    return MVDiTCogVideoX(**kwargs)
+
+
+def learning_rate(step: int, cfg: MVDiTTrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps`` to ``lr``, then constant (App. A.2)."""
+    if cfg.warmup_steps <= 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank, 7]).generate_state(1)[0])
+
+
+def nearest_bucket(height: int, width: int, buckets: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The bucket whose aspect ratio is closest (in log) to the frame's."""
+    return min(buckets, key=lambda b: abs(math.log((b[0] / b[1]) / (height / width))))
+
+
+def resize_crop(frames: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Resize (T, H, W, 3) so it covers ``size`` (H, W), then crop a random (H, W) window."""
+    th, tw = size
+    h, w = frames.shape[1:3]
+    scale = max(th / h, tw / w)
+    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+    if (nh, nw) != (h, w):
+        frames = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
+    top, left = int(rng.integers(0, nh - th + 1)), int(rng.integers(0, nw - tw + 1))
+    return frames[:, top : top + th, left : left + tw]
+
+
+@dataclass
+class Sample:
+    """One training clip: video frames uint8 (T, H, W, 3) (or a (uri, start, end) to decode) and joints (T, 24, 3)."""
+
+    video: Any
+    joints: np.ndarray
+
+    def frames(self, start: int, stop: int, stride: int) -> np.ndarray:
+        if isinstance(self.video, np.ndarray):
+            return self.video[start:stop:stride]
+        from pipeline.video_io import read_frames
+
+        uri, first, _ = self.video
+        return read_frames(uri, first + start, first + stop)[::stride]
+
+
+def as_samples(samples: Sequence[Any]) -> list[Sample]:
+    """Check and wrap (video, joints) pairs; errors name the sample and the expected shape."""
+    out = []
+    for i, item in enumerate(samples):
+        video, joints = item if not isinstance(item, Sample) else (item.video, item.joints)
+        joints = np.asarray(joints, dtype=np.float32)
+        if joints.ndim != 3 or joints.shape[1:] != (24, 3):
+            raise ValueError(f"sample {i}: joints must be (T, 24, 3) metres, got {joints.shape}")
+        if isinstance(video, np.ndarray):
+            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or len(video) != len(joints):
+                raise ValueError(
+                    f"sample {i}: frames must be uint8 (T={len(joints)}, H, W, 3), got {video.dtype} {video.shape}"
+                )
+        elif not (isinstance(video, (tuple, list)) and len(video) == 3):
+            raise ValueError(f"sample {i}: video must be frames (T, H, W, 3) uint8 or (uri, start, end)")
+        out.append(Sample(video, joints))
+    return out
+
+
+def draw_batch(samples: list[Sample], cfg: MVDiTTrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One step's windows: (frames (B, L, H, W, 3) uint8, joints (B, L, 24, 3)); one length, stride, bucket."""
+    picks = rng.integers(0, len(samples), cfg.batch_size)
+    shortest = min(len(samples[i].joints) for i in picks)
+    options = [(n, s) for n in cfg.lengths for s in cfg.strides if (n - 1) * s + 1 <= shortest]
+    if not options:
+        raise ValueError(f"a drawn clip has {shortest} frames; the shortest window needs {min(cfg.lengths)}")
+    length, stride = options[int(rng.integers(0, len(options)))]
+    span = (length - 1) * stride + 1
+    videos, joints, bucket = [], [], None
+    for i in picks:
+        sample = samples[i]
+        start = int(rng.integers(0, len(sample.joints) - span + 1))
+        frames = sample.frames(start, start + span, stride)
+        bucket = bucket or nearest_bucket(frames.shape[1], frames.shape[2], cfg.buckets)
+        videos.append(resize_crop(frames, bucket, rng))
+        joints.append(sample.joints[start : start + span : stride])
+    return np.stack(videos), np.stack(joints)
+
+
+def deepspeed_config(cfg: MVDiTTrainConfig) -> dict[str, Any]:
+    """DeepSpeed ZeRO-2 settings of App. A.2 (bf16, AdamW (0.9, 0.99), wd 1e-2; warm-up done by the loop)."""
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": 1,
+        "bf16": {"enabled": cfg.bf16},
+        "zero_optimization": {"stage": 2, "overlap_comm": True, "contiguous_gradients": True},
+        "gradient_clipping": 1.0,
+    }
+
+
+def require_deepspeed() -> None:
+    if importlib.util.find_spec("deepspeed") is None:
+        raise RuntimeError(
+            "MVDiTTrainConfig.strategy='deepspeed_zero2' needs the 'deepspeed' package, which is not installed "
+            "(pip install deepspeed on the GPU workers), or use strategy='ddp' / 'fsdp'"
+        )
+
+
+# ---- the training step -------------------------------------------------------------------------
+def diffusion_loss(model, scheduler, latents: torch.Tensor, reference: torch.Tensor, tokens: torch.Tensor,
+                   motion_keep: torch.Tensor, generator: torch.Generator, mean_joints: Any = None) -> torch.Tensor:
+    """MSE between the model output and the scheduler's target at random timesteps (v or eps, per the scheduler)."""
+    b = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(latents.device)
+    noisy = scheduler.add_noise(latents, noise, t)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    pred = model(noisy, reference, tokens, t, motion_mask=motion_keep, mean_joints=mean_joints).sample
+    return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+
+def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None = None,
+               wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+               report: Callable[[dict], None] | None = None, log: Log = print) -> None:
+    """Train from the newest checkpoint in ``job['out_dir']`` (or from scratch) to ``steps``."""
+    cfg = MVDiTTrainConfig.from_dict(job["config"])
+    device = device or torch.device("cpu")
+    ckpt_dir = Path(job["out_dir"]) / "checkpoints"
+    samples = [Sample(s.video, np.array(s.joints)) for s in job["samples"]]
+    vqvae, normalizer, _ = load_tokenizer(job["tokenizer_checkpoint"], device=device)
+    latent_map = latent_map_from_spec(job["latent_map"], device=device)
+    mean_joints = np.array(job["mean_joints"])
+    scheduler = make_scheduler()
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(job["model_kwargs"], cfg.backbone)
+    model.set_mean_joints(mean_joints)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    start, curve, running = 0, [], {"n": 0, "loss": 0.0}
+    last = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if last is not None:
+        ckpt = load_checkpoint(last)
+        if ckpt.sampler.get("seed") != cfg.seed:
+            raise ValueError(f"{last} was trained with seed {ckpt.sampler.get('seed')}, this run has seed {cfg.seed}")
+        restore_model(model, ckpt)
+        if ckpt.optimizer_state is not None:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        start, curve, running = ckpt.step, ckpt.extra["loss_curve"], ckpt.extra["running"]
+        if rank == 0:
+            log(f"resuming from {last} at step {start}")
+    model.to(device)
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
+    engine = None
+    if cfg.strategy == "deepspeed_zero2" and cfg.backend == "ray":
+        require_deepspeed()
+        import deepspeed
+
+        engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(cfg))
+        net = engine
+    else:
+        net = wrap(model) if wrap else model
+    net.train()
+    autocast = cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    drop = CFGConfig(motion_drop_prob=cfg.motion_drop_prob, text_drop_prob=cfg.text_drop_prob)
+
+    for step in range(start, cfg.steps):
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        seed = step_seed(cfg.seed, step, rank)
+        rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+        frames, joints = draw_batch(samples, cfg, rng)
+        with torch.no_grad():
+            video = torch.from_numpy(frames).to(device)
+            latents = latent_map.encode(video, generator=gen)
+            reference = latent_map.encode(video[:, :1], generator=gen)
+            tokens = vqvae.motion_tokens(normalizer(torch.from_numpy(joints).to(device)))
+        motion_keep, _text_keep = sample_keep_masks(len(frames), drop, generator=gen, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = diffusion_loss(net, scheduler, latents, reference, tokens, motion_keep, gen)
+        if engine is not None:
+            engine.backward(loss)
+            engine.step()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        running["loss"] += float(loss.detach())
+        running["n"] += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            point = {"step": done, "loss": running["loss"] / running["n"], "lr": lr}
+            curve.append(point)
+            running = {"n": 0, "loss": 0.0}
+            if rank == 0:
+                log(f"step {done}/{cfg.steps} loss {point['loss']:.5f} lr {lr:g}")
+            if report:
+                report(point)
+        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            path = save_checkpoint(
+                ckpt_dir, done, model, optimizer if cfg.strategy == "ddp" else None,
+                stats_mean=torch.as_tensor(mean_joints), stats_std=torch.ones(3),
+                sampler={"seed": cfg.seed, "step": done}, train_config=cfg.to_dict(),
+                tokenizer_config={"mvdit": job["model_kwargs"], "latent_map": job["latent_map"],
+                                  "tokenizer_checkpoint": str(job["tokenizer_checkpoint"])},
+                extra={"loss_curve": curve, "running": running}, keep=cfg.keep_checkpoints,
+            )
+            log(f"checkpoint saved: {path}")
+
+
+# ---- backends -------------------------------------------------------------------------------------
+def _ray_worker(job: dict[str, Any]) -> None:
+    """Ray Train entry point: one call per worker."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    if isinstance(job["samples"], ray.ObjectRef):
+        job = {**job, "samples": ray.get(job["samples"])}
+    cfg = MVDiTTrainConfig.from_dict(job["config"])
+    rank = ray.train.get_context().get_world_rank()
+    if cfg.strategy == "fsdp":
+        wrap = lambda m: ray.train.torch.prepare_model(m, parallel_strategy="fsdp")  # noqa: E731
+    elif cfg.strategy == "ddp":
+        wrap = lambda m: ray.train.torch.prepare_model(  # noqa: E731
+            m, parallel_strategy_kwargs={"find_unused_parameters": True})
+    else:
+        wrap = None  # deepspeed wraps inside the loop
+    train_loop(job, rank=rank, device=ray.train.torch.get_device(), wrap=wrap, report=ray.train.report, log=print)
+
+
+def _fit_on_ray(job: dict[str, Any], cfg: MVDiTTrainConfig, log: Log) -> tuple[str, str]:
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipeline.ray_runtime import ensure_ray
+
+    if cfg.strategy == "deepspeed_zero2":
+        require_deepspeed()
+    ensure_ray(cfg.ray_address)
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    name = cfg.run_name or time.strftime("mvdit-%Y%m%d-%H%M%S")
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={**job, "samples": ray.put(job["samples"])},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(name=name, storage_path=str((Path(job["out_dir"]) / "ray").resolve()),
+                             failure_config=FailureConfig(max_failures=0)),
+    )
+    log(f"Ray Train: {cfg.num_workers} {'GPU' if use_gpu else 'CPU'} worker(s), strategy {cfg.strategy}, run {name}")
+    result = trainer.fit()
+    if result.error:
+        raise RuntimeError(f"Ray Train run {name} failed: {result.error}") from result.error
+    return name, str(result.path)
+
+
+# ---- driver -----------------------------------------------------------------------------------------
+def _mean_joints(stats: Any, samples: list[Sample]) -> np.ndarray:
+    """Dataset-mean joints (24, 3) for the motion RoPE: ``stats['mean_joints']`` or the samples' mean."""
+    value = stats.get("mean_joints") if isinstance(stats, dict) else getattr(stats, "mean_joints", None)
+    if value is None:
+        value = np.concatenate([s.joints for s in samples]).mean(axis=0)
+    value = np.asarray(value, dtype=np.float64)
+    if value.shape != (24, 3):
+        raise ValueError(f"stats['mean_joints'] must be (24, 3) metres, got {value.shape}")
+    return value
+
+
+def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats: Any, config: MVDiTTrainConfig,
+                out_dir: str | Path, log: Log = print) -> MVDiTTrainResult:
+    """Train MV-DiT on (video, joints) samples with motion tokens from a trained 4DMoT checkpoint.
+
+    ``samples``: (frames uint8 (T, H, W, 3) or (uri, start, end), joints (T, 24, 3) metres).
+    ``stats``: None or a dict with ``mean_joints`` (24, 3) (else the samples' mean).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wrapped = as_samples(samples)
+    if not wrapped:
+        raise ValueError("train_mvdit needs at least one sample")
+    if not Path(tokenizer_checkpoint).is_file():
+        raise FileNotFoundError(f"4DMoT checkpoint not found: {tokenizer_checkpoint}")
+    vqvae, _, _ = load_tokenizer(tokenizer_checkpoint)
+    if config.vae:
+        from pipeline.latents import load_vae
+
+        latent_spec = load_vae(config.vae).spec()
+    elif config.model == "tiny":
+        latent_spec = PoolLatentMap().spec()
+    else:
+        raise ValueError(f"MVDiTTrainConfig.vae must name the backbone's VAE folder for model {config.model!r}")
+    latent_channels = latent_map_from_spec(latent_spec).latent_channels
+    kwargs = model_kwargs(config, vqvae.config.code_dim, latent_channels)
+    mean_joints = _mean_joints(stats, wrapped)
+    job = {"config": config.to_dict(), "out_dir": str(out_dir), "samples": wrapped, "model_kwargs": kwargs,
+           "tokenizer_checkpoint": str(tokenizer_checkpoint), "latent_map": latent_spec, "mean_joints": mean_joints}
+    run_name = run_dir = None
+    if config.backend == "local":
+        if config.strategy != "ddp":
+            log(f"backend 'local' runs one process: strategy {config.strategy!r} is not applied")
+        use_gpu = torch.cuda.is_available() if config.use_gpu is None else config.use_gpu
+        train_loop(job, device=torch.device("cuda" if use_gpu else "cpu"), log=log)
+    else:
+        run_name, run_dir = _fit_on_ray(job, config, log)
+    checkpoint = latest_checkpoint(out_dir / "checkpoints")
+    if checkpoint is None:
+        raise RuntimeError(f"training finished without a checkpoint in {out_dir / 'checkpoints'}")
+    ckpt = load_checkpoint(checkpoint)
+    frames = None
+    if config.sample_steps > 0:
+        from pipeline.animate import MTVCraftPipeline
+
+        pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
+        first = wrapped[0]
+        n = min(len(first.joints), 33)
+        video = first.frames(0, n, 1)
+        h, w = nearest_bucket(video.shape[1], video.shape[2], config.buckets)
+        ref = resize_crop(video[:1], (h, w), np.random.default_rng(0))[0]
+        frames = pipe(ref, first.joints[:n], num_frames=n, height=h, width=w,
+                      num_inference_steps=config.sample_steps, generator=torch.Generator().manual_seed(0))
+    return MVDiTTrainResult(checkpoint, ckpt.extra.get("loss_curve", []), frames, run_name, run_dir)

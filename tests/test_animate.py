@@ -1,0 +1,150 @@
+"""MTVCraftPipeline and `python -m pipeline.animate` (Eq. 3, App. A.3): shapes, determinism, CFG, CLI errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from media import write_video
+from models.tokenizer import VQVAE, TokenizerConfig
+from pipeline.animate import MTVCraftPipeline, main
+from pipeline.checkpoints import load_tokenizer, save_checkpoint
+from pipeline.latents import PoolLatentMap
+from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
+from pipeline.video_io import probe_video
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = VQVAE(TokenizerConfig.tiny())
+    model.vq.codebook.copy_(torch.randn_like(model.vq.codebook))
+    return str(save_checkpoint(tmp_path_factory.mktemp("tok"), 1, model, None, stats_mean=torch.zeros(3),
+                               stats_std=torch.full((3,), 0.3), sampler={"seed": 0}, train_config={},
+                               tokenizer_config=model.config.to_dict()))
+
+
+def joints(frames: int = 33, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 0.2, (1, 24, 3)) + np.cumsum(rng.normal(0, 0.01, (frames, 1, 3)), axis=0)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pipe(tokenizer_ckpt):
+    torch.manual_seed(0)
+    model = build_model(model_kwargs(MVDiTTrainConfig.tiny(), 64, 4))
+    model.set_mean_joints(joints().mean(axis=0))
+    for attn in model.motion_modules().values():  # make the motion branch matter (zero-initialised output)
+        torch.nn.init.normal_(attn.to_out[0].weight, std=0.05)
+    vq, normalizer, _ = load_tokenizer(tokenizer_ckpt)
+    return MTVCraftPipeline(model, PoolLatentMap(), (vq, normalizer))
+
+
+def reference(h: int = 32, w: int = 48) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_pipeline_shape_dtype_and_determinism(pipe):
+    call = dict(num_frames=33, height=32, width=32, num_inference_steps=2)
+    a = pipe(reference(), joints(40), generator=torch.Generator().manual_seed(3), **call)
+    b = pipe(reference(), joints(40), generator=torch.Generator().manual_seed(3), **call)
+    c = pipe(reference(), joints(40), generator=torch.Generator().manual_seed(4), **call)
+    assert a.shape == (33, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        pipe(reference(), joints(), num_frames=33, height=24, width=32, num_inference_steps=1)
+    with pytest.raises(ValueError, match="1 \\+ 4k"):
+        pipe(reference(), joints(), num_frames=34, height=32, width=32, num_inference_steps=1)
+
+
+def test_cfg_scale_one_is_the_conditional_prediction(pipe):
+    torch.manual_seed(0)
+    latents, ref = torch.randn(1, 9, 4, 2, 4), torch.randn(1, 1, 4, 2, 4)
+    tokens = pipe.motion_tokens(joints(), 33)
+    t = torch.tensor(500)
+    with torch.no_grad():
+        cond = pipe.model(latents, ref, tokens, t, motion_mask=torch.tensor([True])).sample
+        null = pipe.model(latents, ref, tokens, t, motion_mask=torch.tensor([False])).sample
+        assert torch.allclose(pipe.guided_prediction(latents, t, ref, tokens, 1.0), cond, atol=1e-6)
+        guided = pipe.guided_prediction(latents, t, ref, tokens, 3.0)
+    assert not torch.allclose(cond, null, atol=1e-4)
+    assert torch.allclose(guided, null + 3.0 * (cond - null), atol=1e-5)
+
+
+# ---- CLI ---------------------------------------------------------------------------------
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input checks failed")
+
+    monkeypatch.setattr(MTVCraftPipeline, "from_train_checkpoint", classmethod(refuse))
+    monkeypatch.setattr(MTVCraftPipeline, "from_pretrained", classmethod(refuse))
+
+
+def inputs(tmp_path, motion_joints=None):
+    import cv2
+
+    image = tmp_path / "ref.png"
+    cv2.imwrite(str(image), reference())
+    motion = tmp_path / "motion.npz"
+    np.savez(motion, joints=joints(40) if motion_joints is None else motion_joints)
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"x")
+    return ["--image", str(image), "--motion", str(motion), "--out", str(tmp_path / "o.mp4"), "--weights", str(weights)]
+
+
+def run_cli(argv, capsys) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_cli_errors_before_any_model_loads(tmp_path, capsys, no_model_loads):
+    argv = inputs(tmp_path)
+    missing = list(argv)
+    missing[1] = str(tmp_path / "nope.png")
+    assert "reference image not found" in run_cli(missing, capsys)
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    unreadable = list(argv)
+    unreadable[1] = str(bad)
+    assert "cannot read reference image" in run_cli(unreadable, capsys)
+
+    assert "has 20 frames; MV-DiT needs at least 33" in run_cli(inputs(tmp_path, joints(20)), capsys)
+    err = run_cli(inputs(tmp_path, np.zeros((40, 10, 3), np.float32)), capsys)
+    assert "'joints' must have shape (T, 24, 3)" in err
+
+    short_video = tmp_path / "short.mp4"
+    write_video(short_video, np.zeros((12, 32, 32, 3), np.uint8))
+    video_argv = list(argv)
+    video_argv[3] = str(short_video)
+    assert "has 12 frames; MV-DiT needs at least 33" in run_cli(video_argv, capsys)
+
+    assert "--frames must be 1 + 8k" in run_cli(argv + ["--frames", "30"], capsys)
+
+
+def test_cli_end_to_end_with_a_train_checkpoint(tmp_path, tokenizer_ckpt, capsys):
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
+    result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path / "run",
+                         log=lambda s: None)
+    argv = inputs(tmp_path)
+    argv[-1] = str(result.checkpoint)
+    assert main(argv + ["--steps", "2", "--height", "32", "--width", "32"]) == 0
+    info = probe_video(tmp_path / "o.mp4")
+    assert (info.num_frames, info.width, info.height) == (33, 32, 32)
+    # tokens .npz (code ids as tokenize_motion writes them) with an explicit frame count
+    ids = tmp_path / "tokens.npz"
+    np.savez(ids, ids=rng.integers(0, 256, (9, 24)), num_frames=33)
+    argv[3] = str(ids)
+    assert main(argv + ["--steps", "1", "--height", "32", "--width", "32"]) == 0
+    assert probe_video(tmp_path / "o.mp4").num_frames == 33
