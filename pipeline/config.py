@@ -72,6 +72,8 @@ class PipelineSettings:
     tokenizer_batch_size: int = 8
     train_workers: int = 1
     train_backend: str = "ray"
+    # MV-DiT training (App. A.2). Laptop default: the tiny config, a few dozen steps (see pipeline/mvdit_stage.py).
+    mvdit_steps: int = 60
 
     @classmethod
     def from_env(cls, **overrides) -> "PipelineSettings":
@@ -117,6 +119,8 @@ class PipelineSettings:
             raise ConfigError(f"tokenizer_lr = {self.tokenizer_lr}; must be > 0")
         if self.tokenizer_steps < 1 or self.tokenizer_batch_size < 1 or self.train_workers < 1:
             raise ConfigError("tokenizer_steps, tokenizer_batch_size and train_workers must be >= 1")
+        if self.mvdit_steps < 1:
+            raise ConfigError(f"mvdit_steps = {self.mvdit_steps}; must be >= 1")
         if self.train_backend not in ("ray", "local"):
             raise ConfigError(f"train_backend = {self.train_backend!r}; choose 'ray' or 'local'")
         if self.min_clip_frames < 2:

@@ -118,8 +118,9 @@ def test_materialize_curation_from_the_ui_and_read_the_poses_asset(dagster_ui, b
     # The catalog: tick the curation assets, press "Materialize selected".
     page.goto(f"{base}/assets", wait_until="networkidle")
     for name in CURATION:
-        row = page.locator("tr", has=page.get_by_role("link", name=name, exact=True))
-        row.locator("input[type=checkbox]").check()
+        box = page.get_by_test_id(f"checkbox-{name}")
+        page.locator("label", has=box).click()  # the input itself is drawn over by its SVG
+        assert box.is_checked(), name
     shoot(page, "catalog_selected.png", tmp_path)
     page.get_by_role("button", name="Materialize selected").click()
 
