@@ -243,6 +243,19 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated)
         assert 0 <= min(row["token_ids"]) and max(row["token_ids"]) < codebook
         assert np.isfinite(row["mpjpe_mm"])
 
+    # MV-DiT on the same tables: a couple of steps, then the held-out animation and its side-by-side
+    from pipeline import mvdit_stage
+    from pipeline.video_io import probe_video
+
+    mv = quick.with_overrides(mvdit_steps=2)
+    trained = mvdit_stage.train_mvdit_stage(mv)
+    assert Path(trained.extra["checkpoint"]).is_file()
+    animation = mvdit_stage.animate_held_out(mv)
+    video = probe_video(animation.extra["video"])
+    assert (video.num_frames, video.height, video.width) == (mvdit_stage.DEMO_FRAMES, *mvdit_stage.BUCKET)
+    assert probe_video(animation.extra["side_by_side"]).width == 3 * mvdit_stage.BUCKET[1]
+    assert np.isfinite(animation.extra["psnr_generated"]) and np.isfinite(animation.extra["psnr_copy_reference"])
+
 
 def test_table_checks_pass_on_the_curated_tables_and_catch_breakage(curated, tmp_path):
     settings, _, _ = curated
