@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -233,7 +234,7 @@ def to_markdown(res: dict[str, Any]) -> str:
     lines = [
         "## 4DMoT tokenizer: throughput, Ray Train scaling, reconstruction",
         "",
-        f"- Command: `{res['command']}`",
+        "- Commands: " + ", then ".join(f"`{c}`" for c in res.get("commands", [res.get("command", "?")])),
         f"- Machine: {m['machine']}, {m['cores']} cores, {m['memory']}, no GPU; Python {m['python']}, torch {m['torch']} (CPU).",
         f"- Date: {res['date']}. The 2 cores were shared with other work (load average {m['load_start']:.1f} at the start, "
         f"{res.get('load_end', float('nan')):.1f} at the end; per-row values below), so absolute numbers are low and noisy; "
@@ -278,7 +279,7 @@ def to_markdown(res: dict[str, Any]) -> str:
                          f"{r['total_s']:.1f} | {r['load']:.1f} |")
         lines += ["", "Two workers on two shared cores each get one core: the speed-up is bounded by the cores, "
                   "not by the code; on a cluster each worker would have its own.", ""]
-    trained = [res[k] for k in ("train_tiny", "train_larger") if k in res]
+    trained = [res[k] for k in ("train_tiny", "train_larger_budget", "train_larger") if k in res]
     if trained:
         data = res["data"]
         lines += [
@@ -290,7 +291,8 @@ def to_markdown(res: dict[str, Any]) -> str:
             "for 80% of the steps then 1e-4, windows of 33/49 frames at stride 1/2 with the App. A.2 scale/shift "
             "augmentation, paper representation (first frame subtracted), global per-axis statistics of the training clips.",
             "",
-            "Steps were chosen to fit a time budget at the speed measured just before each run (the machine was shared).",
+            "Steps: a time budget at the training speed probed just before the run (the machine was shared), "
+            "or a fixed count; the 'steps' column says which.",
             "",
             "| tokenizer | channels | code dim x codebook | trainable params | steps x batch | threads | train time (min) | held-out synthetic MPJPE | active codes | real NLF mean MPJPE |",
             "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -298,7 +300,8 @@ def to_markdown(res: dict[str, Any]) -> str:
         for r in trained:
             c = r["config"]
             lines.append(f"| {r['name']} | {tuple(c['channels'])}, {c['blocks_per_stage']} blocks/stage | "
-                         f"{c['code_dim']} x {c['codebook_size']} | {r['params']:,} | {r['steps']} x {r['batch']} | "
+                         f"{c['code_dim']} x {c['codebook_size']} | {r['params']:,} | {r['steps']} x {r['batch']} "
+                         f"({'budget ' + format(r['budget_min'], 'g') + ' min' if r.get('budget_min') else 'fixed'}) | "
                          f"{r['threads']} | {r['train_s_incl_eval'] / 60:.1f} | {r['heldout_mpjpe_mm']:.1f} | "
                          f"{r['active_code_share']:.0%} | {r['real_mean_mm']:.1f} |")
         lines += ["", "Train time includes the held-out evaluation and codebook analytics (seconds).", ""]
@@ -362,6 +365,8 @@ def main() -> None:
     parser.add_argument("--tiny-minutes", type=float, default=7.0, help="training budget of tiny()")
     parser.add_argument("--larger-minutes", type=float, default=17.0, help="training budget of the larger config")
     parser.add_argument("--max-steps", type=int, default=5000)
+    parser.add_argument("--larger-steps", type=int, default=0, help="fixed steps for the larger config (0: by budget)")
+    parser.add_argument("--merge", action="store_true", help="update the saved JSON instead of starting a new one")
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--train-threads", type=int, default=1)
     parser.add_argument("--train-seeds", type=int, default=24)
@@ -380,15 +385,23 @@ def main() -> None:
 
     q = args.quick
     started = time.perf_counter()
-    res: dict[str, Any] = {"command": "python bench/bench_tokenizer.py" + (" --quick" if q else ""),
-                           "date": str(date.today()), "machine": machine_info()}
+    command = "python " + " ".join(["bench/bench_tokenizer.py", *sys.argv[1:]])
+    res: dict[str, Any] = {"commands": [command], "date": str(date.today()), "machine": machine_info()}
+    if args.merge and json_path.is_file():
+        previous = json.loads(json_path.read_text())
+        previous["commands"] = previous.get("commands", [previous.get("command", "?")]) + [command]
+        previous["total_min"] = previous.get("total_min", 0.0)
+        res = previous
+    earlier_min = res.get("total_min", 0.0) if args.merge else 0.0
 
     def save() -> None:
         res["load_end"] = load_average()
-        res["total_min"] = (time.perf_counter() - started) / 60
+        res["total_min"] = earlier_min + (time.perf_counter() - started) / 60
         json_path.write_text(json.dumps(res, indent=1))
 
     sections = set(args.sections.split(","))
+    if "train" in sections:
+        sections |= {"tiny", "larger"}
     torch.set_num_threads(1)
     if "throughput" in sections:
         res["throughput"] = bench_throughput(batch=2 if q else 8, reps=1 if q else 3)
@@ -396,7 +409,7 @@ def main() -> None:
     if "ray" in sections:
         res["ray"] = bench_ray(steps=6 if q else args.ray_steps, every=2 if q else 5, batch=4 if q else 16, out=out)
         save()
-    if "train" in sections:
+    if sections & {"tiny", "larger"}:
         real = real_motions()
         check_roundtrip(real)
         seeds = 2 if q else args.train_seeds
@@ -405,12 +418,16 @@ def main() -> None:
         heldout = procedural_clips(range(1000, 1001 if q else 1003), frames)
         res["data"] = {"train_clips": len(train_clips), "heldout_clips": len(heldout), "kinds": len(MOTIONS),
                        "train_seeds": seeds, "frames": frames}
-        budgets = {"tiny()": ("tiny", TokenizerConfig.tiny(), args.tiny_minutes),
-                   "larger": (LARGER.to_dict(), LARGER, args.larger_minutes)}
-        for key, (name, (model, config, minutes)) in zip(("train_tiny", "train_larger"), budgets.items()):
+        budgets = {"tiny()": ("tiny", TokenizerConfig.tiny(), args.tiny_minutes, 0),
+                   "larger": (LARGER.to_dict(), LARGER, args.larger_minutes, args.larger_steps)}
+        for key, (name, (model, config, minutes, fixed)) in zip(("train_tiny", "train_larger"), budgets.items()):
+            if key.split("_")[1] not in sections:
+                continue
             batch = 4 if q else args.train_batch
             if q:
-                steps, per_step = 6, float("nan")
+                steps, per_step, minutes = 6, float("nan"), None
+            elif fixed:
+                steps, per_step, minutes = fixed, float("nan"), None
             else:
                 steps, per_step = steps_for_budget(config, batch, minutes, args.max_steps, args.train_threads)
                 log(f"{name}: {per_step:.2f} s per probe step -> {steps} steps for {minutes} min")

@@ -44,7 +44,8 @@ def ensure_ray(address: str = "") -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # "local": always a fresh Ray for this process, never a cluster that `ray start` left on the machine.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own bar counts finished items
     ctx.verbose_progress = False

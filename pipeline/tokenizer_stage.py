@@ -120,7 +120,7 @@ def tokenize_curated(settings: PipelineSettings, log: Log = default_log) -> Stag
     uri = settings.table_uri(MOTION_TOKENS)
     tables.upsert(uri, pa.Table.from_pylist(rows, schema=tables.MOTION_TOKENS), delete_stale="true")
     errors = [r["mpjpe_mm"] for r in rows]
-    summary = {"clips": len(rows), "failed": len(failed), "mean_mpjpe_mm": round(float(np.mean(errors)), 2) if errors else None,
+    summary = {"clips": len(rows), "failed": len(failed), "failures": failed[:5], "mean_mpjpe_mm": round(float(np.mean(errors)), 2) if errors else None,
                "tokens": int(sum(len(r["token_ids"]) for r in rows)), "checkpoint": str(checkpoint)}
     preview = previews.markdown_table([{"clip": r["id"], "frames": r["num_frames_used"], "latent frames": r["latent_frames"],
                                         "MPJPE mm": r["mpjpe_mm"]} for r in rows])

@@ -173,8 +173,8 @@ class LoopbackRayCluster:
     def _ray(self) -> str:
         return str(Path(os.sys.executable).parent / "ray")
 
-    def add_node(self, num_cpus: float, resources: dict[str, float] | None = None, timeout: float = 90.0) -> str:
-        """Start the head (first call) or a worker node; returns the node's IP once it has joined."""
+    def add_node(self, num_cpus: float, resources: dict[str, float] | None = None, wait: bool = True) -> str:
+        """Start the head (first call) or a worker node; returns the node's IP (once it is up, with ``wait``)."""
         import json as _json
 
         index = len(self.nodes)
@@ -194,9 +194,15 @@ class LoopbackRayCluster:
         log = self.root / f"ray_node{index}.log"
         proc = start_group(cmd, log, env=child_env())
         self.nodes.append((proc, log))
-        wait_until(lambda: "Ray runtime started" in log.read_text(errors="replace"), timeout,
-                   f"Ray node {index} ({ip}) to start", alive=proc, log=log)
+        if wait:
+            self.wait_ready()
         return ip
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until every node started so far says it is up."""
+        for index, (proc, log) in enumerate(self.nodes):
+            wait_until(lambda: "Ray runtime started" in log.read_text(errors="replace"), timeout,
+                       f"Ray node {index} ({RAY_NODE_IPS[index]}) to start", alive=proc, log=log)
 
     def stop(self) -> None:
         """Workers first, then the head (SIGTERM, then SIGKILL of the process group)."""
