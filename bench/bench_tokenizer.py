@@ -304,7 +304,7 @@ def to_markdown(res: dict[str, Any]) -> str:
                          f"({'budget ' + format(r['budget_min'], 'g') + ' min' if r.get('budget_min') else 'fixed'}) | "
                          f"{r['threads']} | {r['train_s_incl_eval'] / 60:.1f} | {r['heldout_mpjpe_mm']:.1f} | "
                          f"{r['active_code_share']:.0%} | {r['real_mean_mm']:.1f} |")
-        lines += ["", "Train time includes the held-out evaluation and codebook analytics (seconds).", ""]
+        lines += ["", "Train time includes the held-out evaluation and codebook analytics (a few seconds).", ""]
         vids = list(trained[-1]["real"])
         lines += [
             "### Real NLF motions (never trained on): reconstruction MPJPE per video (mm)",
@@ -336,11 +336,14 @@ def to_markdown(res: dict[str, Any]) -> str:
         verdict = "meets" if best <= 20.0 else "misses"
         lines += [
             "",
-            f"Target 20 mm on real motion: {verdict} it ({best:.1f} mm). HumanML3D numbers are on retargeted "
-            "mocap (one skeleton, root-relative features), ours on camera-space joints with the dancers' own bone "
-            "lengths estimated from video, so the rows differ in data, skeleton and representation.",
+            f"Target 20 mm on real motion: {verdict} it ({best:.1f} mm). The HumanML3D numbers are on AMASS mocap "
+            "retargeted to one skeleton, with tokenizers trained on that data; ours are on camera-space joints that "
+            "NLF estimated from video (the dancers' own bone lengths), with tokenizers that never saw real motion: "
+            "the rows differ in data, skeleton and training.",
             "",
         ]
+    if res.get("notes"):
+        lines += ["Notes:", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)
 
 
