@@ -473,7 +473,7 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
     ``samples``: (frames uint8 (T, H, W, 3) or (uri, start, end), joints (T, 24, 3) metres).
     ``stats``: None or a dict with ``mean_joints`` (24, 3) (else the samples' mean).
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # Ray workers run elsewhere: a relative path would land in their session folder
     out_dir.mkdir(parents=True, exist_ok=True)
     wrapped = as_samples(samples)
     if not wrapped:

@@ -39,7 +39,7 @@ import torch
 
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig
 from pipeline import codebook_analytics
-from pipeline.checkpoints import latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
+from pipeline.checkpoints import checkpoint_name, latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
 from pipeline.motion_windows import WindowConfig, WindowSampler, eval_windows
 from pipeline.tokenize_motion import tokenize_windows
 
@@ -328,7 +328,7 @@ def train_tokenizer(
     ``heldout``: evaluation clips; None holds out ``config.heldout_fraction``
     of ``clips`` (with a single clip, it is evaluated on itself).
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # Ray workers run elsewhere: a relative path would land in their session folder
     out_dir.mkdir(parents=True, exist_ok=True)
     clips = [np.asarray(c, dtype=np.float32) for c in clips]
     if heldout is None:
@@ -346,7 +346,9 @@ def train_tokenizer(
     else:
         run_name, run_dir = _fit_on_ray(job, config, log)
 
-    checkpoint = latest_checkpoint(out_dir / "checkpoints")
+    # This run's last checkpoint (with resume=False an older, longer run's may also be there).
+    final = out_dir / "checkpoints" / checkpoint_name(config.total_steps)
+    checkpoint = final if final.is_file() else latest_checkpoint(out_dir / "checkpoints")
     if checkpoint is None:
         raise RuntimeError(f"training finished without a checkpoint in {out_dir / 'checkpoints'}")
     return evaluate_checkpoint(checkpoint, heldout, config, log, run_name, run_dir)
