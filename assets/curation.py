@@ -33,7 +33,7 @@ def shots(context: AssetExecutionContext, mtvcraft: MTVCraftSettings, config: Re
 
 @asset(group_name=GROUP, deps=[shots], kinds={"lance", "ray"})
 def poses(context: AssetExecutionContext, mtvcraft: MTVCraftSettings, config: RecomputeConfig) -> MaterializeResult:
-    """Per-frame SMPL pose, root translation, joint uncertainty and person count (NLF or sidecar annotations)."""
+    """Per-frame SMPL pose, root translation, joint uncertainty and person count (sidecar annotations, NLF or MediaPipe + IK)."""
     settings = mtvcraft.settings()
     return materialized(curation.estimate_poses(settings, context.log.info, config.recompute), settings)
 

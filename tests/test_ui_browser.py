@@ -80,7 +80,7 @@ def dagster_ui(chromium_path, tiny_sample, tmp_path_factory):
         wait_until(lambda: graphql(base, "{ version }")["version"], 180, "the Dagster webserver (GraphQL { version })",
                    interval=1.0, alive=server, log=log)
         print(f"Ray and dagster dev up after {time.monotonic() - started:.0f} s")
-        yield {"base": base, "log": log, "work": work}
+        yield {"base": base, "log": log, "work": work, "port": port}
     finally:
         if server is not None:
             stop_group(server, timeout=30)
@@ -112,6 +112,14 @@ STEP_STATS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status s
 LATEST = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
   assetMaterializations(limit: 1) { runId metadataEntries { label
     ... on IntMetadataEntry { intValue } ... on MarkdownMetadataEntry { mdStr } ... on PathMetadataEntry { path } } } } } }"""
+
+
+def test_the_webserver_listens_on_loopback_only(dagster_ui):
+    import psutil
+
+    listening = {c.laddr.ip for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == dagster_ui["port"]}
+    assert listening == {"127.0.0.1"}
 
 
 def test_materialize_curation_from_the_ui_and_read_the_poses_asset(dagster_ui, browser, tiny_sample, tmp_path):
