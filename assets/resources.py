@@ -7,7 +7,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from pipeline.config import ENV_DATA_ROOT, ENV_MOTION_VIDEO_VERSION, ENV_RAW_VIDEOS, ENV_RAY_ADDRESS, ENV_WEIGHTS, PipelineSettings
+from pipeline.config import env_int, ENV_DATA_ROOT, ENV_MOTION_VIDEO_VERSION, ENV_RAW_VIDEOS, ENV_RAY_ADDRESS, ENV_WEIGHTS, PipelineSettings
 
 
 class MTVCraftSettings(ConfigurableResource):
@@ -57,5 +57,5 @@ def settings_resource() -> MTVCraftSettings:
         raw_videos=env_or(ENV_RAW_VIDEOS, ""),
         weights=env_or(ENV_WEIGHTS, ""),
         ray_address=env_or(ENV_RAY_ADDRESS, ""),
-        motion_video_version=int(os.environ.get(ENV_MOTION_VIDEO_VERSION, "0") or 0),
+        motion_video_version=env_int(ENV_MOTION_VIDEO_VERSION),
     )

@@ -30,6 +30,17 @@ class ConfigError(ValueError):
     """A setting has a value the pipeline cannot use; the message names the setting."""
 
 
+def env_int(name: str, default: int = 0) -> int:
+    """An integer environment variable; a clear error naming it when it is not one."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} = {raw!r}; expected an integer") from None
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """Settings shared by every stage.
@@ -83,7 +94,7 @@ class PipelineSettings:
             "raw_videos": os.environ.get(ENV_RAW_VIDEOS, ""),
             "weights": os.environ.get(ENV_WEIGHTS, ""),
             "ray_address": os.environ.get(ENV_RAY_ADDRESS, ""),
-            "motion_video_version": int(os.environ.get(ENV_MOTION_VIDEO_VERSION, "0") or 0),
+            "motion_video_version": env_int(ENV_MOTION_VIDEO_VERSION),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env).validated()
@@ -136,6 +147,9 @@ class PipelineSettings:
         return Path(self.data_root).expanduser().resolve()
 
     def table_uri(self, name: str) -> str:
+        """A table's URI: under a local data root, or under an object-store root (``s3://...``) as is."""
+        if "://" in self.data_root:
+            return f"{self.data_root.rstrip('/')}/tables/{name}.lance"
         return str(self.root / "tables" / f"{name}.lance")
 
     @property

@@ -56,9 +56,7 @@ def _tag(run_id: str) -> str | None:
 
 
 def _versions(uri: str) -> list[dict]:
-    import lance
-
-    return lance.dataset(uri).versions()
+    return tables.dataset(uri).versions()
 
 
 @dataclass(frozen=True)

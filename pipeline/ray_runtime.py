@@ -60,7 +60,8 @@ def pool_shape(num_actors: int = 0, cpus_per_actor: float = 0.5) -> dict:
     if gpus:
         return {"size": num_actors or gpus, "num_gpus": 1, "num_cpus": 1}
     cpus = resources.get("CPU", 1)
-    size = num_actors or max(1, int(cpus * 0.75))
+    cpu_nodes = sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0)
+    size = num_actors or max(1, cpu_nodes, int(cpus * 0.75))  # at least one actor on every node
     return {"size": size, "num_gpus": 0, "num_cpus": cpus_per_actor}
 
 

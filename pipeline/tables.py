@@ -10,6 +10,8 @@ fixed-size-list columns (per-frame tables) or lists of fixed-size lists
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -149,13 +151,36 @@ SCHEMAS = {"raw_videos": RAW_VIDEOS, "shots": SHOTS, "poses": POSES, "subclips":
            "motion_video": MOTION_VIDEO, "motion_tokens": MOTION_TOKENS, "rejects": REJECTS}
 
 
+STORAGE_OPTIONS_ENV = "MTVCRAFT_STORAGE_OPTIONS"
+
+
+def storage_options() -> dict[str, str] | None:
+    """Object-store options for remote tables, from MTVCRAFT_STORAGE_OPTIONS (a JSON object), e.g.
+    {"aws_endpoint": "http://minio:9000", "aws_region": "us-east-1", "allow_http": "true"}; Lance ignores
+    them for local paths, and without them it reads the standard AWS_* variables."""
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{STORAGE_OPTIONS_ENV} is not valid JSON: {err}") from err
+    if not isinstance(options, dict):
+        raise ValueError(f"{STORAGE_OPTIONS_ENV} must be a JSON object of strings")
+    return {str(k): str(v) for k, v in options.items()}
+
+
+def dataset(uri: str, version: int | None = None) -> lance.LanceDataset:
+    return lance.dataset(uri, version=version, storage_options=storage_options())
+
+
 def exists(uri: str) -> bool:
     return (Path(uri) / "_versions").is_dir() if "://" not in uri else _remote_exists(uri)
 
 
 def _remote_exists(uri: str) -> bool:
     try:
-        lance.dataset(uri)
+        dataset(uri)
         return True
     except (ValueError, OSError, FileNotFoundError):
         return False
@@ -173,15 +198,15 @@ def upsert(uri: str, rows: pa.Table, key: str = "id", delete_stale: str | None =
     if not exists(uri):
         if "://" not in uri:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        return lance.write_dataset(rows, uri, mode="create").version
-    ds = lance.dataset(uri)
+        return lance.write_dataset(rows, uri, mode="create", storage_options=storage_options()).version
+    ds = dataset(uri)
     if rows.num_rows == 0 and delete_stale is None:
         return ds.version
     builder = ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all()
     if delete_stale is not None:
         builder = builder.when_not_matched_by_source_delete(delete_stale)
     builder.execute(rows.cast(ds.schema) if rows.schema != ds.schema else rows)
-    return lance.dataset(uri).version
+    return dataset(uri).version
 
 
 def write_version(uri: str, rows: pa.Table, tag: str | None = None) -> int:
@@ -190,7 +215,7 @@ def write_version(uri: str, rows: pa.Table, tag: str | None = None) -> int:
     mode = "overwrite" if exists(uri) else "create"
     if mode == "create" and "://" not in uri:
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    ds = lance.write_dataset(rows, uri, mode=mode)
+    ds = lance.write_dataset(rows, uri, mode=mode, storage_options=storage_options())
     if tag:
         ds.tags.create(tag, ds.version)
     return ds.version
@@ -199,22 +224,21 @@ def write_version(uri: str, rows: pa.Table, tag: str | None = None) -> int:
 def create_empty(uri: str, schema: pa.Schema) -> int:
     """Make sure the table exists (an empty one), so readers downstream never fail on a fresh root."""
     if exists(uri):
-        return lance.dataset(uri).version
+        return dataset(uri).version
     return upsert(uri, schema.empty_table())
 
 
 def read(uri: str, columns: list[str] | None = None, filter: str | None = None, version: int | None = None) -> pa.Table:
     """The table (or the columns / rows asked for), at the latest or a given version."""
-    ds = lance.dataset(uri, version=version)
-    return ds.to_table(columns=columns, filter=filter)
+    return dataset(uri, version).to_table(columns=columns, filter=filter)
 
 
 def version(uri: str) -> int:
-    return lance.dataset(uri).version
+    return dataset(uri).version
 
 
 def count(uri: str, filter: str | None = None) -> int:
-    return lance.dataset(uri).count_rows(filter=filter) if exists(uri) else 0
+    return dataset(uri).count_rows(filter=filter) if exists(uri) else 0
 
 
 def sql_str(value: str) -> str:

@@ -168,6 +168,7 @@ class LoopbackRayCluster:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.nodes: list[tuple[subprocess.Popen, Path]] = []
+        self.temp_dirs: list[Path] = []
         self.address = ""
 
     def _ray(self) -> str:
@@ -180,6 +181,7 @@ class LoopbackRayCluster:
         index = len(self.nodes)
         ip = RAY_NODE_IPS[index]
         temp = Path(tempfile_short(f"ray{index}_"))  # unix socket paths must stay under 107 characters
+        self.temp_dirs.append(temp)
         cmd = [self._ray(), "start", "--block", f"--node-ip-address={ip}", f"--num-cpus={num_cpus}",
                f"--resources={_json.dumps(resources or {})}", "--disable-usage-stats", f"--temp-dir={temp}",
                f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
@@ -209,6 +211,9 @@ class LoopbackRayCluster:
         for proc, _ in reversed(self.nodes):
             stop_group(proc, timeout=10)
         self.nodes.clear()
+        for temp in self.temp_dirs:  # session logs and spill files
+            shutil.rmtree(temp, ignore_errors=True)
+        self.temp_dirs.clear()
 
 
 def tempfile_short(prefix: str) -> str:

@@ -295,8 +295,6 @@ def test_bad_environment_values_are_rejected_naming_the_variable(monkeypatch, tm
         PipelineSettings.from_env()
 
 
-@pytest.mark.xfail(strict=True, reason="a non-integer MTVCRAFT_MOTION_VIDEO_VERSION raises int()'s bare ValueError "
-                                       "(\"invalid literal for int()\") without the variable's name")
 def test_a_non_integer_version_variable_is_rejected_naming_it(monkeypatch):
     monkeypatch.setenv("MTVCRAFT_MOTION_VIDEO_VERSION", "latest")
     with pytest.raises(ConfigError, match="MTVCRAFT_MOTION_VIDEO_VERSION"):
@@ -328,3 +326,17 @@ def test_the_webserver_binds_loopback_by_default():
     assert documented, "README shows no command that starts the UI"
     for line in documented:
         assert "0.0.0.0" not in line and re.search(r"(-h|--host) 127\.0\.0\.1\b", line), line
+
+
+# ============================================================================ the skip-or-fail helper
+
+def test_a_missing_package_skips_here_and_fails_under_require_all(monkeypatch):
+    from conftest import REQUIRE_ALL_ENV, missing, require_module
+
+    monkeypatch.delenv(REQUIRE_ALL_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no_such_pkg"):
+        require_module("no_such_module_xyz", "no_such_pkg", "pip install no_such_pkg")
+    monkeypatch.setenv(REQUIRE_ALL_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"no_such_pkg.*{REQUIRE_ALL_ENV}=1"):
+        missing("no_such_pkg", "pip install no_such_pkg")
+    assert require_module("json", "json", "-").dumps([1]) == "[1]"  # present: imported, nothing raised

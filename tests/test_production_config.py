@@ -218,8 +218,6 @@ def test_pipeline_tables_on_s3_with_credentials_from_the_environment(s3, monkeyp
     assert objects_under(s3, "root/tables/shots.lance/_versions/")
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.tables does not pass storage options yet (MTVCRAFT_STORAGE_OPTIONS); "
-                                       "see deploy/README.md 'Lance on object storage' for the change")
 def test_pipeline_tables_on_s3_with_storage_options_from_mtvcraft_storage_options(s3, monkeypatch):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_REGION",
                 "AWS_ALLOW_HTTP", "AWS_PROFILE"):
@@ -230,8 +228,6 @@ def test_pipeline_tables_on_s3_with_storage_options_from_mtvcraft_storage_option
     assert tables.read(uri).num_rows == 1
 
 
-@pytest.mark.xfail(strict=True, reason="PipelineSettings.table_uri resolves the data root as a local path "
-                                       "('s3://b/x' -> '<cwd>/s3:/b/x'); see deploy/README.md for the change")
 def test_an_object_store_data_root_gives_object_store_table_uris():
     settings = PipelineSettings(data_root="s3://mtvcraft/curation").validated()
     assert settings.table_uri("poses") == "s3://mtvcraft/curation/tables/poses.lance"
@@ -290,7 +286,7 @@ def test_curation_stages_run_on_a_two_node_ray_cluster(ray_cluster, tiny_sample,
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     # Hand items out only once the whole pool is up, so that placement (not start-up races) decides who works.
-    ray.data.DataContext.get_current().wait_for_min_actors_s = 180
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "wait_for_min_actors_s", 180)
     record = tmp_path / "placement.txt"
     monkeypatch.setattr(curation, "ShotTask", recording(curation.ShotTask, str(record)))
     monkeypatch.setattr(curation, "PoseTask", recording(curation.PoseTask, str(record)))

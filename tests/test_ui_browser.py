@@ -54,7 +54,7 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def dagster_ui(chromium_path, tiny_sample, tmp_path_factory):
-    """``dagster dev -h 127.0.0.1 -p <free port>`` on a temporary instance; yields its base URL.
+    """``dagster dev -h 127.0.0.1 -p <free port>`` on a temporary instance; yields base URL, port, log and work dir.
 
     Finalizer: SIGTERM to the server's process group (started with ``env --default-signal=INT,TERM``
     so that it obeys), SIGKILL to what is left, then the Ray node."""
