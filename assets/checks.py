@@ -2,7 +2,8 @@
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from assets.curation import motion_video, poses, raw_videos, shots, subclips
+from assets.curation import clip_scores, motion_video, poses, raw_videos, rejects, shots, subclips
+from assets.training import motion_tokens
 from assets.resources import MTVCraftSettings
 from pipeline import table_checks
 
@@ -42,5 +43,17 @@ def motion_video_finite_joints(mtvcraft: MTVCraftSettings) -> AssetCheckResult:
     return _result(table_checks.finite_joints(mtvcraft.settings(), "motion_video"))
 
 
+def _unique_ids_check(asset, table: str):
+    @asset_check(asset=asset, name=f"{table}_unique_ids")
+    def check(mtvcraft: MTVCraftSettings) -> AssetCheckResult:
+        return _result(table_checks.unique_ids(mtvcraft.settings(), table))
+
+    return check
+
+
 CHECKS = [raw_videos_unique_ids, shots_cover_every_frame, poses_account_for_every_video, subclips_finite_joints,
-          subclips_unique_ids, motion_video_finite_joints]
+          subclips_unique_ids, motion_video_finite_joints] + [
+    _unique_ids_check(asset, table) for asset, table in (
+        (shots, "shots"), (poses, "poses"), (clip_scores, "clip_scores"), (motion_video, "motion_video"),
+        (motion_tokens, "motion_tokens"), (rejects, "rejects"))
+]

@@ -15,6 +15,17 @@ from pipeline.config import ENV_RAW_VIDEOS, PipelineSettings
 curation_job = define_asset_job("curation", selection=AssetSelection.groups("curation"),
                                 description="Raw videos to single-person sub-clips, with rejects.")
 
+training_job = define_asset_job("training", selection=AssetSelection.groups("training"),
+                                description="4DMoT, motion tokens, MV-DiT and animations from the latest curated table.")
+
+retraining_schedule = ScheduleDefinition(
+    name="retraining",
+    job=training_job,
+    cron_schedule=os.environ.get("MTVCRAFT_TRAINING_CRON", "0 5 * * 0"),
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Retrain downstream models on the latest curation (weekly by default; MTVCRAFT_TRAINING_CRON).",
+)
+
 recuration_schedule = ScheduleDefinition(
     name="recuration",
     job=curation_job,
