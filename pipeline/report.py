@@ -35,6 +35,9 @@ def summary(settings: PipelineSettings) -> str:
         result = json.loads(results[-1].read_text())
         lines += ["", f"4DMoT tokenizer: held-out MPJPE {result['heldout_mpjpe_mm']:.1f} mm, "
                       f"active codes {result['active_code_share']:.0%}, checkpoint {result['checkpoint']}"]
+    animations = sorted((settings.root / "animations").glob("*.mp4"))
+    if animations:
+        lines += ["", "Animations (generated, and reference | ground truth | generated):"] + [f"  {p}" for p in animations]
     previews = sorted(settings.previews_dir.glob("*.png")) if settings.previews_dir.exists() else []
     if previews:
         lines += ["", "Preview images:"] + [f"  {p}" for p in previews]
