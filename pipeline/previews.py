@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from models.motion.skeleton import SMPL_BONES
+from pipeline.pose.base import project  # noqa: F401  (previews.project: skeleton overlays)
 
 # Left side warm, right side cool, spine grey: the usual skeleton colouring.
 _LEFT = {1, 4, 7, 10, 13, 16, 18, 20, 22}
@@ -35,12 +36,6 @@ def save_png(png: bytes, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
     return path
-
-
-def project(points_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Pinhole projection of (..., 3) camera-frame points (OpenCV axes) to (..., 2) pixels."""
-    uvw = points_cam @ intrinsics.T
-    return uvw[..., :2] / np.clip(uvw[..., 2:3], 1e-6, None)
 
 
 def draw_skeleton(frame_rgb: np.ndarray, joints_px: np.ndarray, thickness: int = 2) -> np.ndarray:

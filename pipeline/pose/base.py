@@ -175,6 +175,15 @@ POSE_BACKENDS: dict[str, str] = {
 }
 
 
+
+def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Pinhole projection of camera-frame points (..., 3) (OpenCV axes) to pixel coordinates (..., 2)."""
+    pts = np.asarray(points, dtype=np.float64)
+    k = np.asarray(intrinsics, dtype=np.float64)
+    z = pts[..., 2:3]
+    return np.concatenate([k[0, 0] * pts[..., 0:1] / z + k[0, 2], k[1, 1] * pts[..., 1:2] / z + k[1, 2]], axis=-1)
+
+
 def make_pose_estimator(name: str, **options) -> PoseEstimator:
     """Build the backend named by the setting ``pose_backend``, passing ``options`` to its constructor."""
     if name not in POSE_BACKENDS:

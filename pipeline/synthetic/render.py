@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 
 from models.motion.skeleton import SMPL_JOINT_NAMES
+from pipeline.pose.base import camera_intrinsics as pose_camera_intrinsics
+from pipeline.pose.base import project
 
 from .motions import Motion
 
@@ -54,19 +56,8 @@ TORSO_RADIUS = 0.06  # rounds the torso polygon's outline
 
 
 def camera_intrinsics(width: int, height: int, fov_deg: float = 55.0) -> np.ndarray:
-    """Pinhole intrinsics (3, 3) float32 with ``fov_deg`` on the long image side and a centred principal point."""
-    if width <= 0 or height <= 0 or not 0 < fov_deg < 180:
-        raise ValueError(f"need width, height > 0 and 0 < fov_deg < 180, got {width}, {height}, {fov_deg}")
-    f = max(width, height) / (2.0 * np.tan(np.deg2rad(fov_deg) / 2.0))
-    return np.array([[f, 0, (width - 1) / 2.0], [0, f, (height - 1) / 2.0], [0, 0, 1]], dtype=np.float32)
-
-
-def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Camera-frame points (..., 3) -> pixel coordinates (..., 2)."""
-    pts = np.asarray(points, dtype=np.float64)
-    k = np.asarray(intrinsics, dtype=np.float64)
-    z = pts[..., 2:3]
-    return np.concatenate([k[0, 0] * pts[..., 0:1] / z + k[0, 2], k[1, 1] * pts[..., 1:2] / z + k[1, 2]], axis=-1)
+    """The App. B camera (``pipeline.pose.base.camera_intrinsics``) as float32, the sidecar's dtype."""
+    return pose_camera_intrinsics(width, height, fov_deg).astype(np.float32)
 
 
 # --- People -------------------------------------------------------------------------------------
