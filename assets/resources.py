@@ -39,7 +39,7 @@ class MTVCraftSettings(ConfigurableResource):
     tokenizer_batch_size: int = 8
     train_workers: int = 1
     train_backend: str = "ray"
-    mvdit_steps: int = 60
+    mvdit_steps: int = 400
 
     def settings(self) -> PipelineSettings:
         """The validated pipeline settings; a bad value raises ConfigError naming it."""

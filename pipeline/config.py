@@ -83,8 +83,8 @@ class PipelineSettings:
     tokenizer_batch_size: int = 8
     train_workers: int = 1
     train_backend: str = "ray"
-    # MV-DiT training (App. A.2). Laptop default: the tiny config, a few dozen steps (see pipeline/mvdit_stage.py).
-    mvdit_steps: int = 60
+    # MV-DiT training (App. A.2). Laptop default: the tiny config, 400 steps (see pipeline/mvdit_stage.py).
+    mvdit_steps: int = 400
 
     @classmethod
     def from_env(cls, **overrides) -> "PipelineSettings":

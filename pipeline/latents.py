@@ -91,6 +91,10 @@ class PoolLatentMap:
     spatial_factor: int = 8
     temporal_factor: int = 4
     seed: int = 0
+    # Latents are multiplied by this, as CogVideoX multiplies its VAE latents by ``scaling_factor`` (0.7 for 5B),
+    # so that they have about unit variance: pooled pixels in [-1, 1] have a std of about 0.3, and at that scale
+    # the unit-variance diffusion noise drowns the signal at all but the smallest timesteps.
+    scaling_factor: float = 3.0
 
     def __post_init__(self) -> None:
         if self.latent_channels < 3:
@@ -109,7 +113,7 @@ class PoolLatentMap:
         x = torch.stack([g.mean(dim=1) for g in groups], dim=1)  # (B, F, H, W, 3)
         x = x.permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*F, 3, H, W)
         x = F.avg_pool2d(x, self.spatial_factor)
-        z = torch.einsum("cd,ndhw->nchw", self.embedding.to(x.device), x)
+        z = torch.einsum("cd,ndhw->nchw", self.embedding.to(x.device), x) * self.scaling_factor
         return z.unflatten(0, (b, -1))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -117,7 +121,8 @@ class PoolLatentMap:
         if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
             raise ValueError(f"latents must be (B, F, C={self.latent_channels}, h, w), got {tuple(latents.shape)}")
         b, f = latents.shape[:2]
-        rgb = torch.einsum("cd,nchw->ndhw", self.embedding.to(latents.device), latents.float().flatten(0, 1))
+        z = latents.float().flatten(0, 1) / self.scaling_factor
+        rgb = torch.einsum("cd,nchw->ndhw", self.embedding.to(latents.device), z)
         rgb = F.interpolate(rgb, scale_factor=self.spatial_factor, mode="nearest")
         rgb = rgb.unflatten(0, (b, f)).permute(0, 1, 3, 4, 2)  # (B, F, H, W, 3)
         repeats = torch.tensor([1] + [self.temporal_factor] * (f - 1), device=rgb.device)
@@ -125,7 +130,7 @@ class PoolLatentMap:
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "pool", "latent_channels": self.latent_channels, "spatial_factor": self.spatial_factor,
-                "temporal_factor": self.temporal_factor, "seed": self.seed}
+                "temporal_factor": self.temporal_factor, "seed": self.seed, "scaling_factor": self.scaling_factor}
 
 
 class VAELatentMap:
@@ -202,6 +207,7 @@ def latent_map_from_spec(spec: dict[str, Any] | None, device: str | torch.device
     spec = dict(spec or {"kind": "pool"})
     kind = spec.pop("kind")
     if kind == "pool":
+        spec.setdefault("scaling_factor", 1.0)  # checkpoints written before the map had a scale were unscaled
         return PoolLatentMap(**spec)
     if kind == "vae":
         if not spec.get("folder"):
