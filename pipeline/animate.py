@@ -67,6 +67,7 @@ class MTVCraftPipeline:
         self.latent_map = latent_map
         self.tokenizer = tokenizer
         self.scheduler = scheduler or make_scheduler()
+        self.rope_joints: torch.Tensor | None = None  # set per call for motion_pe="dynamic"
 
     @property
     def device(self) -> torch.device:
@@ -136,7 +137,7 @@ class MTVCraftPipeline:
         def predict(motion_keep: torch.Tensor, _text_keep: torch.Tensor) -> torch.Tensor:
             k = motion_keep.shape[0] // b
             return self.model(latents.repeat(k, 1, 1, 1, 1), reference.repeat(k, 1, 1, 1, 1), tokens.repeat(k, 1, 1),
-                              t, motion_mask=motion_keep).sample
+                              t, motion_mask=motion_keep, mean_joints=self.rope_joints).sample
 
         return guided_prediction(predict, b, motion_scale=motion_scale, text_scale=1.0, has_text=False,
                                  device=latents.device)
@@ -166,6 +167,13 @@ class MTVCraftPipeline:
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         device = self.device
         tokens = self.motion_tokens(motion, num_frames)
+        # "dynamic" PE (Table 2) places the motion RoPE at this clip's first-frame joints; the others use the
+        # dataset-mean joints stored in the model config (None here).
+        self.rope_joints = None
+        if getattr(self.model.config, "motion_pe", "4d") == "dynamic":
+            if not (motion_arr.ndim == 3 and motion_arr.shape[1:] == (NUM_JOINTS, 3)):
+                raise ValueError("a model trained with motion_pe='dynamic' needs joints (T, 24, 3), not motion tokens")
+            self.rope_joints = torch.as_tensor(np.asarray(motion_arr[0]), dtype=torch.float64)
         if tokens.shape[1] != f * self.model.config.num_joints:
             raise ValueError(f"motion tokens cover {tokens.shape[1] // self.model.config.num_joints} latent frames; "
                              f"{num_frames} frames need {f}")

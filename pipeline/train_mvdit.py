@@ -52,7 +52,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, get_args
 
 import cv2
 import numpy as np
@@ -116,6 +116,7 @@ class MVDiTTrainConfig:
     resume: bool = True
     sample_steps: int = 20  # DDIM steps of the preview sample after training (0: none)
     tiny_layers: int = 2
+    motion_pe: str = "4d"  # Table 2 positional-encoding variant of the motion attention (paper layout only)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -123,6 +124,10 @@ class MVDiTTrainConfig:
         self.lengths, self.strides = tuple(self.lengths), tuple(self.strides)
         if self.model not in MODELS:
             raise ValueError(f"MVDiTTrainConfig.model must be one of {MODELS}, got {self.model!r}")
+        from models.mvdit.rope4d import PEVariant
+
+        if self.motion_pe not in get_args(PEVariant):
+            raise ValueError(f"MVDiTTrainConfig.motion_pe must be one of {get_args(PEVariant)}, got {self.motion_pe!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"MVDiTTrainConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.backend not in ("ray", "local"):
@@ -180,9 +185,10 @@ def model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: 
     if cfg.model == "tiny":
         mv = MVDiTConfig.tiny(layout=cfg.layout, num_layers=cfg.tiny_layers, motion_token_dim=motion_token_dim)
         backbone = {**mv.backbone, "in_channels": 2 * latent_channels, "out_channels": latent_channels}
-        mv = replace(mv, backbone=backbone, unconditional_frames=latent_frames(max(cfg.lengths)))
+        mv = replace(mv, backbone=backbone, unconditional_frames=latent_frames(max(cfg.lengths)),
+                     motion_pe=cfg.motion_pe)
     else:
-        mv = MVDiTConfig.cogvideox_5b(layout=cfg.layout)
+        mv = replace(MVDiTConfig.cogvideox_5b(layout=cfg.layout), motion_pe=cfg.motion_pe)
         if motion_token_dim != mv.motion_token_dim:
             raise ValueError(f"the 4DMoT code_dim is {motion_token_dim}; MV-DiT-6B expects {mv.motion_token_dim}")
     return mv.model_kwargs()
@@ -394,8 +400,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
             reference = latent_map.encode(video[:, :1], generator=gen)
             tokens = vqvae.motion_tokens(normalizer(torch.from_numpy(joints).to(device)))
         motion_keep, _text_keep = sample_keep_masks(len(frames), drop, generator=gen, device=device)
+        # "dynamic" PE (Table 2): the RoPE positions are each window's own first-frame joints.
+        first_joints = torch.from_numpy(joints[:, 0]).to(device) if cfg.motion_pe == "dynamic" else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = diffusion_loss(net, scheduler, latents, reference, tokens, motion_keep, gen)
+            loss = diffusion_loss(net, scheduler, latents, reference, tokens, motion_keep, gen, first_joints)
         if engine is not None:
             engine.backward(loss)
             engine.step()
