@@ -19,6 +19,15 @@
    coordinates, the dancers' own bone lengths), which they never trained on,
    per video and mean, beside a "no motion" baseline (frame 0 repeated).
 
+5. ``--sections real`` (bench/results/tokenizer_real.md): where the real-motion
+   error comes from and what lowers it. Diagnostics of each tokenizer on the real
+   NLF joints (root-relative error, root error, error with the root held still,
+   with the NLF jitter smoothed away, with the codebook bypassed, normalised value
+   ranges); a tiny() trained on `pipeline.synthetic.motion_mix` motions with the
+   camera-space augmentations of `pipeline.motion_windows`; and a
+   leave-one-video-out protocol: that tokenizer fine-tuned on 4 real videos (plus
+   procedural clips) and tested on the 5th, for each of the 5.
+
 Results go to JSON after each section (``--out``), then to Markdown (``--md``).
 """
 
@@ -374,6 +383,13 @@ def main() -> None:
     parser.add_argument("--train-threads", type=int, default=1)
     parser.add_argument("--train-seeds", type=int, default=24)
     parser.add_argument("--ray-steps", type=int, default=40)
+    parser.add_argument("--mix-minutes", type=float, default=12.0, help="real study: budget of tiny() on mixed motions")
+    parser.add_argument("--mix-steps", type=int, default=0, help="real study: fixed steps on mixed motions (0: by budget)")
+    parser.add_argument("--longer-steps", type=int, default=1200, help="real study: extra steps of real-longer")
+    parser.add_argument("--mix-clips", type=int, default=168, help="real study: mixed procedural clips")
+    parser.add_argument("--lovo-minutes", type=float, default=2.5, help="real study: fine-tuning budget per left-out video")
+    parser.add_argument("--baseline-checkpoint", default="bench/out/tokenizer/train_tiny()/checkpoints",
+                        help="real study: tiny() trained on the demo kinds (section 3); trained anew if absent")
     args = parser.parse_args()
     # absolute: Ray Train workers run in their own working directory (a relative out_dir lands there)
     out = Path(args.out or ("bench/out/tokenizer_quick" if args.quick else "bench/out/tokenizer")).resolve()
@@ -403,6 +419,15 @@ def main() -> None:
         json_path.write_text(json.dumps(res, indent=1))
 
     sections = set(args.sections.split(","))
+    if "real" in sections:
+        run_real_study(args, out, command)
+        return
+    if "real-ceiling" in sections:
+        run_real_ceiling(args, out, command)
+        return
+    if "real-longer" in sections:
+        run_real_longer(args, out, command)
+        return
     if "train" in sections:
         sections |= {"tiny", "larger"}
     torch.set_num_threads(1)
@@ -441,6 +466,366 @@ def main() -> None:
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(to_markdown(res))
     log(f"wrote {json_path} and {md} ({res['total_min']:.1f} min)")
+
+
+# ---- 5. real-motion study ----------------------------------------------------------------------
+REAL_AUGMENT = {"max_yaw": 0.5, "max_bone_scale": 0.1, "max_drift": 0.2}
+LOVO_PROCEDURAL_CLIPS = 24
+
+
+def _windows(clip: np.ndarray) -> np.ndarray:
+    return np.stack(tile_windows(clip, WINDOW))
+
+
+@torch.no_grad()
+def _reconstruct(model, normalizer, windows: np.ndarray, quantize: bool = True) -> np.ndarray:
+    joints = torch.from_numpy(windows)
+    latents = model.encode_latents(normalizer(joints))
+    if quantize and model.vq is not None:
+        latents = model.codes_to_vectors(model.vq(latents, update_ema=False).ids)
+    return normalizer.inverse(model.decode_latents(latents), first_frame=joints[:, 0]).numpy()
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b, axis=-1).mean()) * 1000.0
+
+
+def diagnose_video(model, normalizer, joints: np.ndarray) -> dict[str, float]:
+    """Where a tokenizer's error on one real motion comes from (all mm, non-overlapping 49-frame windows)."""
+    from scipy.signal import savgol_filter
+
+    w = _windows(joints)
+    r = _reconstruct(model, normalizer, w)
+    rel = lambda x: x - x[:, :, :1]  # noqa: E731  (root-relative)
+    still = (joints - joints[:, :1] + joints[:1, :1]).astype(np.float32)  # pelvis held at its first position
+    smooth = savgol_filter(joints, 7, 2, axis=0).astype(np.float32)  # NLF per-frame jitter removed
+    ws = _windows(smooth)
+    x = normalizer(torch.from_numpy(w)).numpy()
+    return {
+        "frames": int(len(joints)), "windows": int(len(w)),
+        "static_mm": _mm(np.repeat(w[:, :1], w.shape[1], axis=1), w),
+        "mpjpe_mm": _mm(r, w),
+        "root_relative_mm": _mm(rel(r), rel(w)),
+        "root_mm": _mm(r[:, :, 0], w[:, :, 0]),
+        "root_still_mm": _mm(_reconstruct(model, normalizer, _windows(still)), _windows(still)),
+        "smoothed_mm": _mm(_reconstruct(model, normalizer, ws), ws),
+        "jitter_floor_mm": _mm(smooth, joints),
+        "continuous_mm": _mm(_reconstruct(model, normalizer, w, quantize=False), w),
+        "repr_p99": np.percentile(np.abs(x), 99, axis=(0, 1, 2)).round(2).tolist(),
+        "displacement_p50_mm": float(np.median(np.linalg.norm(w - w[:, :1], axis=-1))) * 1000.0,
+    }
+
+
+def diagnose_data(clips: list[np.ndarray], normalizer) -> dict[str, Any]:
+    w = np.concatenate([_windows(c) for c in clips])
+    x = normalizer(torch.from_numpy(w)).numpy()
+    return {"repr_p99": np.percentile(np.abs(x), 99, axis=(0, 1, 2)).round(2).tolist(),
+            "displacement_p50_mm": float(np.median(np.linalg.norm(w - w[:, :1], axis=-1))) * 1000.0}
+
+
+def _train(name: str, clips, heldout, steps: int, out: Path, windows: WindowConfig, init: str = "",
+           lr1: float = 1e-3) -> tuple[Path, float, float]:
+    """Train tiny() locally; returns (checkpoint, minutes, held-out MPJPE)."""
+    lr2_steps = max(1, steps // 5)
+    cfg = TokenizerTrainConfig(
+        model="tiny", backend="local", use_gpu=False, steps_lr1=steps - lr2_steps, steps_lr2=lr2_steps, lr1=lr1,
+        lr2=lr1 / 10, batch_size=16, checkpoint_every=steps, keep_checkpoints=1, log_every=max(10, steps // 20),
+        windows=windows, resume=False, init_checkpoint=init,
+    )
+    run_dir = out / f"real_{name}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    started = time.perf_counter()
+    result = train_tokenizer(clips, None, cfg, run_dir, log=lambda m: None, heldout=heldout)
+    return result.checkpoint, (time.perf_counter() - started) / 60, result.heldout_mpjpe_mm
+
+
+def _evaluate(name: str, checkpoint: Path, real: dict[str, np.ndarray], extra: dict[str, Any]) -> dict[str, Any]:
+    model, normalizer, _ = load_tokenizer(checkpoint)
+    per_video = {v: diagnose_video(model, normalizer, j) for v, j in real.items()}
+    keys = [k for k in next(iter(per_video.values())) if k.endswith("_mm")]
+    mean = {k: float(np.mean([p[k] for p in per_video.values()])) for k in keys}
+    row = {"name": name, "checkpoint": str(checkpoint), "real": per_video, "mean": mean, "load": load_average(),
+           **extra}
+    log(f"{name}: real mean {mean['mpjpe_mm']:.1f} mm (root-relative {mean['root_relative_mm']:.1f})")
+    return row
+
+
+def run_real_study(args, out: Path, command: str) -> None:
+    """Section 5; writes out/tokenizer_real.json and bench/results/tokenizer_real.md."""
+    from pipeline.checkpoints import latest_checkpoint
+    from pipeline.synthetic.motion_mix import mixed_motions
+
+    started = time.perf_counter()
+    json_path = out / "tokenizer_real.json"
+    md = Path(args.md or "bench/results/tokenizer_real.md")
+    res: dict[str, Any] = {"commands": [command], "date": str(date.today()), "machine": machine_info(), "rows": []}
+
+    def save() -> None:
+        res["load_end"] = load_average()
+        res["total_min"] = (time.perf_counter() - started) / 60
+        json_path.write_text(json.dumps(res, indent=1))
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(real_markdown(res))
+
+    torch.set_num_threads(args.train_threads)
+    real = real_motions()
+    check_roundtrip(real)
+    heldout = procedural_clips(range(1000, 1003), 150)
+    paper_windows = WindowConfig(lengths=(33, 49), strides=(1, 2))
+    camera_windows = WindowConfig(lengths=(33, 49), strides=(1, 2), **REAL_AUGMENT)
+
+    # (a) the section-3 tokenizer: demo kinds, paper augmentation
+    baseline = latest_checkpoint(Path(args.baseline_checkpoint))
+    if baseline is None:
+        steps, _ = steps_for_budget(TokenizerConfig.tiny(), 16, args.tiny_minutes, args.max_steps, args.train_threads)
+        baseline, minutes, held = _train("demo_kinds", procedural_clips(range(args.train_seeds), 150), heldout, steps,
+                                         out, paper_windows)
+        extra = {"steps": steps, "train_min": minutes, "heldout_mpjpe_mm": held, "reused": False}
+    else:
+        info = json.loads((baseline.parent / "train_result.json").read_text())
+        extra = {"steps": load_checkpoint_step(baseline), "train_min": None,
+                 "heldout_mpjpe_mm": info["heldout_mpjpe_mm"], "reused": True}
+    res["rows"].append(_evaluate("demo kinds (section 3)", baseline, real, {"data": "7 demo kinds x 24 seeds",
+                                                                           "augment": "paper", **extra}))
+    model, normalizer, _ = load_tokenizer(baseline)
+    res["data_ranges"] = {"demo kinds": diagnose_data(procedural_clips(range(4), 150), normalizer)}
+    save()
+
+    # (b) mixed procedural motion + camera-space augmentation
+    t0 = time.perf_counter()
+    mix = mixed_motions(args.mix_clips, 150, seed=0)
+    res["mix_generation_s"] = time.perf_counter() - t0
+    res["data_ranges"]["mixed"] = diagnose_data(mix[:40], normalizer)
+    log(f"{len(mix)} mixed clips in {res['mix_generation_s']:.0f} s")
+    if args.mix_steps:
+        steps, per_step = args.mix_steps, float("nan")
+    else:
+        steps, per_step = steps_for_budget(TokenizerConfig.tiny(), 16, args.mix_minutes, args.max_steps, args.train_threads)
+    mixed_ckpt, minutes, held = _train("mixed", mix, heldout, steps, out, camera_windows)
+    res["rows"].append(_evaluate("mixed motions + camera augmentation", mixed_ckpt, real, {
+        "data": f"{len(mix)} motion_mix clips (25% demo kinds)", "augment": "paper + " + ", ".join(
+            f"{k}={v}" for k, v in REAL_AUGMENT.items()), "steps": steps, "train_min": minutes,
+        "heldout_mpjpe_mm": held, "probe_s_per_step": per_step, "reused": False}))
+    save()
+
+    # (c) leave one video out: fine-tune (b) on the other 4 real videos + procedural clips, test the 5th
+    steps, per_step = steps_for_budget(TokenizerConfig.tiny(), 16, args.lovo_minutes, args.max_steps, args.train_threads)
+    folds = {}
+    for vid in real:
+        train = [j for v, j in real.items() if v != vid] + mix[:LOVO_PROCEDURAL_CLIPS]
+        ckpt, minutes, _ = _train(f"lovo_{vid}", train, [real[vid]], steps, out, camera_windows,
+                                  init=str(mixed_ckpt), lr1=3e-4)
+        row = _evaluate(f"lovo {vid}", ckpt, {vid: real[vid]}, {"steps": steps, "train_min": minutes})
+        folds[vid] = {**row["real"][vid], "train_min": minutes}
+        save()
+    res["lovo"] = {"steps": steps, "probe_s_per_step": per_step, "procedural_clips": LOVO_PROCEDURAL_CLIPS,
+                   "folds": folds, "load": load_average(),
+                   "mean": {k: float(np.mean([f[k] for f in folds.values()]))
+                            for k in next(iter(folds.values())) if k.endswith("_mm")}}
+    save()
+    log(f"wrote {json_path} and {md} ({res['total_min']:.1f} min)")
+
+
+def run_real_longer(args, out: Path, command: str) -> None:
+    """Added to a finished real study: the mixed-motion tokenizer trained ``--longer-steps`` more steps
+    (same data and augmentation, lr 1e-3 then 1e-4 for the last 20%), to see whether steps still pay."""
+    from pipeline.synthetic.motion_mix import mixed_motions
+
+    started = time.perf_counter()
+    json_path = out / "tokenizer_real.json"
+    md = Path(args.md or "bench/results/tokenizer_real.md")
+    res = json.loads(json_path.read_text())
+    res["commands"].append(command)
+    earlier = res.get("total_min", 0.0)
+    torch.set_num_threads(args.train_threads)
+    real = real_motions()
+    mixed = next(r for r in res["rows"] if r["name"].startswith("mixed"))
+    mix = mixed_motions(args.mix_clips, 150, seed=0)
+    heldout = procedural_clips(range(1000, 1003), 150)
+    ckpt, minutes, held = _train("mixed_longer", mix, heldout, args.longer_steps, out,
+                                 WindowConfig(lengths=(33, 49), strides=(1, 2), **REAL_AUGMENT),
+                                 init=mixed["checkpoint"])
+    total = mixed["steps"] + args.longer_steps
+    res["rows"].append(_evaluate(f"mixed, continued to {total} steps", ckpt, real, {
+        "data": mixed["data"], "augment": mixed["augment"], "steps": total, "train_min": minutes,
+        "heldout_mpjpe_mm": held, "reused": False}))
+    res["load_end"] = load_average()
+    res["total_min"] = earlier + (time.perf_counter() - started) / 60
+    json_path.write_text(json.dumps(res, indent=1))
+    md.write_text(real_markdown(res))
+    log(f"longer: real mean {res['rows'][-1]['mean']['mpjpe_mm']:.1f} mm; wrote {md}")
+
+
+def video_fps(video_id: str) -> float:
+    """Frame rate of a real sample video (the joints have one frame per video frame)."""
+    import av
+
+    with av.open(str(REAL_JOINTS.parent / f"{video_id}.mp4")) as container:
+        return float(container.streams.video[0].average_rate)
+
+
+def resample(joints: np.ndarray, fps: float, target: float) -> np.ndarray:
+    """Joints (T, 24, 3) at ``fps`` linearly resampled in time to ``target`` fps."""
+    from scipy.interpolate import interp1d
+
+    t = np.arange(len(joints)) / fps
+    new_t = np.arange(0.0, t[-1] + 1e-9, 1.0 / target)
+    return interp1d(t, joints, axis=0)(new_t).astype(np.float32)
+
+
+def window_diagnostics(checkpoint: Path, real: dict[str, np.ndarray], fps: dict[str, float]) -> dict[str, float]:
+    """Mean real MPJPE (mm) over the videos for other window lengths and with every video resampled to 30 fps."""
+    model, normalizer, _ = load_tokenizer(checkpoint)
+    out = {}
+    for length in (33, 49, 97):
+        errs = [_mm(_reconstruct(model, normalizer, np.stack(tile_windows(j, length))), np.stack(tile_windows(j, length)))
+                for j in real.values() if len(j) >= length]
+        out[f"window {length}"] = float(np.mean(errs))
+    errs = []
+    for vid, j in real.items():
+        w = _windows(resample(j, fps[vid], REAL_TIME_FPS))
+        errs.append(_mm(_reconstruct(model, normalizer, w), w))
+    out["window 49, all at 30 fps"] = float(np.mean(errs))
+    return out
+
+
+def run_real_ceiling(args, out: Path, command: str) -> None:
+    """Added to a finished real study: the leave-one-out fine-tuning with all 5 videos in the training set.
+
+    Not a result on unseen motion: a ceiling. It says how far the same steps get when the tested dancer
+    was trained on, which separates "cannot generalise to a new dancer" from "cannot fit real motion yet".
+    """
+    from pipeline.synthetic.motion_mix import mixed_motions
+
+    started = time.perf_counter()
+    json_path = out / "tokenizer_real.json"
+    md = Path(args.md or "bench/results/tokenizer_real.md")
+    res = json.loads(json_path.read_text())
+    res["commands"].append(command)
+    earlier = res.get("total_min", 0.0)
+    torch.set_num_threads(args.train_threads)
+    real = real_motions()
+    mixed_ckpt = Path(next(r["checkpoint"] for r in res["rows"] if r["name"].startswith("mixed")))
+    mix = mixed_motions(LOVO_PROCEDURAL_CLIPS, 150, seed=0)  # the first clips of the study's mix: the same ones
+    steps = res["lovo"]["steps"]
+    ckpt, minutes, _ = _train("seen_all", list(real.values()) + mix, list(real.values()), steps, out,
+                              WindowConfig(lengths=(33, 49), strides=(1, 2), **REAL_AUGMENT), init=str(mixed_ckpt),
+                              lr1=3e-4)
+    row = _evaluate("all 5 videos trained on (ceiling)", ckpt, real, {"steps": steps, "train_min": minutes})
+    res["ceiling"] = {"steps": steps, "train_min": minutes, "mean": row["mean"], "real": row["real"],
+                      "load": row["load"]}
+    fps = {vid: video_fps(vid) for vid in real}
+    res["fps"] = fps
+    res["window_diagnostics"] = {r["name"]: window_diagnostics(Path(r["checkpoint"]), real, fps) for r in res["rows"]}
+    res["load_end"] = load_average()
+    res["total_min"] = earlier + (time.perf_counter() - started) / 60
+    json_path.write_text(json.dumps(res, indent=1))
+    md.write_text(real_markdown(res))
+    log(f"ceiling: real mean {row['mean']['mpjpe_mm']:.1f} mm; wrote {md}")
+
+
+def load_checkpoint_step(path: Path) -> int:
+    from pipeline.checkpoints import load_checkpoint
+
+    return load_checkpoint(path).step
+
+
+DIAG_COLUMNS = [("static_mm", "no motion"), ("mpjpe_mm", "MPJPE"), ("root_relative_mm", "root-relative"),
+                ("root_mm", "root only"), ("root_still_mm", "input root held still"),
+                ("smoothed_mm", "input smoothed"), ("continuous_mm", "codebook bypassed"),
+                ("jitter_floor_mm", "jitter floor")]
+
+
+def real_markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    lines = [
+        "## 4DMoT on real motion: diagnosis, mixed procedural training, leave-one-video-out",
+        "",
+        "- Command: " + ", then ".join(f"`{c}`" for c in res["commands"]),
+        f"- Machine: {m['machine']}, {m['cores']} cores, {m['memory']}, no GPU; Python {m['python']}, torch {m['torch']} (CPU), "
+        "1 torch thread.",
+        f"- Date: {res['date']}. Load average {m['load_start']:.1f} at the start, {res.get('load_end', float('nan')):.1f} "
+        f"at the end (the 2 cores were shared with other work; per-row values below). Total wall time "
+        f"{res.get('total_min', float('nan')):.1f} min.",
+        "- Real data: `../shared/real/mtvcrafter-samples/nlf_joints_mm.npz` (mm -> m), non-overlapping 49-frame "
+        "windows at each video's own frame rate (00016 and 00017 are 15 fps, 00001 30 fps, 00006 and 00021 about 44 fps).",
+        "",
+    ]
+    rows = res["rows"]
+    if rows:
+        lines += [
+            "### Diagnosis: where the real-motion error comes from (mm, mean over the 5 videos)",
+            "",
+            "MPJPE = the benchmark number. root-relative = after subtracting each frame's pelvis from both (articulated "
+            "pose only); root only = error of the pelvis joint; input root held still = the real motion with its pelvis "
+            "pinned to the first frame's position (root travel removed from the input), reconstructed; input smoothed = "
+            "the real motion after a 7-frame Savitzky-Golay filter (NLF's per-frame jitter removed), reconstructed and "
+            "compared to itself; codebook bypassed = the decoder fed the continuous encoder latents; jitter floor = "
+            "distance between the raw and the smoothed joints (what a reconstruction that is as smooth as the filter "
+            "would lose at least).",
+            "",
+            "| tokenizer | data | augmentation | steps | " + " | ".join(t for _, t in DIAG_COLUMNS) + " | held-out synthetic |",
+            "| --- | --- | --- | ---: | " + " | ".join("---:" for _ in DIAG_COLUMNS) + " | ---: |",
+        ]
+        for r in rows:
+            lines.append(f"| {r['name']} | {r['data']} | {r['augment']} | {r['steps']} | "
+                         + " | ".join(f"{r['mean'][k]:.1f}" for k, _ in DIAG_COLUMNS)
+                         + f" | {r['heldout_mpjpe_mm']:.1f} |")
+        lines += ["", "Per video (MPJPE / root-relative, mm):", "",
+                  "| video | frames | no motion | " + " | ".join(r["name"] for r in rows)
+                  + (" | leave-one-out |" if res.get("lovo") else " |"),
+                  "| --- | ---: | ---: | " + " | ".join("---:" for _ in rows) + (" | ---: |" if res.get("lovo") else " |")]
+        for vid, first in rows[0]["real"].items():
+            cells = [f"{r['real'][vid]['mpjpe_mm']:.1f} / {r['real'][vid]['root_relative_mm']:.1f}" for r in rows]
+            if res.get("lovo") and vid in res["lovo"]["folds"]:
+                f = res["lovo"]["folds"][vid]
+                cells.append(f"{f['mpjpe_mm']:.1f} / {f['root_relative_mm']:.1f}")
+            lines.append(f"| {vid} | {first['frames']} | {first['static_mm']:.1f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if res.get("data_ranges"):
+        lines += ["Normalised representation (first frame subtracted, divided by the section-3 tokenizer's per-axis std): "
+                  "99th percentile of |value| per axis (x, y, z), and the median joint displacement from a window's "
+                  "first frame:", "",
+                  "| data | p99 x | p99 y | p99 z | median displacement (mm) |", "| --- | ---: | ---: | ---: | ---: |"]
+        for name, d in res["data_ranges"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in d["repr_p99"]) + f" | {d['displacement_p50_mm']:.0f} |")
+        if rows:
+            for vid, d in rows[0]["real"].items():
+                lines.append(f"| real {vid} | " + " | ".join(f"{v:.2f}" for v in d["repr_p99"])
+                             + f" | {d['displacement_p50_mm']:.0f} |")
+        lines.append("")
+    if res.get("window_diagnostics"):
+        diag = res["window_diagnostics"]
+        cols = list(next(iter(diag.values())))
+        lines += ["Window length and frame rate (mean real MPJPE, mm; training used 33- and 49-frame windows at "
+                  "stride 1 and 2 of 30 fps clips; '30 fps' = every video linearly resampled to 30 fps first; "
+                  "video frame rates: " + ", ".join(f"{v} {f:.0f}" for v, f in res.get("fps", {}).items()) + "):", "",
+                  "| tokenizer | " + " | ".join(cols) + " |", "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+        for name, d in diag.items():
+            lines.append(f"| {name} | " + " | ".join(f"{d[c]:.1f}" for c in cols) + " |")
+        lines.append("")
+    if res.get("lovo"):
+        lv = res["lovo"]
+        mean = lv["mean"]
+        lines += [
+            f"### Leave one video out ({lv['steps']} fine-tuning steps per fold, batch 16, load {lv['load']:.1f})",
+            "",
+            f"Each fold starts from the mixed-motion tokenizer above and fine-tunes it (lr 3e-4, then 3e-5 for the last "
+            f"20%) on the other 4 real videos plus {lv['procedural_clips']} of its procedural clips, with the same "
+            "augmentation; the tested video is never trained on.",
+            "",
+            "| | " + " | ".join(t for _, t in DIAG_COLUMNS) + " |",
+            "| --- | " + " | ".join("---:" for _ in DIAG_COLUMNS) + " |",
+            "| mean over the 5 held-out videos | " + " | ".join(f"{mean[k]:.1f}" for k, _ in DIAG_COLUMNS) + " |",
+        ]
+        if res.get("ceiling"):
+            c = res["ceiling"]["mean"]
+            lines.append("| ceiling: all 5 videos trained on, same steps (not unseen motion) | "
+                         + " | ".join(f"{c[k]:.1f}" for k, _ in DIAG_COLUMNS) + " |")
+        lines.append("")
+    if res.get("notes"):
+        lines += ["Notes:", ""] + [f"- {n}" for n in res["notes"]] + [""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

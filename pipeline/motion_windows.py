@@ -22,6 +22,23 @@ Augmentation (our reading of "scaled and shifted within 0-10%"), per window:
   input only for the absolute representation (``differential=False``: the
   release and the "w/o differential motion" ablation).
 
+Camera-space augmentation beyond the paper (config switches, all off by
+default, so the defaults draw exactly the App. A.2 batches):
+- ``max_yaw`` (radians): the window is turned about the camera's vertical
+  axis (y) through its first-frame pelvis by an angle uniform in +-max_yaw: the
+  same motion filmed from another side (real footage has every facing, the
+  demo motions mostly face the camera);
+- ``max_bone_scale``: every bone (parent -> child offset) is scaled by its own
+  factor uniform in 1 +- max_bone_scale, the same factor in every frame of the
+  window, re-chained from the pelvis: people with other proportions (the NLF
+  joints keep each person's own bone lengths; a global scale does not cover that);
+- ``max_drift`` (metres): a translation growing linearly from 0 at the first
+  frame to d at the last, |d_k| <= max_drift per axis: the person moving
+  through the scene (camera-space root travel, including in depth). Unlike
+  the constant shift it does not cancel in the differential representation.
+Order: bones, yaw, scale/shift, drift. Their draws come after the paper's,
+so switching them on leaves each window's clip, start, scale and unit shift as they were.
+
 Determinism: given the same clips, a batch is a pure function of (seed, step,
 rank); the sampler state saved in checkpoints is just (seed, step) plus a
 fingerprint of the clips, so a resumed run draws the same batches as an
@@ -35,6 +52,8 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from models.motion.skeleton import SMPL_PARENTS
 
 BUCKET_LENGTHS: tuple[int, ...] = (33, 49, 81, 97, 129)
 """Window lengths of App. A.2; each gives 1 + (f - 1) / 4 latent frames."""
@@ -54,6 +73,9 @@ class WindowConfig:
     max_scale: float = 0.10  # |s - 1| <= max_scale
     max_shift: float = 0.10  # |d_k| <= max_shift * body size
     augment: bool = True
+    max_yaw: float = 0.0  # radians; turn about the vertical (camera y) axis, 0 = off
+    max_bone_scale: float = 0.0  # per-bone length factor 1 +- this, 0 = off
+    max_drift: float = 0.0  # metres of linear travel over the window per axis, 0 = off
 
     def __post_init__(self) -> None:
         if not self.lengths or any(n < 2 for n in self.lengths):
@@ -63,6 +85,12 @@ class WindowConfig:
         for name in ("max_scale", "max_shift"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"WindowConfig.{name} must lie in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.max_bone_scale < 1.0:
+            raise ValueError(f"WindowConfig.max_bone_scale must lie in [0, 1), got {self.max_bone_scale}")
+        if not 0.0 <= self.max_yaw <= np.pi:
+            raise ValueError(f"WindowConfig.max_yaw must lie in [0, pi] radians, got {self.max_yaw}")
+        if self.max_drift < 0.0:
+            raise ValueError(f"WindowConfig.max_drift must be >= 0 metres, got {self.max_drift}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -91,6 +119,8 @@ class WindowBatch:
     start: np.ndarray  # (B,) first frame in its clip
     scale: np.ndarray  # (B,) isotropic scale factor s
     shift: np.ndarray  # (B, 3) translation, metres
+    yaw: np.ndarray | None = None  # (B,) radians about camera y, when max_yaw > 0
+    drift: np.ndarray | None = None  # (B, 3) metres of travel over the window, when max_drift > 0
 
 
 def window_span(length: int, stride: int) -> int:
@@ -107,6 +137,29 @@ def augment_window(joints: np.ndarray, scale: float, shift: np.ndarray) -> np.nd
     """Scale a window (F, 24, 3) by ``scale`` about its first-frame pelvis, then translate it by ``shift`` (3,)."""
     centre = joints[0, 0]
     return ((joints - centre) * scale + centre + np.asarray(shift)).astype(np.float32)
+
+
+def rotate_yaw(joints: np.ndarray, angle: float) -> np.ndarray:
+    """Turn a window (F, 24, 3) by ``angle`` radians about the camera's vertical axis through its first-frame pelvis."""
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    centre = joints[0, 0]
+    return ((joints - centre) @ rot.T + centre).astype(np.float32)
+
+
+def rescale_bones(joints: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Scale each bone of (..., 24, 3) joints by ``factors`` (24,) (entry j: the bone parent(j) -> j), pelvis fixed."""
+    out = np.array(joints, dtype=np.float32, copy=True)
+    for j, p in enumerate(SMPL_PARENTS):
+        if p >= 0:  # parents precede children in SMPL order
+            out[..., j, :] = out[..., p, :] + factors[j] * (joints[..., j, :] - joints[..., p, :])
+    return out
+
+
+def add_drift(joints: np.ndarray, drift: np.ndarray) -> np.ndarray:
+    """Translate a window (F, 24, 3) by ``drift`` (3,) scaled from 0 at the first frame to 1 at the last."""
+    ramp = np.linspace(0.0, 1.0, len(joints), dtype=np.float64)[:, None, None]
+    return (joints + ramp * np.asarray(drift)).astype(np.float32)
 
 
 def _check_clips(clips: list[np.ndarray]) -> list[np.ndarray]:
@@ -185,12 +238,26 @@ class WindowSampler:
         if cfg.augment:
             scale = 1.0 + rng.uniform(-cfg.max_scale, cfg.max_scale, self.batch_size)
             unit_shift = rng.uniform(-cfg.max_shift, cfg.max_shift, (self.batch_size, 3))
+        # Camera-space switches: drawn after the paper's draws, only when on.
+        on = cfg.augment
+        yaw = rng.uniform(-cfg.max_yaw, cfg.max_yaw, self.batch_size) if on and cfg.max_yaw > 0 else None
+        bones = (1.0 + rng.uniform(-cfg.max_bone_scale, cfg.max_bone_scale, (self.batch_size, 24))
+                 if on and cfg.max_bone_scale > 0 else None)
+        drift = rng.uniform(-cfg.max_drift, cfg.max_drift, (self.batch_size, 3)) if on and cfg.max_drift > 0 else None
         windows, shifts = [], []
         for b in range(self.batch_size):
             clip = self.clips[clip_index[b]]
             w = clip[start[b] : start[b] + window_span(length, stride) : stride]
+            if bones is not None:
+                w = rescale_bones(w, bones[b])
+            if yaw is not None:
+                w = rotate_yaw(w, yaw[b])
             d = unit_shift[b] * body_size(w[0])
-            windows.append(augment_window(w, scale[b], d) if cfg.augment else w)  # unaugmented: exact copies
+            if cfg.augment:
+                w = augment_window(w, scale[b], d)  # unaugmented: exact copies
+            if drift is not None:
+                w = add_drift(w, drift[b])
+            windows.append(w)
             shifts.append(d)
         return WindowBatch(
             joints=np.stack(windows).astype(np.float32),
@@ -200,6 +267,8 @@ class WindowSampler:
             start=start,
             scale=scale,
             shift=np.stack(shifts),
+            yaw=yaw,
+            drift=drift,
         )
 
 

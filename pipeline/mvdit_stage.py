@@ -2,12 +2,14 @@
 animate a held-out clip's first frame with its own motion, next to the ground truth (App. A.3 protocol).
 
 The laptop defaults train the tiny config on the embedded fixed latent map (``pipeline.latents``) for a
-few dozen steps: a small, blurry but real animation. The paper's run is ``mvdit_model="cogvideox_5b"``
+400 steps: a small, blurry but real animation. The paper's run is ``mvdit_model="cogvideox_5b"``
 with the backbone's VAE, 30K steps on 8 GPUs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import cv2
@@ -19,14 +21,39 @@ from pipeline.config import PipelineSettings
 from pipeline.curation import StageResult
 from pipeline.motion_video import MotionStats, stats_path
 from pipeline.progress import Log, default_log
-from pipeline.tokenizer_stage import curated_clips, tokenizer_dir
+from pipeline.tokenizer_stage import current_tokenizer_checkpoint, curated_clips, tokenizer_dir
 
 BUCKET = (48, 64)  # (H, W) of the laptop demo
 DEMO_FRAMES = 33
 
 
+def mvdit_config(settings: PipelineSettings):
+    """The laptop training config of the ``mv_dit`` stage (tiny model, ``mvdit_steps`` steps)."""
+    from pipeline.train_mvdit import MVDiTTrainConfig
+
+    return MVDiTTrainConfig.tiny(steps=settings.mvdit_steps, buckets=(BUCKET,), backend=settings.train_backend,
+                                 num_workers=settings.train_workers, checkpoint_every=max(1, settings.mvdit_steps),
+                                 log_every=max(1, settings.mvdit_steps // 20))
+
+
 def mvdit_dir(settings: PipelineSettings) -> Path:
-    return settings.root / "checkpoints" / "mv_dit"
+    """Training folder keyed by the tokenizer it conditions on and the training config.
+
+    ``<root>/checkpoints/mv_dit/<tokenizer key>-<config hash>``: a retrained tokenizer (new data version or
+    config) or a changed MV-DiT config trains afresh; the same key resumes (a killed run continues).
+    """
+    config = mvdit_config(settings).to_dict()
+    for name in ("backend", "num_workers", "ray_address", "run_name", "log_every"):  # how it runs, not what it learns
+        config.pop(name, None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    return settings.root / "checkpoints" / "mv_dit" / f"{tokenizer_dir(settings).name}-{digest}"
+
+
+def current_mvdit_checkpoint(settings: PipelineSettings) -> Path | None:
+    """Newest checkpoint of the current key's MV-DiT folder, or None when it has not trained yet."""
+    from pipeline.checkpoints import latest_checkpoint
+
+    return latest_checkpoint(mvdit_dir(settings) / "checkpoints")
 
 
 def _clips(settings: PipelineSettings):
@@ -39,22 +66,26 @@ def _clips(settings: PipelineSettings):
     return rows[:-1], rows[-1]
 
 
-def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log) -> StageResult:
-    """Train MV-DiT (tiny config by default) with the tokenizer's motion tokens."""
-    from pipeline.checkpoints import latest_checkpoint
-    from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
+def training_samples(settings: PipelineSettings) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(frames, joints) of every curated clip but the held-out one."""
     from pipeline.video_io import read_frames
 
-    tokenizer = latest_checkpoint(tokenizer_dir(settings) / "checkpoints")
+    train, _ = _clips(settings)
+    return [(read_frames(uri, start, end), joints) for _, uri, start, end, joints in train]
+
+
+def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log) -> StageResult:
+    """Train MV-DiT (tiny config by default) with the tokenizer's motion tokens."""
+    from pipeline.train_mvdit import train_mvdit
+
+    tokenizer = current_tokenizer_checkpoint(settings)
     if tokenizer is None:
         raise FileNotFoundError(f"no tokenizer checkpoint under {tokenizer_dir(settings)}: materialize tokenizer first")
-    train, held_out = _clips(settings)
-    samples = [(read_frames(uri, start, end), joints) for _, uri, start, end, joints in train]
+    _, held_out = _clips(settings)
+    samples = training_samples(settings)
     stats = MotionStats.load(stats_path(settings))
-    config = MVDiTTrainConfig.tiny(steps=settings.mvdit_steps, buckets=(BUCKET,), backend=settings.train_backend,
-                                   num_workers=settings.train_workers, checkpoint_every=max(1, settings.mvdit_steps),
-                                   log_every=max(1, settings.mvdit_steps // 20))
-    result = train_mvdit(samples, tokenizer, {"mean_joints": stats.mean}, config, mvdit_dir(settings), log=log)
+    result = train_mvdit(samples, tokenizer, {"mean_joints": stats.mean}, mvdit_config(settings), mvdit_dir(settings),
+                         log=log)
     png = previews.encode_png(_loss_figure(result.loss_curve))
     return StageResult("mv_dit", str(result.checkpoint), stats.motion_video_version, len(samples), len(samples), 0,
                        preview_markdown=previews.png_markdown(png, "MV-DiT loss"), preview_png=png,
@@ -78,11 +109,10 @@ def animate_held_out(settings: PipelineSettings, log: Log = default_log) -> Stag
     """Animate the held-out clip's first frame with its own motion; write the mp4 and a side-by-side with the
     ground truth, and report PSNR against the ground truth beside the copy-the-reference baseline."""
     from pipeline.animate import MTVCraftPipeline, write_mp4
-    from pipeline.checkpoints import latest_checkpoint
     from pipeline.metrics import psnr
     from pipeline.video_io import read_frames
 
-    checkpoint = latest_checkpoint(mvdit_dir(settings) / "checkpoints")
+    checkpoint = current_mvdit_checkpoint(settings)
     if checkpoint is None:
         raise FileNotFoundError(f"no MV-DiT checkpoint under {mvdit_dir(settings)}: materialize mv_dit first")
     _, (clip_id, uri, start, end, joints) = _clips(settings)

@@ -1,8 +1,15 @@
 """The ``tokenizer`` and ``motion_tokens`` stages: train 4DMoT on the curated motion-video table (Sec. 3.1,
-App. A.2) and tokenize every curated clip with it (codebook ids + reconstruction error per clip)."""
+App. A.2) and tokenize every curated clip with it (codebook ids + reconstruction error per clip).
+
+Each (motion_video version, training config) key trains in its own folder (`tokenizer_dir`): a new data
+version or another config starts fresh instead of resuming an unrelated run, a killed run of the same key
+resumes, and ``motion_tokens`` / ``mv_dit`` use the checkpoint of the current key
+(`current_tokenizer_checkpoint`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +25,65 @@ from pipeline.ray_runtime import map_items
 MOTION_TOKENS = "motion_tokens"
 
 
+TOKENIZER_ROOT = ("checkpoints", "tokenizer")
+
+# Training settings that change how a run goes, not what it learns: left out of the folder key.
+_NOT_IN_KEY = ("backend", "use_gpu", "ray_address", "max_failures", "run_name", "checkpoint_every",
+               "keep_checkpoints", "log_every", "resume")
+
+
+def tokenizer_train_config(settings: PipelineSettings):
+    """The `TokenizerTrainConfig` the ``tokenizer`` stage trains with under ``settings``."""
+    from pipeline.train_tokenizer import TokenizerTrainConfig
+
+    steps_lr1 = max(1, round(settings.tokenizer_steps * 2 / 3))  # the paper's 200K + 100K split
+    return TokenizerTrainConfig(
+        model=settings.tokenizer_model, steps_lr1=steps_lr1, steps_lr2=settings.tokenizer_steps - steps_lr1,
+        lr1=settings.tokenizer_lr, lr2=settings.tokenizer_lr / 10, batch_size=settings.tokenizer_batch_size,
+        num_workers=settings.train_workers, backend=settings.train_backend,
+        ray_address=settings.ray_address, checkpoint_every=max(1, settings.tokenizer_steps // 4),
+        log_every=max(1, settings.tokenizer_steps // 50),
+    )
+
+
+def config_key(config) -> str:
+    """Short stable hash of what a training run learns: the training config (less `_NOT_IN_KEY`) and the model.
+
+    The model enters twice on purpose: its preset name and its resolved `TokenizerConfig`, so that a
+    changed preset definition also gives a new folder.
+    """
+    data = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+    data["tokenizer_config"] = config.tokenizer_config().to_dict()
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def motion_video_version(settings: PipelineSettings) -> int:
+    """The ``motion_video`` version the stages read: MTVCRAFT_MOTION_VIDEO_VERSION, or the latest (0)."""
+    if settings.motion_video_version:
+        return settings.motion_video_version
+    uri = settings.table_uri(MOTION_VIDEO)
+    if not tables.exists(uri):
+        raise FileNotFoundError(f"no motion_video table at {uri}: materialize motion_video first")
+    return tables.version(uri)
+
+
 def tokenizer_dir(settings: PipelineSettings) -> Path:
-    return settings.root / "checkpoints" / "tokenizer"
+    """Training folder of the current (motion_video version, training config) key.
+
+    ``<root>/checkpoints/tokenizer/v<version>-<model>-<config hash>``: a new data version or a changed
+    config trains in a fresh folder; the same key resumes there (a killed run picks up its checkpoints).
+    """
+    config = tokenizer_train_config(settings)
+    model = config.model if isinstance(config.model, str) else "custom"
+    return settings.root.joinpath(*TOKENIZER_ROOT) / f"v{motion_video_version(settings)}-{model}-{config_key(config)}"
+
+
+def current_tokenizer_checkpoint(settings: PipelineSettings) -> Path | None:
+    """Newest checkpoint of the current key's training folder, or None when that key has not trained yet."""
+    from pipeline.checkpoints import latest_checkpoint
+
+    return latest_checkpoint(tokenizer_dir(settings) / "checkpoints")
 
 
 def curated_clips(settings: PipelineSettings, columns: list[str]) -> pa.Table:
@@ -30,21 +94,17 @@ def curated_clips(settings: PipelineSettings, columns: list[str]) -> pa.Table:
 
 def train_tokenizer_stage(settings: PipelineSettings, log: Log = default_log) -> StageResult:
     """Train 4DMoT (Ray Train by default) on the curated joints with the motion_stats normalisation."""
-    from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer
+    from pipeline.train_tokenizer import train_tokenizer
 
     clips = curated_clips(settings, ["joints"])
     joints = tables.sequence_as_arrays(clips, "joints", (24, 3))
     if not joints:
         raise ValueError("motion_video holds no clips: nothing to train the tokenizer on")
     stats = MotionStats.load(stats_path(settings))
-    steps_lr1 = max(1, round(settings.tokenizer_steps * 2 / 3))  # the paper's 200K + 100K split
-    config = TokenizerTrainConfig(
-        model=settings.tokenizer_model, steps_lr1=steps_lr1, steps_lr2=settings.tokenizer_steps - steps_lr1,
-        lr1=settings.tokenizer_lr, lr2=settings.tokenizer_lr / 10, batch_size=settings.tokenizer_batch_size, num_workers=settings.train_workers, backend=settings.train_backend,
-        ray_address=settings.ray_address, checkpoint_every=max(1, settings.tokenizer_steps // 4),
-        log_every=max(1, settings.tokenizer_steps // 50),
-    )
-    result = train_tokenizer(joints, {"mean": stats.mean, "std": stats.std}, config, tokenizer_dir(settings), log=log)
+    config = tokenizer_train_config(settings)
+    out_dir = tokenizer_dir(settings)
+    log(f"tokenizer: training folder {out_dir}")
+    result = train_tokenizer(joints, {"mean": stats.mean, "std": stats.std}, config, out_dir, log=log)
     curve_png = previews.encode_png(loss_curve_figure(result.loss_curve))
     log(f"tokenizer: held-out MPJPE {result.heldout_mpjpe_mm:.1f} mm, active codes {result.active_code_share:.0%}")
     markdown = previews.png_markdown(curve_png, "loss curve")
@@ -101,9 +161,7 @@ class TokenTask:
 
 def tokenize_curated(settings: PipelineSettings, log: Log = default_log) -> StageResult:
     """Token ids for every curated clip with the latest tokenizer checkpoint, on Ray actors."""
-    from pipeline.checkpoints import latest_checkpoint
-
-    checkpoint = latest_checkpoint(tokenizer_dir(settings) / "checkpoints")
+    checkpoint = current_tokenizer_checkpoint(settings)
     if checkpoint is None:
         raise FileNotFoundError(f"no tokenizer checkpoint under {tokenizer_dir(settings)}: materialize tokenizer first")
     clips = curated_clips(settings, ["id", "video_id", "joints"])

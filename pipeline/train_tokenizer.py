@@ -74,6 +74,9 @@ class TokenizerTrainConfig:
     resume: bool = True  # continue from the newest checkpoint in out_dir/checkpoints
     heldout_fraction: float = 0.1  # clips held out when no held-out set is given
     eval_length: int = 49  # frames per held-out window
+    # Fine-tuning (beyond the paper): start from this checkpoint's weights and codebook (not its optimizer
+    # or step) when out_dir has no checkpoint to resume; its normalisation is used when no stats are given.
+    init_checkpoint: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.windows, dict):
@@ -175,6 +178,14 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
             log(f"resuming from {last} at step {start}")
             if ckpt.sampler.get("clips") != clips_id:
                 log(f"warning: the training clips differ from those of {last}; later batches differ from the original run's")
+    elif cfg.init_checkpoint:
+        init = load_checkpoint(cfg.init_checkpoint)
+        if TokenizerConfig.from_dict(init.tokenizer_config) != model_config:
+            raise ValueError(f"TokenizerTrainConfig.init_checkpoint {cfg.init_checkpoint} holds a different 4DMoT config "
+                             "than TokenizerTrainConfig.model")
+        restore_model(model, init)
+        if rank == 0:
+            log(f"initialised from {cfg.init_checkpoint} (step {init.step})")
     model.to(device)
     _optimizer_to(optimizer, device)  # a loaded optimizer state sits on the CPU
     net = wrap(model) if wrap else model
@@ -209,7 +220,9 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
             if rank == 0:
                 log(f"step {done}/{cfg.total_steps} loss {point['loss']:.5f} recon {point['recon']:.5f} "
                     f"commit {point['commit']:.5f} perplexity {point['perplexity']:.1f} lr {lr:g}")
-            if report:
+            if report and (done % cfg.checkpoint_every == 0 or done == cfg.total_steps):
+                # Ray Train holds one pending report per worker and collects every ~2 s: a report per log line
+                # would block fast steps (bench/results/mvdit.md), so only checkpoint steps report.
                 report(point)
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.total_steps):
             path = save_checkpoint(
@@ -326,7 +339,8 @@ def train_tokenizer(
     ``stats``: {"mean", "std"} ((3,) or (24, 3); e.g. the motion_stats asset),
     or None to compute global per-axis statistics from the training clips.
     ``heldout``: evaluation clips; None holds out ``config.heldout_fraction``
-    of ``clips`` (with a single clip, it is evaluated on itself).
+    of ``clips`` (with a single clip, it is evaluated on itself). With
+    ``config.init_checkpoint`` and no ``stats``, that checkpoint's statistics.
     """
     out_dir = Path(out_dir).resolve()  # Ray workers run elsewhere: a relative path would land in their session folder
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -336,6 +350,9 @@ def train_tokenizer(
         if not heldout:
             log("only one clip: evaluating on the training clip")
             heldout = clips
+    if stats is None and config.init_checkpoint:
+        init = load_checkpoint(config.init_checkpoint)
+        stats = {"mean": init.stats_mean.numpy(), "std": init.stats_std.numpy()}
     mean, std = _stats_arrays(stats, clips)
     job = {"config": config.to_dict(), "out_dir": str(out_dir), "clips": clips, "stats_mean": mean, "stats_std": std}
 

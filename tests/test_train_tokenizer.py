@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.motion.skeleton import SMPL_PARENTS
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig, latent_frames
 from pipeline.checkpoints import (
     CorruptCheckpointError,
@@ -17,7 +18,17 @@ from pipeline.checkpoints import (
     load_tokenizer,
     save_checkpoint,
 )
-from pipeline.motion_windows import BUCKET_LENGTHS, WindowConfig, WindowSampler, body_size, window_span
+from pipeline.motion_windows import (
+    BUCKET_LENGTHS,
+    WindowConfig,
+    WindowSampler,
+    add_drift,
+    body_size,
+    rescale_bones,
+    rotate_yaw,
+    window_span,
+)
+from pipeline.synthetic.motion_mix import mixed_motions
 from pipeline.synthetic.motions import make_motion
 from pipeline.tokenize_motion import main as tokenize_main
 from pipeline.train_tokenizer import TokenizerTrainConfig, learning_rate, train_tokenizer
@@ -282,3 +293,127 @@ def test_ray_train_one_cpu_worker(tmp_path):
     assert (tmp_path / "ray" / "tokenizer-test").is_dir()
     assert [p["step"] for p in result.loss_curve] == [1, 2, 3, 4]
     assert result.checkpoint.name == "step_00000004.safetensors" and result.heldout_mpjpe_mm > 0
+
+
+# ---- camera-space augmentation switches (beyond App. A.2) -------------------------------------
+def test_camera_switches_keep_the_paper_draws_and_change_the_windows():
+    clips = motions(("dance", "walk"), 60)
+    plain = WindowSampler(clips, 4, WindowConfig(lengths=(33,), strides=(1,)), seed=5).batch(2)
+    on = WindowSampler(clips, 4, WindowConfig(lengths=(33,), strides=(1,), max_yaw=0.5, max_bone_scale=0.1,
+                                              max_drift=0.2), seed=5).batch(2)
+    np.testing.assert_array_equal(plain.clip_index, on.clip_index)
+    np.testing.assert_array_equal(plain.start, on.start)
+    np.testing.assert_array_equal(plain.scale, on.scale)
+    assert plain.yaw is None and on.yaw.shape == (4,) and np.abs(on.yaw).max() <= 0.5
+    assert np.abs(on.drift).max() <= 0.2 and not np.allclose(plain.joints, on.joints)
+    with pytest.raises(ValueError, match="max_bone_scale"):
+        WindowConfig(max_bone_scale=1.5)
+    with pytest.raises(ValueError, match="max_yaw"):
+        WindowConfig(max_yaw=4.0)
+
+
+def test_yaw_rotation_matches_scipy_about_the_first_pelvis():
+    from scipy.spatial.transform import Rotation
+
+    w = motions(("turn",), 10)[0]
+    out = rotate_yaw(w, 0.7)
+    expected = Rotation.from_euler("y", 0.7).apply((w - w[0, 0]).reshape(-1, 3)).reshape(w.shape) + w[0, 0]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(out[..., 1], w[..., 1], atol=1e-6)  # the vertical axis is kept
+
+
+def test_bone_rescaling_scales_each_bone_and_keeps_directions():
+    w = motions(("wave",), 5)[0]
+    factors = np.random.default_rng(0).uniform(0.8, 1.2, 24)
+    out = rescale_bones(w, factors)
+    np.testing.assert_array_equal(out[:, 0], w[:, 0])
+    for j, p in enumerate(SMPL_PARENTS):
+        if p < 0:
+            continue
+        before, after = w[:, j] - w[:, p], out[:, j] - out[:, p]
+        np.testing.assert_allclose(after, factors[j] * before, atol=1e-5)
+
+
+def test_drift_is_zero_at_the_first_frame_and_full_at_the_last():
+    w = motions(("static",), 33)[0]
+    out = add_drift(w, np.array([0.1, -0.2, 0.3]))
+    np.testing.assert_allclose(out[0], w[0], atol=1e-7)
+    np.testing.assert_allclose(out[-1] - w[-1], np.broadcast_to([0.1, -0.2, 0.3], (24, 3)), atol=1e-6)
+
+
+def test_mixed_motions_are_deterministic_and_human_sized():
+    a, b = mixed_motions(3, 40, seed=7, demo_share=0.0), mixed_motions(3, 40, seed=7, demo_share=0.0)
+    assert len(a) == 3 and all(c.shape == (40, 24, 3) and np.isfinite(c).all() for c in a)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.allclose(a[0], mixed_motions(3, 40, seed=8, demo_share=0.0)[0])
+    for clip in a:
+        bones = [np.linalg.norm(clip[:, j] - clip[:, p], axis=-1) for j, p in enumerate(SMPL_PARENTS) if p >= 0]
+        assert np.ptp(np.stack(bones), axis=1).max() < 1e-4  # rigid bones: neutral-shape FK
+        assert (clip[..., 2] > 0.2).all()  # in front of the camera
+
+
+def test_init_checkpoint_starts_from_its_weights(trained, tmp_path):
+    clips = motions(("wave",), 60)
+    frozen = tiny_run(lr1=0.0, lr2=0.0, weight_decay=0.0, init_checkpoint=str(trained.checkpoint))
+    result = train_tokenizer(clips, None, frozen, tmp_path / "ft", log=lambda _: None, heldout=clips)
+    init, tuned = load_checkpoint(trained.checkpoint), load_checkpoint(result.checkpoint)
+    name = "encoder.conv_in.weight"
+    assert name in init.model_state
+    torch.testing.assert_close(tuned.model_state[name], init.model_state[name], rtol=0, atol=0)
+    torch.testing.assert_close(tuned.stats_std, init.stats_std)  # no stats given: the initial checkpoint's
+    scratch = train_tokenizer(clips, None, tiny_run(lr1=0.0, lr2=0.0, weight_decay=0.0), tmp_path / "s",
+                              log=lambda _: None, heldout=clips)
+    assert not torch.equal(load_checkpoint(scratch.checkpoint).model_state[name], init.model_state[name])
+
+
+# ---- training folder per (motion_video version, config) ----------------------------------------
+def test_tokenizer_folder_is_keyed_by_data_version_and_config(tmp_path):
+    import lance
+    import pyarrow as pa
+
+    from pipeline.config import PipelineSettings
+    from pipeline.tokenizer_stage import tokenizer_dir
+
+    settings = PipelineSettings(data_root=str(tmp_path), train_backend="local")
+    v1, v2 = settings.with_overrides(motion_video_version=1), settings.with_overrides(motion_video_version=2)
+    assert tokenizer_dir(v1) != tokenizer_dir(v2)
+    assert tokenizer_dir(v1).name.startswith("v1-tiny-") and tokenizer_dir(v2).name.startswith("v2-tiny-")
+    assert tokenizer_dir(v1) == tokenizer_dir(v1.with_overrides(train_backend="ray"))  # how, not what: same key
+    assert tokenizer_dir(v1) != tokenizer_dir(v1.with_overrides(tokenizer_steps=401))
+    assert tokenizer_dir(v1) != tokenizer_dir(v1.with_overrides(tokenizer_model="full"))
+    # 0 = the latest version of the table: a new version moves to a new folder
+    with pytest.raises(FileNotFoundError, match="motion_video"):
+        tokenizer_dir(settings)
+    uri = settings.table_uri("motion_video")
+    lance.write_dataset(pa.table({"id": ["a"]}), uri)
+    first = tokenizer_dir(settings)
+    lance.write_dataset(pa.table({"id": ["b"]}), uri, mode="append")
+    assert tokenizer_dir(settings) != first
+    assert tokenizer_dir(settings) == tokenizer_dir(settings.with_overrides(motion_video_version=2))
+
+
+def test_same_key_resumes_and_the_current_checkpoint_follows_the_key(tmp_path):
+    from pipeline.config import PipelineSettings
+    from pipeline.tokenizer_stage import current_tokenizer_checkpoint, tokenizer_dir, tokenizer_train_config
+
+    settings = PipelineSettings(data_root=str(tmp_path), train_backend="local", tokenizer_steps=8,
+                                tokenizer_batch_size=2, motion_video_version=3)
+    other = settings.with_overrides(motion_video_version=4)
+    clips = motions(("wave", "squat"), 60)
+    config = tokenizer_train_config(settings)
+    assert current_tokenizer_checkpoint(settings) is None
+
+    def kill_at_first_checkpoint(message: str) -> None:
+        if message.startswith("checkpoint saved"):
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_tokenizer(clips, None, config, tokenizer_dir(settings), log=kill_at_first_checkpoint, heldout=clips)
+    assert load_checkpoint(current_tokenizer_checkpoint(settings)).step == 2
+    messages: list[str] = []
+    result = train_tokenizer(clips, None, tokenizer_train_config(settings), tokenizer_dir(settings),
+                             log=messages.append, heldout=clips)
+    assert any(m.startswith("resuming from") and "step_00000002" in m for m in messages)
+    assert current_tokenizer_checkpoint(settings) == result.checkpoint and load_checkpoint(result.checkpoint).step == 8
+    assert current_tokenizer_checkpoint(other) is None  # another data version: nothing to resume, nothing to use
