@@ -7,17 +7,18 @@ import os
 from pipeline import tables
 from pipeline.config import PipelineSettings
 
-TABLES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_video", "motion_tokens", "rejects")
+TABLES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_video", "motion_tokens", "rejects",
+          "benchmark_eval")
 
 
 def summary(settings: PipelineSettings) -> str:
-    lines = [f"Data root: {settings.root}", "", f"{'table':<12} {'rows':>8} {'version':>8}  path"]
+    lines = [f"Data root: {settings.root}", "", f"{'table':<14} {'rows':>8} {'version':>8}  path"]
     for name in TABLES:
         uri = settings.table_uri(name)
         if tables.exists(uri):
-            lines.append(f"{name:<12} {tables.count(uri):>8} {tables.version(uri):>8}  {uri}")
+            lines.append(f"{name:<14} {tables.count(uri):>8} {tables.version(uri):>8}  {uri}")
         else:
-            lines.append(f"{name:<12} {'-':>8} {'-':>8}  (not materialized)")
+            lines.append(f"{name:<14} {'-':>8} {'-':>8}  (not materialized)")
     rejects_uri = settings.table_uri("rejects")
     if tables.exists(rejects_uri):
         counts: dict[tuple[str, str], int] = {}
@@ -28,7 +29,12 @@ def summary(settings: PipelineSettings) -> str:
     stats = settings.root / "stats" / "motion_stats.npz"
     if stats.is_file():
         lines += ["", f"Motion statistics (4DMoT normalisation, 4D RoPE mean joints): {stats}"]
-    results = sorted((settings.root / "checkpoints" / "tokenizer" / "checkpoints").glob("train_result.json"))
+    from pipeline.tokenizer_stage import tokenizer_dir
+
+    try:
+        results = sorted((tokenizer_dir(settings) / "checkpoints").glob("train_result.json"))
+    except FileNotFoundError:  # no motion_video table yet
+        results = []
     if results:
         import json
 
@@ -38,6 +44,9 @@ def summary(settings: PipelineSettings) -> str:
     animations = sorted((settings.root / "animations").glob("*.mp4"))
     if animations:
         lines += ["", "Animations (generated, and reference | ground truth | generated):"] + [f"  {p}" for p in animations]
+    reports = sorted((settings.root / "benchmark_eval").glob("*/*/report.md"), key=lambda p: p.stat().st_mtime)
+    if reports:
+        lines += ["", f"Newest benchmark_eval report ({reports[-1]}):", "", reports[-1].read_text().strip()]
     previews = sorted(settings.previews_dir.glob("*.png")) if settings.previews_dir.exists() else []
     if previews:
         lines += ["", "Preview images:"] + [f"  {p}" for p in previews]

@@ -72,11 +72,18 @@ def usable_frames(config, num_frames: int) -> int:
 
 
 @torch.no_grad()
-def tokenize(model, normalizer, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Joints (B, F, 24, 3) -> (code ids (B, T', J'), reconstructed joints (B, F, 24, 3)) in the input's units."""
+def tokenize(model, normalizer, joints: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Joints (B, F, 24, 3) -> (code ids (B, T', J'), reconstructed joints (B, F, 24, 3)) in the input's units.
+
+    A "w/o quantize" tokenizer (Table 2) has no codes: ids is None and the reconstruction decodes its
+    continuous latents.
+    """
     repr_ = normalizer(joints)
-    ids = model.encode(repr_)
-    recon = model.decode_ids(ids)
+    if model.vq is None:
+        ids, recon = None, model.decode_latents(model.encode_latents(repr_))
+    else:
+        ids = model.encode(repr_)
+        recon = model.decode_ids(ids)
     return ids, normalizer.inverse(recon, first_frame=joints[:, 0])
 
 
@@ -94,7 +101,8 @@ def tokenize_windows(model, normalizer, windows: dict[int, np.ndarray], batch_si
         for start in range(0, len(group), batch_size):
             joints = torch.from_numpy(group[start : start + batch_size]).to(device)
             ids, recon = tokenize(model, normalizer, joints)
-            id_batches.append(ids.cpu())
+            if ids is not None:
+                id_batches.append(ids.cpu())
             err = (recon - joints).norm(dim=-1)
             total += float(err.sum())
             count += err.numel()
@@ -113,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         joints = load_motion_file(args.input)
         model, normalizer, _ = load_tokenizer(args.checkpoint)
+        if model.vq is None:
+            raise ValueError(f"{args.checkpoint} is a 'w/o quantize' ablation tokenizer: it has no token ids")
         frames = usable_frames(model.config, len(joints))
         clip = torch.from_numpy(joints[:frames])[None]
         ids, recon = tokenize(model, normalizer, clip)

@@ -223,7 +223,7 @@ def test_missing_input_folder_is_one_clear_error(tmp_path):
         PipelineSettings(data_root=str(tmp_path), raw_videos=str(tmp_path / "absent")).validated()
 
 
-def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated):
+def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated, tmp_path):
     settings, _, results = curated
     from pipeline import tokenizer_stage
 
@@ -256,6 +256,33 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated)
     assert (video.num_frames, video.height, video.width) == (mvdit_stage.DEMO_FRAMES, *mvdit_stage.BUCKET)
     assert probe_video(animation.extra["side_by_side"]).width == 3 * mvdit_stage.BUCKET[1]
     assert np.isfinite(animation.extra["psnr_generated"]) and np.isfinite(animation.extra["psnr_copy_reference"])
+
+    # The Table 2 runner on the same tables: two rows, a few steps, one generated benchmark video.
+    from pipeline.ablations import AblationConfig, run_ablations
+    from pipeline.benchmark_eval import EvalProtocol
+    from pipeline.checkpoints import load_checkpoint
+
+    config = AblationConfig(rows=("default", "w/o quantize", "w/o PE"), tokenizer_steps=3, mvdit_steps=2,
+                            protocol=EvalProtocol.tiny(max_videos=1, num_inference_steps=2))
+    results = run_ablations(mv, config, log=lambda m: None)
+    assert list(results) == ["default", "w/o quantize", "w/o PE"]
+    assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in results.values())
+    configs = {row: load_checkpoint(r["checkpoint"]).tokenizer_config for row, r in results.items()}
+    assert [c["mvdit"]["motion_pe"] for c in configs.values()] == ["4d", "4d", "none"]
+    tokenizer_of = {row: load_checkpoint(c["tokenizer_checkpoint"]).tokenizer_config for row, c in configs.items()}
+    assert [t["quantize"] for t in tokenizer_of.values()] == [True, False, True]
+    assert configs["default"]["tokenizer_checkpoint"] == configs["w/o PE"]["tokenizer_checkpoint"]  # trained once
+    table = (mv.root / "ablations" / "table2.md").read_text()
+    assert "| w/o quantize |" in table and "18.76" in table and "317.21" in table  # the paper's rows, quoted
+
+    # The motion-CFG sweep (App. H) on the stage's checkpoint: same noise per scale, so scale 1 and 0 differ
+    # only through guidance; the plot is written.
+    from pipeline.cfg_sweep import sweep
+
+    swept = sweep(mv, (0.0, 1.0), protocol=EvalProtocol.tiny(max_videos=1, num_inference_steps=2),
+                  out_dir=tmp_path / "cfg", log=lambda m: None)
+    assert sorted(swept) == [0.0, 1.0] and all(np.isfinite(v["psnr"]) for v in swept.values())
+    assert (tmp_path / "cfg" / "cfg_sweep.png").stat().st_size > 1000
 
 
 def test_table_checks_pass_on_the_curated_tables_and_catch_breakage(curated, tmp_path):
