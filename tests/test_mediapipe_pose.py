@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from models.motion.skeleton import SMPL_JOINT_NAMES, forward_kinematics
+from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, forward_kinematics
 from pipeline.pose import PoseEstimator, camera_intrinsics, make_pose_estimator
-from pipeline.pose.ik_fit import LEAF_JOINTS, IKSettings, IKTargets, fit_smpl, initial_pose, solve_translation
+from pipeline.pose.ik_fit import (
+    BONE_GROUPS,
+    LEAF_JOINTS,
+    IKSettings,
+    IKTargets,
+    fit_smpl,
+    initial_pose,
+    scaled_skeleton,
+    solve_translation,
+)
 from pipeline.pose.joint_map import (
     HIP_WIDTH_SCALE,
     JOINT_RULES,
@@ -19,6 +28,7 @@ from pipeline.pose.joint_map import (
     MEDIAPIPE_LANDMARK_NAMES,
     mediapipe_to_smpl,
 )
+from pipeline.pose.mediapipe_pose import run_mediapipe, smooth_runs
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
 REAL_VIDEO = "00017"  # full body in frame; 1024 x 1024
@@ -124,6 +134,55 @@ def test_ik_targets_reject_bad_input():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
         fit_smpl(IKTargets(bad, np.ones((3, 24), np.float32), absolute=True))
+
+
+def test_scaled_skeleton_scales_each_bone_group_and_keeps_the_root():
+    log_scales = torch.zeros(len(BONE_GROUPS), dtype=torch.float64)
+    names = list(BONE_GROUPS)
+    log_scales[names.index("thigh")] = np.log(1.2)
+    rest = scaled_skeleton(SMPL_NEUTRAL_REST_JOINTS, log_scales).numpy()
+    neutral = SMPL_NEUTRAL_REST_JOINTS.astype(np.float64)
+    np.testing.assert_allclose(rest[0], neutral[0], atol=1e-7)
+    for hip, knee, ankle in ((1, 4, 7), (2, 5, 8)):
+        np.testing.assert_allclose(rest[knee] - rest[hip], 1.2 * (neutral[knee] - neutral[hip]), atol=1e-7)
+        np.testing.assert_allclose(rest[ankle] - rest[knee], neutral[ankle] - neutral[knee], atol=1e-7)  # shin as is
+    np.testing.assert_allclose(rest[16:], neutral[16:], atol=1e-7)  # the arms hang off an unscaled spine
+
+
+def test_shape_fit_recovers_known_bone_scales_from_forward_kinematics():
+    """Targets made by FK of a skeleton with longer thighs / shorter forearms etc.: the per-clip
+    shape fit finds the scales (the prior pulls them slightly towards 1) and then matches the
+    targets, which the neutral skeleton cannot."""
+    num_frames = 16
+    pose = _smooth_poses(num_frames, seed=7)
+    truth = {"thigh": 1.12, "shin": 0.93, "upper_arm": 1.08, "forearm": 0.9, "spine": 1.05}
+    log_scales = torch.tensor([np.log(truth.get(name, 1.0)) for name in BONE_GROUPS], dtype=torch.float64)
+    rest = scaled_skeleton(SMPL_NEUTRAL_REST_JOINTS, log_scales).numpy()
+    transl = np.tile(np.array([0.1, 0.2, 3.0], np.float32), (num_frames, 1))
+    joints = forward_kinematics(torch.from_numpy(pose).double(), rest, torch.from_numpy(transl).double()).numpy()
+    targets = IKTargets(joints.astype(np.float32), np.ones((num_frames, 24), np.float32), absolute=True)
+    fit = fit_smpl(targets, IKSettings(iterations=100, fit_bone_scales=True, weight_bone_scale=1.0))
+    for name, scale in truth.items():
+        assert fit.bone_scales[name] == pytest.approx(scale, abs=0.02), name
+    assert np.linalg.norm(fit.shaped_joints - joints, axis=-1).mean() < 0.005
+    neutral = fit_smpl(targets, IKSettings(iterations=100))
+    assert all(v == 1.0 for v in neutral.bone_scales.values())
+    assert np.linalg.norm(neutral.joints - joints, axis=-1).mean() > 0.01
+    # ``joints`` stay the neutral-skeleton FK of the fitted pose (what the pipeline stores).
+    np.testing.assert_allclose(_camera_joints(fit.pose, fit.transl), fit.joints, atol=1e-5)
+    np.testing.assert_allclose(fit.rest_joints, rest, atol=0.02)
+
+
+def test_smooth_runs_low_passes_within_runs_only():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([np.zeros((10, 33, 3)), np.ones((10, 33, 3))]) + rng.normal(0, 0.01, (20, 33, 3))
+    starts = np.zeros(20, bool)
+    starts[[0, 10]] = True
+    smoothed = smooth_runs(values, starts, 1.0)
+    assert smoothed.shape == values.shape
+    assert np.abs(smoothed[:10]).max() < 0.03 and np.abs(smoothed[10:] - 1).max() < 0.03  # no bleeding across
+    assert smoothed[:10].std() < values[:10].std()  # less jitter
+    np.testing.assert_array_equal(smooth_runs(values, starts, 0.0), values)
 
 
 # --------------------------------------------------------------------------- joint map
@@ -257,3 +316,21 @@ def test_backend_estimate_reads_the_frame_range(estimator):
     track = estimator.estimate(str(video), 40, 45)
     assert track.frame_index.tolist() == [40, 41, 42, 43, 44]
     assert (track.num_people == 1).all() and np.isfinite(track.transl).all()
+
+
+def test_repeated_frames_copy_landmarks_and_frame_step_interpolates(estimator):
+    video = REAL / f"{REAL_VIDEO}.mp4"
+    if not video.is_file():
+        pytest.skip(f"real test data not found: {video} (../shared/real/mtvcrafter-samples)")
+    from pipeline.video_io import read_frames
+
+    frames = read_frames(video, 0, 5)
+    repeated = np.stack([frames[0], frames[0], frames[2], frames[3], frames[4]])
+    skipped = run_mediapipe(repeated)
+    np.testing.assert_array_equal(skipped.world[1], skipped.world[0])  # not run again: the same landmarks
+    assert skipped.found.all()
+    stepped = run_mediapipe(frames, frame_step=2)  # runs frames 0, 2, 4
+    np.testing.assert_allclose(stepped.world[1], 0.5 * (stepped.world[0] + stepped.world[2]), atol=1e-6)
+    np.testing.assert_allclose(stepped.image[3], 0.5 * (stepped.image[2] + stepped.image[4]), atol=1e-4)
+    with pytest.raises(ValueError, match="frame_step"):
+        run_mediapipe(frames, frame_step=0)

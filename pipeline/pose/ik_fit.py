@@ -20,7 +20,17 @@ from. This module finds them for a whole clip at once:
      depth, Huber-robust), weighted per joint,
    - priors: L2 on the body rotations (more on the collars), knees and elbows
      flexing only about their hinge axis and never backwards,
-   - temporal smoothness: the acceleration of the joints between frames.
+   - temporal smoothness: the acceleration of the joints between frames,
+   and, when ``IKSettings.fit_bone_scales`` is on, a per-clip body shape:
+   one length scale per bone group (``BONE_GROUPS``: thigh, shin, upper arm,
+   forearm, ..., left and right shared) applied to the rest skeleton's bone
+   offsets, solved from all frames together with the pose under a log-normal
+   prior around 1 (``weight_bone_scale``). No SMPL shape space is needed (the
+   project ships no SMPL model file with shape blend shapes): the scales act
+   on the FK skeleton directly. The clip's fitted skeleton is returned as
+   ``IKResult.rest_joints``; ``IKResult.joints`` stay the neutral-skeleton FK
+   of the fitted pose (what the paper's 4DMoT learns from, Sec. 3.1) and
+   ``IKResult.shaped_joints`` are the FK on the clip's own skeleton.
 
 Coordinates are the OpenCV camera frame (+x right, +y down, +z forward) and
 metres; joints 10, 11, 15, 22, 23 are leaves whose rotation moves no joint, so
@@ -56,6 +66,20 @@ _MIN_BEND_SIN = 0.1  # a limb bent less than ~6 degrees shows no usable hinge pl
 _COLLARS = (13, 14)
 # Bones whose lengths set the body's size: (parent, child) among directly marked joints.
 _SIZE_BONES = ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19, 21), (1, 2))
+# Per-clip body shape: each group's bones (named by their child joint) share one length scale.
+BONE_GROUPS: dict[str, tuple[int, ...]] = {
+    "hip_width": (1, 2),  # pelvis -> hips
+    "thigh": (4, 5),
+    "shin": (7, 8),
+    "foot": (10, 11),
+    "spine": (3, 6, 9),  # pelvis -> spine1 -> spine2 -> spine3
+    "neck_head": (12, 15),
+    "collar": (13, 14),  # spine3 -> collars
+    "shoulder_width": (16, 17),  # collars -> shoulders
+    "upper_arm": (18, 19),
+    "forearm": (20, 21),
+    "hand": (22, 23),
+}
 
 
 @dataclass(frozen=True)
@@ -71,12 +95,18 @@ class IKSettings:
     weight_collar: float = 1.0  # per rad^2 of collar rotation (collars barely move)
     weight_hinge: float = 100.0  # per rad^2 of knee/elbow rotation the wrong way or off the hinge axis
     weight_smooth: float = 0.05  # per (sigma)^2 of joint acceleration between frames
+    # Also fit one length scale per BONE_GROUPS entry for the whole clip. Off: on the real videos it
+    # measured no gain against NLF (MediaPipe's depth, not bone length, limits; bench/results/curation_real.md).
+    fit_bone_scales: bool = False
+    weight_bone_scale: float = 100.0  # per clip, per (log scale)^2 of each group: 10% longer costs ~1 frame-unit
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise ValueError(f"IKSettings.iterations must be >= 0, got {self.iterations}")
         if self.sigma <= 0 or self.huber_2d <= 0:
             raise ValueError("IKSettings.sigma and huber_2d must be positive")
+        if self.weight_bone_scale <= 0:
+            raise ValueError(f"IKSettings.weight_bone_scale must be positive, got {self.weight_bone_scale}")
 
 
 @dataclass
@@ -122,14 +152,21 @@ class IKTargets:
 
 @dataclass
 class IKResult:
-    """The fitted SMPL parameters and their joints (camera frame, metres)."""
+    """The fitted SMPL parameters and their joints (camera frame, metres).
+
+    Residuals are measured on the skeleton the fit used (``rest_joints``: the
+    neutral one unless bone scales were fitted).
+    """
 
     pose: np.ndarray  # (T, 24, 3) float32 axis-angle, joint 0 the global orientation
     transl: np.ndarray  # (T, 3) float32
-    joints: np.ndarray  # (T, 24, 3) float32, forward_kinematics(pose, transl=transl)
+    joints: np.ndarray  # (T, 24, 3) float32, forward_kinematics(pose, transl=transl): neutral skeleton
     residual3d: np.ndarray  # (T, 24) float32 metres (neutral size), after centring unless absolute
     residual2d: np.ndarray  # (T, 24) float32 metres at the joint's depth; zeros without 2D
     scale: float  # neutral skeleton size / target size, applied to the 3D targets
+    rest_joints: np.ndarray  # (24, 3) float32: the skeleton fitted (the given one x bone_scales)
+    bone_scales: dict[str, float]  # BONE_GROUPS name -> fitted length scale (all 1.0 when not fitted)
+    shaped_joints: np.ndarray  # (T, 24, 3) float32, forward_kinematics(pose, rest_joints, transl)
 
 
 def _check(name: str, value: np.ndarray | None, shape: tuple[int, ...]) -> None:
@@ -263,6 +300,25 @@ def body_size_scale(
     return float(rest_length / np.median(lengths))
 
 
+def scaled_skeleton(rest_joints: torch.Tensor | np.ndarray, log_scales: torch.Tensor) -> torch.Tensor:
+    """Rest joints (24, 3) whose bone offsets are multiplied by exp(log_scales[g]) for each
+    ``BONE_GROUPS`` group g (in dict order), parents first; the root stays where it is.
+    Differentiable in ``log_scales`` (G,)."""
+    rest = torch.as_tensor(rest_joints, dtype=log_scales.dtype)
+    factor = torch.ones(NUM_JOINTS, dtype=log_scales.dtype)
+    index = torch.zeros(NUM_JOINTS, dtype=torch.long)
+    grouped = torch.zeros(NUM_JOINTS, dtype=torch.bool)
+    for g, children in enumerate(BONE_GROUPS.values()):
+        index[list(children)] = g
+        grouped[list(children)] = True
+    factor = torch.where(grouped, torch.exp(log_scales)[index], factor)
+    joints = [rest[0]]
+    for j in range(1, NUM_JOINTS):
+        p = SMPL_PARENTS[j]
+        joints.append(joints[p] + factor[j] * (rest[j] - rest[p]))
+    return torch.stack(joints)
+
+
 def _centred(points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     w = weights.unsqueeze(-1)
     centre = (points * w).sum(-2, keepdim=True) / w.sum(-2, keepdim=True).clamp_min(1e-9)
@@ -318,7 +374,7 @@ class _Problem:
     focal: torch.Tensor | None  # (2,)
     centre: torch.Tensor | None  # (2,)
     smooth_mask: torch.Tensor  # (T - 2,)
-    rest: torch.Tensor  # (24, 3)
+    rest: torch.Tensor  # (24, 3) the given skeleton; the fit scales its bones by exp(log_scales)
 
     @classmethod
     def from_targets(cls, targets: IKTargets, scale: float, rest_joints: np.ndarray) -> "_Problem":
@@ -338,9 +394,9 @@ class _Problem:
             rest=tensor(rest_joints),
         )
 
-    def residuals(self, pose: torch.Tensor, transl: torch.Tensor):
+    def residuals(self, pose: torch.Tensor, transl: torch.Tensor, log_scales: torch.Tensor):
         """Joints (T, 24, 3), 3D residuals (T, 24, 3) and 2D residuals (T, 24, 2) in metres (or None)."""
-        joints = forward_kinematics(pose, self.rest, transl)
+        joints = forward_kinematics(pose, scaled_skeleton(self.rest, log_scales), transl)
         if self.absolute:
             r3 = joints - self.target3d
         else:
@@ -352,9 +408,11 @@ class _Problem:
             r2 = (projected - self.keypoints) / self.focal * depth.detach()  # pixels -> metres at depth
         return joints, r3, r2
 
-    def cost(self, pose: torch.Tensor, transl: torch.Tensor, settings: IKSettings) -> torch.Tensor:
-        """The objective of the module docstring, averaged over frames."""
-        joints, r3, r2 = self.residuals(pose, transl)
+    def cost(
+        self, pose: torch.Tensor, transl: torch.Tensor, log_scales: torch.Tensor, settings: IKSettings
+    ) -> torch.Tensor:
+        """The objective of the module docstring, averaged over frames (the shape prior once per clip)."""
+        joints, r3, r2 = self.residuals(pose, transl, log_scales)
         inv_sigma2 = 1.0 / settings.sigma**2
         cost = settings.weight_3d * inv_sigma2 * (self.weight3d * (r3**2).sum(-1)).sum(-1)
         if r2 is not None:
@@ -367,7 +425,7 @@ class _Problem:
             accel = joints[2:] - 2 * joints[1:-1] + joints[:-2]
             roughness = ((accel**2).sum((-1, -2)) * self.smooth_mask).sum()
             total = total + settings.weight_smooth * inv_sigma2 * roughness
-        return total / pose.shape[0]
+        return total / pose.shape[0] + settings.weight_bone_scale * (log_scales**2).sum()
 
 
 _FREE_JOINTS = [j for j in range(NUM_JOINTS) if j not in LEAF_JOINTS]
@@ -397,14 +455,16 @@ def _fit(targets: IKTargets, settings: IKSettings, rest_joints: np.ndarray) -> I
 
     free_pose = start[:, _FREE_JOINTS].clone().requires_grad_(True)
     transl = torch.as_tensor(transl0, dtype=torch.float64).clone().requires_grad_(True)
+    log_scales = torch.zeros(len(BONE_GROUPS), dtype=torch.float64, requires_grad=settings.fit_bone_scales)
+    variables = [free_pose, transl] + ([log_scales] if settings.fit_bone_scales else [])
     optimizer = torch.optim.LBFGS(
-        [free_pose, transl], lr=1.0, max_iter=max(settings.iterations, 1), line_search_fn="strong_wolfe",
+        variables, lr=1.0, max_iter=max(settings.iterations, 1), line_search_fn="strong_wolfe",
         tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
     )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        total = problem.cost(_with_leaves(free_pose), transl, settings)
+        total = problem.cost(_with_leaves(free_pose), transl, log_scales, settings)
         total.backward()
         return total
 
@@ -414,8 +474,9 @@ def _fit(targets: IKTargets, settings: IKSettings, rest_joints: np.ndarray) -> I
     with torch.no_grad():
         pose = _with_leaves(free_pose).float()
         translation = transl.float()
-        _, r3, r2 = problem.residuals(pose.double(), translation.double())
+        shaped, r3, r2 = problem.residuals(pose.double(), translation.double(), log_scales)
         joints = forward_kinematics(pose, rest_joints, translation)
+        skeleton = scaled_skeleton(problem.rest, log_scales).float()
     residual2d = r2.norm(dim=-1) if r2 is not None else torch.zeros(num_frames, NUM_JOINTS)
     return IKResult(
         pose=pose.numpy(),
@@ -424,6 +485,9 @@ def _fit(targets: IKTargets, settings: IKSettings, rest_joints: np.ndarray) -> I
         residual3d=r3.norm(dim=-1).float().numpy(),
         residual2d=residual2d.float().numpy(),
         scale=scale,
+        rest_joints=skeleton.numpy(),
+        bone_scales={name: float(np.exp(v)) for name, v in zip(BONE_GROUPS, log_scales.detach().numpy())},
+        shaped_joints=shaped.float().numpy(),
     )
 
 

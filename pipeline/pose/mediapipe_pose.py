@@ -19,6 +19,26 @@ are taken to look along the ray through the hip centre and are turned onto it
 before the fit (up to ~15 degrees at the image border; this changes only the
 global orientation, not the Procrustes-aligned error).
 
+Speed (MediaPipe is most of the pose stage's time on a CPU, ~30 ms a frame):
+- repeated frames are not run again. Videos converted to a higher frame rate
+  repeat pictures (two of the five real samples, stored at 44 fps, repeat most
+  frames two or three times); a frame whose 64 x 64 grey thumbnail differs from
+  the last frame MediaPipe saw by less than ``repeat_level`` grey levels (mean
+  absolute difference) takes that frame's landmarks. Measured on the real
+  videos: compression noise between repeats is 0.02-0.15, distinct frames of a
+  dancing person 0.3 and up; 38% of their frames are skipped;
+- ``frame_step`` > 1 runs MediaPipe on every k-th frame only (and the last) and
+  interpolates the landmarks linearly in between: a speed/accuracy trade-off,
+  off by default (bench/bench_pose_real.py measures both).
+The frames go to MediaPipe at their own size: MediaPipe crops and scales the
+person region itself, and shrinking frames first measured no faster.
+
+Temporal smoothing: on top of MediaPipe's own landmark filter, the world
+landmarks are low-passed with a Gaussian of ``world_smoothing_frames`` (1 frame)
+within each run of consecutive frames before the fit: their depth jitters
+frame to frame (measured 0.8 mm lower PA-MPJPE against NLF on the real videos;
+wider kernels start to cut real motion).
+
 People: the legacy solution tracks one person; ``num_people`` is 1 when it
 found landmarks and 0 otherwise. It cannot count two people, so the
 single-person rule downstream relies on another backend (or on running
@@ -48,6 +68,8 @@ from pipeline.pose.ik_fit import IKResult, IKSettings, IKTargets, fit_smpl
 from pipeline.pose.joint_map import JOINT_WEIGHTS, NUM_LANDMARKS, mediapipe_to_smpl
 
 MODEL_COMPLEXITY = 1  # the only pose landmark model inside the wheel (pose_landmark_full.tflite)
+REPEAT_LEVEL = 0.2  # grey levels (0-255), mean |difference| of 64 x 64 thumbnails: below it a frame repeats
+_THUMBNAIL = (64, 64)
 VISIBILITY_UNCERTAINTY_M = 0.10  # metres added to a joint's uncertainty when it is not visible at all
 MIN_UNCERTAINTY_M = 0.01
 
@@ -94,41 +116,103 @@ def _pose_solution(min_detection_confidence: float, min_tracking_confidence: flo
     )
 
 
+def _thumbnail(frame: np.ndarray) -> np.ndarray:
+    """64 x 64 grey picture of an RGB frame, for the repeated-frame test (every 4th pixel first:
+    half the cost of averaging all of them, the same differences to 0.01 grey levels)."""
+    import cv2
+
+    small = cv2.resize(frame[::4, ::4], _THUMBNAIL, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.int16)
+
+
+def _check_frame(frame: np.ndarray, size: tuple[int, int] | None) -> tuple[int, int]:
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
+    if size is not None and frame.shape[:2] != size:
+        raise ValueError(f"frame size changed from {size} to {frame.shape[:2]} within one video")
+    return frame.shape[:2]
+
+
 def run_mediapipe(
     frames: Iterable[np.ndarray],
     min_detection_confidence: float = 0.5,
     min_tracking_confidence: float = 0.5,
     smooth_landmarks: bool = True,
+    repeat_level: float = REPEAT_LEVEL,
+    frame_step: int = 1,
 ) -> MediaPipeLandmarks:
-    """MediaPipe Pose over consecutive RGB uint8 frames (H, W, 3) of one video, tracking across them."""
-    world, image, visibility = [], [], []
+    """MediaPipe Pose over consecutive RGB uint8 frames (H, W, 3) of one video, tracking across them.
+
+    Frames that repeat the last frame MediaPipe ran on (``repeat_level``; 0 turns the test
+    off) copy its landmarks; with ``frame_step`` k > 1 only every k-th frame (and the last)
+    is run and the rest are interpolated (see the module docstring).
+    """
+    if frame_step < 1:
+        raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+    if repeat_level < 0:
+        raise ValueError(f"repeat_level must be >= 0, got {repeat_level}")
+    empty = (np.full((NUM_LANDMARKS, 3), np.nan), np.full((NUM_LANDMARKS, 2), np.nan), np.full(NUM_LANDMARKS, np.nan))
+    rows: list[tuple | None] = []  # per frame: (world, image, visibility), None where interpolated
     size = None
+    last = None  # (thumbnail, row) of the last frame MediaPipe ran on
+    frames = iter(frames)
     with _pose_solution(min_detection_confidence, min_tracking_confidence, smooth_landmarks) as pose:
-        for frame in frames:
-            if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-                raise ValueError(f"frames must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
-            if size is None:
-                size = frame.shape[:2]
-            elif frame.shape[:2] != size:
-                raise ValueError(f"frame size changed from {size} to {frame.shape[:2]} within one video")
-            result = pose.process(frame)
-            if result.pose_world_landmarks is None or result.pose_landmarks is None:
-                world.append(np.full((NUM_LANDMARKS, 3), np.nan))
-                image.append(np.full((NUM_LANDMARKS, 2), np.nan))
-                visibility.append(np.full(NUM_LANDMARKS, np.nan))
+        pending = None  # the latest frame skipped by frame_step (run if it turns out to be the last)
+        for index, frame in enumerate(frames):
+            size = _check_frame(frame, size)
+            if frame_step > 1 and index % frame_step:
+                rows.append(None)
+                pending = frame
                 continue
-            points = result.pose_landmarks.landmark
-            world.append([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark])
-            # Normalised [0, 1] over the image edges -> pixels with centres at integers.
-            image.append([(p.x * frame.shape[1] - 0.5, p.y * frame.shape[0] - 0.5) for p in points])
-            visibility.append([p.visibility for p in points])
+            pending = None
+            row, last = _run_or_repeat(pose, frame, repeat_level, empty, last)
+            rows.append(row)
+        if pending is not None:  # the last frame anchors the interpolation
+            rows[-1], last = _run_or_repeat(pose, pending, repeat_level, empty, last)
     height, width = size if size is not None else (0, 0)
-    return MediaPipeLandmarks(
-        world=np.asarray(world, np.float32).reshape(-1, NUM_LANDMARKS, 3),
-        image=np.asarray(image, np.float32).reshape(-1, NUM_LANDMARKS, 2),
-        visibility=np.asarray(visibility, np.float32).reshape(-1, NUM_LANDMARKS),
-        width=int(width),
-        height=int(height),
+    world, image, visibility = _fill_between(rows, empty)
+    return MediaPipeLandmarks(world=world, image=image, visibility=visibility, width=int(width), height=int(height))
+
+
+def _run_or_repeat(pose, frame: np.ndarray, repeat_level: float, empty: tuple, last) -> tuple[tuple, tuple]:
+    """The (world, image, visibility) row of one frame: MediaPipe's, or on a repeat of the last frame
+    MediaPipe ran on (``last``: its (thumbnail, row)) that frame's row; and the new ``last``."""
+    thumbnail = _thumbnail(frame) if repeat_level > 0 else None
+    if last is not None and thumbnail is not None and np.abs(thumbnail - last[0]).mean() < repeat_level:
+        return last[1], last
+    result = pose.process(frame)
+    if result.pose_world_landmarks is None or result.pose_landmarks is None:
+        row = empty
+    else:
+        points = result.pose_landmarks.landmark
+        row = (
+            np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark]),
+            # Normalised [0, 1] over the image edges -> pixels with centres at integers.
+            np.array([(p.x * frame.shape[1] - 0.5, p.y * frame.shape[0] - 0.5) for p in points]),
+            np.array([p.visibility for p in points]),
+        )
+    return row, (thumbnail, row)
+
+
+def _fill_between(rows: list, empty: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack per-frame rows; rows left out by frame_step are interpolated linearly between the
+    frames run on either side (NaN, i.e. no person, where either side has none)."""
+    n = len(rows)
+    arrays = [np.full((n,) + part.shape, np.nan) for part in empty]
+    run = [i for i, row in enumerate(rows) if row is not None]
+    for i in run:
+        for array, part in zip(arrays, rows[i]):
+            array[i] = part
+    for a, b in zip(run, run[1:]):
+        for i in range(a + 1, b):
+            w = (i - a) / (b - a)
+            for array in arrays:
+                array[i] = (1 - w) * array[a] + w * array[b]
+    world, image, visibility = arrays
+    return (
+        world.astype(np.float32).reshape(-1, NUM_LANDMARKS, 3),
+        image.astype(np.float32).reshape(-1, NUM_LANDMARKS, 2),
+        visibility.astype(np.float32).reshape(-1, NUM_LANDMARKS),
     )
 
 
@@ -148,16 +232,36 @@ def ray_rotation(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(angle)[..., None] * k + (1 - np.cos(angle))[..., None] * (k @ k)
 
 
-def ik_targets(landmarks: MediaPipeLandmarks, intrinsics: np.ndarray, frame_index: np.ndarray) -> IKTargets:
-    """SMPL joint targets of the frames where MediaPipe found a person (``landmarks.found``)."""
+def smooth_runs(values: np.ndarray, new_segment: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Gaussian low-pass of ``values`` (T, ...) along time, within each run of consecutive
+    frames (``new_segment[t]`` starts a run); ``sigma_frames`` 0 returns them unchanged."""
+    if sigma_frames < 0:
+        raise ValueError(f"world_smoothing_frames must be >= 0, got {sigma_frames}")
+    if sigma_frames == 0 or len(values) == 0:
+        return values
+    from scipy.ndimage import gaussian_filter1d
+
+    out = np.array(values, dtype=np.float64)
+    starts = np.flatnonzero(new_segment).tolist() + [len(values)]
+    for a, b in zip(starts, starts[1:]):
+        out[a:b] = gaussian_filter1d(out[a:b], sigma_frames, axis=0, mode="nearest")
+    return out.astype(values.dtype)
+
+
+def ik_targets(
+    landmarks: MediaPipeLandmarks, intrinsics: np.ndarray, frame_index: np.ndarray, world_smoothing_frames: float = 0.0
+) -> IKTargets:
+    """SMPL joint targets of the frames where MediaPipe found a person (``landmarks.found``),
+    world landmarks low-passed over ``world_smoothing_frames`` (``smooth_runs``)."""
     found = landmarks.found
-    world, weight3d = mediapipe_to_smpl(landmarks.world[found], landmarks.visibility[found])
-    image, weight2d = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
-    hip_centre = 0.5 * (image[:, 1] + image[:, 2])
-    world = world @ ray_rotation(hip_centre, intrinsics).transpose(0, 2, 1).astype(np.float32)
     kept = np.asarray(frame_index)[found]
     new_segment = np.ones(len(kept), bool)
     new_segment[1:] = np.diff(kept) != 1
+    smoothed = smooth_runs(landmarks.world[found], new_segment, world_smoothing_frames)
+    world, weight3d = mediapipe_to_smpl(smoothed, landmarks.visibility[found])
+    image, weight2d = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
+    hip_centre = 0.5 * (image[:, 1] + image[:, 2])
+    world = world @ ray_rotation(hip_centre, intrinsics).transpose(0, 2, 1).astype(np.float32)
     return IKTargets(
         joints3d=world,
         # Hidden joints keep some weight in 3D (MediaPipe still guesses them), none in 2D.
@@ -182,6 +286,7 @@ def track_from_landmarks(
     backend: str,
     fov_deg: float = DEFAULT_FOV_DEG,
     settings: IKSettings = IKSettings(),
+    world_smoothing_frames: float = 0.0,
 ) -> tuple[PoseTrack, IKResult]:
     """Fit SMPL to the landmarks of one run of frames -> the track and the fit behind it."""
     frame_index = np.asarray(frame_index, np.int64)
@@ -193,7 +298,7 @@ def track_from_landmarks(
     transl = np.full((num_frames, 3), np.nan, np.float32)
     uncertainty = np.full((num_frames, NUM_JOINTS), np.nan, np.float32)
     intrinsics = camera_intrinsics(landmarks.width, landmarks.height, fov_deg) if found.any() else np.eye(3)
-    targets = ik_targets(landmarks, intrinsics, frame_index)
+    targets = ik_targets(landmarks, intrinsics, frame_index, world_smoothing_frames)
     fit = fit_smpl(targets, settings)
     pose[found], transl[found] = fit.pose, fit.transl
     _, visibility = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
@@ -210,6 +315,9 @@ class MediaPipePoses:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     smooth_landmarks: bool = True
+    repeat_level: float = REPEAT_LEVEL  # 0: run MediaPipe on repeated frames too
+    frame_step: int = 1  # > 1: MediaPipe on every k-th frame, landmarks interpolated in between
+    world_smoothing_frames: float = 1.0  # Gaussian sigma (frames) on the world landmarks before the fit
     ik_settings: IKSettings = field(default_factory=IKSettings)
     name: str = field(default="mediapipe", init=False)
 
@@ -219,7 +327,10 @@ class MediaPipePoses:
         for option in ("min_detection_confidence", "min_tracking_confidence"):
             if not 0.0 <= getattr(self, option) <= 1.0:
                 raise ValueError(f"{option} must be in [0, 1], got {getattr(self, option)}")
-        self.backend = f"mediapipe:{mediapipe.__version__}:pose_landmark_full+smpl_ik"
+        if self.frame_step < 1 or self.repeat_level < 0 or self.world_smoothing_frames < 0:
+            raise ValueError("MediaPipePoses: frame_step must be >= 1, repeat_level and world_smoothing_frames >= 0")
+        step = f"+step{self.frame_step}" if self.frame_step > 1 else ""
+        self.backend = f"mediapipe:{mediapipe.__version__}:pose_landmark_full{step}+smpl_ik"
 
     def estimate(self, video_path: str, start_frame: int, end_frame: int) -> PoseTrack:
         """Decode frames ``[start_frame, end_frame)`` and track the person through them."""
@@ -244,9 +355,12 @@ class MediaPipePoses:
     def landmarks(self, frames: Iterable[np.ndarray]) -> MediaPipeLandmarks:
         """MediaPipe alone (no IK): the raw landmarks of consecutive frames."""
         return run_mediapipe(
-            frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks
+            frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks,
+            self.repeat_level, self.frame_step,
         )
 
     def track(self, landmarks: MediaPipeLandmarks, frame_index: np.ndarray) -> PoseTrack:
         """The IK fit alone: landmarks -> PoseTrack."""
-        return track_from_landmarks(landmarks, frame_index, self.backend, self.fov_deg, self.ik_settings)[0]
+        return track_from_landmarks(
+            landmarks, frame_index, self.backend, self.fov_deg, self.ik_settings, self.world_smoothing_frames
+        )[0]
