@@ -11,6 +11,7 @@ whole-CPU actors can starve Ray Data's own read task and hang; see STACK.md).
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -61,7 +62,10 @@ def pool_shape(num_actors: int = 0, cpus_per_actor: float = 0.5) -> dict:
         return {"size": num_actors or gpus, "num_gpus": 1, "num_cpus": 1}
     cpus = resources.get("CPU", 1)
     cpu_nodes = sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0)
-    size = num_actors or max(1, cpu_nodes, int(cpus * 0.75))  # at least one actor on every node
+    # About 3/4 of the CPUs (the rest for Ray Data's driver and the decoders), rounded up so that a 2-core
+    # laptop gets 2 actors (per-clip pose estimation is the slowest stage: bench/results/curation_real.md),
+    # and at least one actor on every node.
+    size = num_actors or max(1, cpu_nodes, math.ceil(cpus * 0.75))
     return {"size": size, "num_gpus": 0, "num_cpus": cpus_per_actor}
 
 
