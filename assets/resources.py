@@ -7,7 +7,17 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from pipeline.config import env_int, ENV_DATA_ROOT, ENV_MOTION_VIDEO_VERSION, ENV_RAW_VIDEOS, ENV_RAY_ADDRESS, ENV_WEIGHTS, PipelineSettings
+from pipeline.config import (
+    ENV_DATA_ROOT,
+    ENV_MOTION_VIDEO_VERSION,
+    ENV_RAW_VIDEOS,
+    ENV_RAY_ADDRESS,
+    ENV_TIKTOK,
+    ENV_UBC_FASHION,
+    ENV_WEIGHTS,
+    PipelineSettings,
+    env_int,
+)
 
 
 class MTVCraftSettings(ConfigurableResource):
@@ -40,6 +50,8 @@ class MTVCraftSettings(ConfigurableResource):
     train_workers: int = 1
     train_backend: str = "ray"
     mvdit_steps: int = 400
+    tiktok_root: str = ""
+    ubc_fashion_root: str = ""
 
     def settings(self) -> PipelineSettings:
         """The validated pipeline settings; a bad value raises ConfigError naming it."""
@@ -58,4 +70,6 @@ def settings_resource() -> MTVCraftSettings:
         weights=env_or(ENV_WEIGHTS, ""),
         ray_address=env_or(ENV_RAY_ADDRESS, ""),
         motion_video_version=env_int(ENV_MOTION_VIDEO_VERSION),
+        tiktok_root=env_or(ENV_TIKTOK, ""),
+        ubc_fashion_root=env_or(ENV_UBC_FASHION, ""),
     )

@@ -22,6 +22,8 @@ ENV_RAW_VIDEOS = "MTVCRAFT_RAW_VIDEOS"
 ENV_WEIGHTS = "MTVCRAFT_WEIGHTS"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
 ENV_MOTION_VIDEO_VERSION = "MTVCRAFT_MOTION_VIDEO_VERSION"
+ENV_TIKTOK = "MTVCRAFT_TIKTOK"
+ENV_UBC_FASHION = "MTVCRAFT_UBC_FASHION"
 
 NLF_WEIGHTS_FILE = "nlf_l_multi.torchscript"
 
@@ -85,6 +87,9 @@ class PipelineSettings:
     train_backend: str = "ray"
     # MV-DiT training (App. A.2). Laptop default: the tiny config, 400 steps (see pipeline/mvdit_stage.py).
     mvdit_steps: int = 400
+    # Local copies of the evaluation benchmarks (pipeline/benchmarks; "" = <data_root>/benchmarks/<name>).
+    tiktok_root: str = ""
+    ubc_fashion_root: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "PipelineSettings":
@@ -95,6 +100,8 @@ class PipelineSettings:
             "weights": os.environ.get(ENV_WEIGHTS, ""),
             "ray_address": os.environ.get(ENV_RAY_ADDRESS, ""),
             "motion_video_version": env_int(ENV_MOTION_VIDEO_VERSION),
+            "tiktok_root": os.environ.get(ENV_TIKTOK, ""),
+            "ubc_fashion_root": os.environ.get(ENV_UBC_FASHION, ""),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env).validated()

@@ -20,11 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.config import PipelineSettings
+from pipeline.config import ENV_TIKTOK, ENV_UBC_FASHION, PipelineSettings
 
 BENCHMARKS = ("generated", "tiktok", "ubc_fashion")
-ENV_TIKTOK = "MTVCRAFT_TIKTOK"
-ENV_UBC_FASHION = "MTVCRAFT_UBC_FASHION"
 DATASET_ENV = {"tiktok": ENV_TIKTOK, "ubc_fashion": ENV_UBC_FASHION}
 
 
@@ -53,9 +51,11 @@ class BenchmarkVideo:
 
 
 def dataset_root(settings: PipelineSettings, benchmark: str, override: str | os.PathLike | None = None) -> Path:
-    """The local copy of ``benchmark``: ``override``, else its environment variable, else under the data root."""
+    """The local copy of ``benchmark``: ``override``, else the setting (``tiktok_root`` / ``ubc_fashion_root``),
+    else its environment variable, else under the data root."""
     if benchmark not in DATASET_ENV:
         raise ValueError(f"benchmark {benchmark!r} has no dataset folder; choose one of {tuple(DATASET_ENV)}")
+    override = override or getattr(settings, f"{benchmark}_root", "")
     if override:
         return Path(override).expanduser()
     from_env = os.environ.get(DATASET_ENV[benchmark], "").strip()
@@ -64,7 +64,7 @@ def dataset_root(settings: PipelineSettings, benchmark: str, override: str | os.
 
 def require_folder(root: Path, benchmark: str, layout: str) -> Path:
     """``root`` if it is a non-empty folder; else ``DatasetMissing`` naming the setting, the path and the layout."""
-    setting = DATASET_ENV.get(benchmark, "dataset_root")
+    setting = f"{benchmark}_root / {DATASET_ENV[benchmark]}" if benchmark in DATASET_ENV else "dataset_root"
     if not root.is_dir():
         raise DatasetMissing(f"{benchmark} benchmark folder ({setting}) = {root} does not exist; expected:\n{layout}")
     if not any(root.iterdir()):
