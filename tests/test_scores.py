@@ -220,22 +220,23 @@ def test_score_clip_pairs_skip_repeated_frames(tmp_path):
     assert plain < 0.6 * steps  # plain (i, i + 1) pairs land on repeats: most read zero
 
 
-def test_score_clip_decodes_once_up_to_the_last_needed_frame(panning_video, monkeypatch):
+def test_score_clip_decodes_once_and_converts_only_the_needed_frames(panning_video, monkeypatch):
     calls = []
-    real_iter_frames = scores_base.iter_frames
+    real_iter = scores_base.iter_selected_frames
 
-    def recording_iter_frames(path, start, end, size=None):
-        calls.append((start, end))
-        return real_iter_frames(path, start, end, size)
+    def recording_iter(path, start, offsets):
+        calls.append((start, sorted(set(offsets))))
+        return real_iter(path, start, offsets)
 
-    monkeypatch.setattr(scores_base, "iter_frames", recording_iter_frames)
+    monkeypatch.setattr(scores_base, "iter_selected_frames", recording_iter)
     scorers = [make_scorer("blur"), make_scorer("flow")]
     result = score_clip(panning_video, 2, 9, scorers, FrameSampling(every_k=3, max_frames=2))
-    assert calls == [(2, 9)]  # frames 0 and 6 of the clip; pairs (0, 1) and (5, 6)
+    assert len(calls) == 1 and calls[0][0] == 2  # one decode of the clip
+    assert {0, 6} <= set(calls[0][1]) and max(calls[0][1]) <= 6  # frames 0 and 6, pairs from them; nothing past 6
     assert set(result) == {"blur", "flow"}
     calls.clear()
     score_clip(panning_video, 0, 12, [make_scorer("blur")], FrameSampling(every_k=100, max_frames=1))
-    assert calls == [(0, 1)]  # one frame needed: nothing past it is decoded
+    assert calls == [(0, [0])]  # one frame needed: only it is converted, nothing past it decoded
     with pytest.raises(ValueError, match="ends at frame 12"):
         score_clip(panning_video, 4, 20, scorers)
     with pytest.raises(ValueError, match="one scorer per metric"):

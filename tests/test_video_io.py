@@ -18,6 +18,7 @@ from pipeline.video_io import (
     content_id,
     is_video_file,
     iter_frames,
+    iter_selected_frames,
     probe_video,
     read_frames,
 )
@@ -121,6 +122,16 @@ def test_frame_ranges_match_full_decode(good, start, end):
     assert np.array_equal(part, full[start:end])
     assert part.shape[1:] == (240, 320, 3)
     assert [f.shape for f in iter_frames(path, start, end)] == [(240, 320, 3)] * len(full[start:end])
+
+
+def test_selected_frames_match_full_decode(good):
+    path, _, full = good
+    got = list(iter_selected_frames(path, 10, [30, 0, 4, 4, 39]))
+    assert [o for o, _ in got] == [0, 4, 30, 39]  # sorted, once each, offsets from start
+    for offset, frame in got:
+        assert np.array_equal(frame, full[10 + offset])
+    assert [o for o, _ in iter_selected_frames(path, 45, [1, 3, 10])] == [1, 3]  # the video ends at 50
+    assert list(iter_selected_frames(path, 0, [])) == []
 
 
 def test_frame_ranges_past_the_end(good):

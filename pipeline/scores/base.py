@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import ENV_WEIGHTS
-from pipeline.video_io import iter_frames
+from pipeline.video_io import iter_selected_frames
 
 METRICS = ("blur", "flow", "ocr", "aesthetic")
 
@@ -314,7 +314,7 @@ def score_clip(
     full: dict[int, Frame] = {}
     small: dict[int, Frame] = {}  # pair frames at the flow size (kept small: up to 16 x 4 of them)
     decoded = 0
-    for offset, frame in enumerate(iter_frames(video_path, start, start + last + 1)):
+    for offset, frame in iter_selected_frames(video_path, start, frame_offsets | pair_offsets):
         decoded = offset + 1
         if offset in frame_offsets:
             full[offset] = frame
