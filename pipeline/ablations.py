@@ -167,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mvdit-steps", type=int, default=400)
     parser.add_argument("--videos", type=int, default=4, help="generated benchmark videos to evaluate")
     parser.add_argument("--out", default="", help="output folder (default: <data root>/ablations)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a busy laptop more threads wait on each other)")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     config = AblationConfig(rows=tuple(args.rows), tokenizer_steps=args.tokenizer_steps, mvdit_steps=args.mvdit_steps,
                             protocol=EvalProtocol.tiny(max_videos=args.videos))
     settings = PipelineSettings.from_env()

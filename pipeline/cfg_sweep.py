@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=list(PAPER_SCALES))
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--out", default="")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     results = sweep(PipelineSettings.from_env(), args.scales, args.benchmark, args.checkpoint or None,
                     EvalProtocol.tiny(max_videos=args.videos), args.out or None)
     for scale, metrics in results.items():
