@@ -39,10 +39,16 @@ within each run of consecutive frames before the fit: their depth jitters
 frame to frame (measured 0.8 mm lower PA-MPJPE against NLF on the real videos;
 wider kernels start to cut real motion).
 
-People: the legacy solution tracks one person; ``num_people`` is 1 when it
-found landmarks and 0 otherwise. It cannot count two people, so the
-single-person rule downstream relies on another backend (or on running
-MediaPipe's person detector, ``pose_detection.tflite``, separately: not done).
+People: the legacy solution tracks one person, so the count comes from a
+separate person detector, ``person_count.PersonCounter`` (BlazePose's
+``pose_detection.tflite`` from the same wheel; its limits are in that module).
+It runs on every ``person_count_step``-th frame (5: 3-10 ms a frame on
+average) and on the last one; every frame takes the count of the nearest counted
+frame (the larger on a tie). ``num_people`` is then max(1, that count) on frames
+where MediaPipe Pose found landmarks, and 0 where it found none (the PoseTrack
+contract: a frame with people has a pose), so a frame with two people is
+rejected as ``multiple_people`` when the pose was found and as ``no_person``
+otherwise; a frame the detector misses but the tracker follows still counts 1.
 
 Uncertainty per joint (metres): the fit residual (3D and 2D, at the joint's
 depth) plus ``0.1 m x (1 - visibility)``, floored at 1 cm: a heuristic in the
@@ -66,8 +72,10 @@ from models.motion.skeleton import NUM_JOINTS
 from pipeline.pose.base import DEFAULT_FOV_DEG, PoseTrack, camera_intrinsics
 from pipeline.pose.ik_fit import IKResult, IKSettings, IKTargets, fit_smpl
 from pipeline.pose.joint_map import JOINT_WEIGHTS, NUM_LANDMARKS, mediapipe_to_smpl
+from pipeline.pose.person_count import MIN_SCORE, PersonCounter, spread_counts
 
 MODEL_COMPLEXITY = 1  # the only pose landmark model inside the wheel (pose_landmark_full.tflite)
+PERSON_COUNT_STEP = 5  # the person detector runs on every 5th frame (and the last)
 REPEAT_LEVEL = 0.2  # grey levels (0-255), mean |difference| of 64 x 64 thumbnails: below it a frame repeats
 _THUMBNAIL = (64, 64)
 VISIBILITY_UNCERTAINTY_M = 0.10  # metres added to a joint's uncertainty when it is not visible at all
@@ -83,11 +91,21 @@ class MediaPipeLandmarks:
     visibility: np.ndarray  # (N, 33) in [0, 1]
     width: int
     height: int
+    people: np.ndarray | None = None  # (N,) int64, the person detector's count (nearest counted frame); None: not run
 
     @property
     def found(self) -> np.ndarray:
         """(N,) bool: frames where MediaPipe found a person."""
         return np.isfinite(self.world[:, 0, 0])
+
+    def num_people(self) -> np.ndarray:
+        """(N,) int16: max(1, detector count) where the pose was found, 0 elsewhere (module docstring)."""
+        found = self.found
+        if self.people is None:
+            return found.astype(np.int16)
+        if self.people.shape != found.shape:
+            raise ValueError(f"MediaPipeLandmarks.people must be {found.shape}, got {self.people.shape}")
+        return np.where(found, np.maximum(self.people, 1), 0).astype(np.int16)
 
 
 def _pose_solution(min_detection_confidence: float, min_tracking_confidence: float, smooth: bool):
@@ -140,26 +158,40 @@ def run_mediapipe(
     smooth_landmarks: bool = True,
     repeat_level: float = REPEAT_LEVEL,
     frame_step: int = 1,
+    person_counter: PersonCounter | None = None,
+    person_count_step: int = PERSON_COUNT_STEP,
 ) -> MediaPipeLandmarks:
     """MediaPipe Pose over consecutive RGB uint8 frames (H, W, 3) of one video, tracking across them.
 
     Frames that repeat the last frame MediaPipe ran on (``repeat_level``; 0 turns the test
     off) copy its landmarks; with ``frame_step`` k > 1 only every k-th frame (and the last)
-    is run and the rest are interpolated (see the module docstring).
+    is run and the rest are interpolated (see the module docstring). With a
+    ``person_counter``, it counts the people on every ``person_count_step``-th frame (and
+    the last) and ``people`` holds each frame's nearest count.
     """
     if frame_step < 1:
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+    if person_count_step < 1:
+        raise ValueError(f"person_count_step must be >= 1, got {person_count_step}")
     if repeat_level < 0:
         raise ValueError(f"repeat_level must be >= 0, got {repeat_level}")
     empty = (np.full((NUM_LANDMARKS, 3), np.nan), np.full((NUM_LANDMARKS, 2), np.nan), np.full(NUM_LANDMARKS, np.nan))
     rows: list[tuple | None] = []  # per frame: (world, image, visibility), None where interpolated
     size = None
     last = None  # (thumbnail, row) of the last frame MediaPipe ran on
+    counted: list[tuple[int, int]] = []  # (frame, people) where the person counter ran
+    uncounted = None  # the latest frame the counter skipped (counted if it turns out to be the last)
     frames = iter(frames)
     with _pose_solution(min_detection_confidence, min_tracking_confidence, smooth_landmarks) as pose:
         pending = None  # the latest frame skipped by frame_step (run if it turns out to be the last)
         for index, frame in enumerate(frames):
             size = _check_frame(frame, size)
+            if person_counter is not None:
+                if index % person_count_step:
+                    uncounted = frame
+                else:
+                    counted.append((index, int(person_counter.count([frame])[0])))
+                    uncounted = None
             if frame_step > 1 and index % frame_step:
                 rows.append(None)
                 pending = frame
@@ -169,9 +201,17 @@ def run_mediapipe(
             rows.append(row)
         if pending is not None:  # the last frame anchors the interpolation
             rows[-1], last = _run_or_repeat(pose, pending, repeat_level, empty, last)
+    if uncounted is not None:  # the last frame bounds the count's spread
+        counted.append((len(rows) - 1, int(person_counter.count([uncounted])[0])))
+    people = None
+    if person_counter is not None:
+        index, count = (np.array(c, np.int64) for c in zip(*counted)) if counted else (np.zeros(0, np.int64),) * 2
+        people = spread_counts(index, count, len(rows))
     height, width = size if size is not None else (0, 0)
     world, image, visibility = _fill_between(rows, empty)
-    return MediaPipeLandmarks(world=world, image=image, visibility=visibility, width=int(width), height=int(height))
+    return MediaPipeLandmarks(
+        world=world, image=image, visibility=visibility, width=int(width), height=int(height), people=people
+    )
 
 
 def _run_or_repeat(pose, frame: np.ndarray, repeat_level: float, empty: tuple, last) -> tuple[tuple, tuple]:
@@ -303,7 +343,7 @@ def track_from_landmarks(
     pose[found], transl[found] = fit.pose, fit.transl
     _, visibility = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
     uncertainty[found] = joint_uncertainty(fit, visibility)
-    track = PoseTrack(frame_index, found.astype(np.int16), pose, transl, uncertainty, backend)
+    track = PoseTrack(frame_index, landmarks.num_people(), pose, transl, uncertainty, backend)
     return track.validate(), fit
 
 
@@ -318,6 +358,10 @@ class MediaPipePoses:
     repeat_level: float = REPEAT_LEVEL  # 0: run MediaPipe on repeated frames too
     frame_step: int = 1  # > 1: MediaPipe on every k-th frame, landmarks interpolated in between
     world_smoothing_frames: float = 1.0  # Gaussian sigma (frames) on the world landmarks before the fit
+    count_people: bool = True  # run the person detector (person_count.py); False: 1 where the pose was found
+    person_count_step: int = PERSON_COUNT_STEP  # the detector runs on every k-th frame (and the last)
+    person_min_score: float = MIN_SCORE  # detections scoring below it are not counted
+    person_count_tiles: bool = True  # the detector also runs on the left and right 60% of the frame
     ik_settings: IKSettings = field(default_factory=IKSettings)
     name: str = field(default="mediapipe", init=False)
 
@@ -329,8 +373,14 @@ class MediaPipePoses:
                 raise ValueError(f"{option} must be in [0, 1], got {getattr(self, option)}")
         if self.frame_step < 1 or self.repeat_level < 0 or self.world_smoothing_frames < 0:
             raise ValueError("MediaPipePoses: frame_step must be >= 1, repeat_level and world_smoothing_frames >= 0")
+        if self.person_count_step < 1:
+            raise ValueError(f"MediaPipePoses: person_count_step must be >= 1, got {self.person_count_step}")
+        counter = self._person_counter()  # checks its settings
         step = f"+step{self.frame_step}" if self.frame_step > 1 else ""
-        self.backend = f"mediapipe:{mediapipe.__version__}:pose_landmark_full{step}+smpl_ik"
+        people = ""
+        if self.count_people:
+            people = f"+people:{counter.backend.split(':', 2)[-1]}_every{self.person_count_step}"
+        self.backend = f"mediapipe:{mediapipe.__version__}:pose_landmark_full{step}+smpl_ik{people}"
 
     def estimate(self, video_path: str, start_frame: int, end_frame: int) -> PoseTrack:
         """Decode frames ``[start_frame, end_frame)`` and track the person through them."""
@@ -353,11 +403,19 @@ class MediaPipePoses:
         return self.track(self.landmarks(frames), np.arange(first_index, first_index + len(frames)))
 
     def landmarks(self, frames: Iterable[np.ndarray]) -> MediaPipeLandmarks:
-        """MediaPipe alone (no IK): the raw landmarks of consecutive frames."""
-        return run_mediapipe(
-            frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks,
-            self.repeat_level, self.frame_step,
-        )
+        """MediaPipe alone (no IK): the raw landmarks of consecutive frames, and the people counts."""
+        counter = self._person_counter() if self.count_people else None
+        try:
+            return run_mediapipe(
+                frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks,
+                self.repeat_level, self.frame_step, counter, self.person_count_step,
+            )
+        finally:
+            if counter is not None:
+                counter.close()
+
+    def _person_counter(self) -> PersonCounter:
+        return PersonCounter(min_score=self.person_min_score, tiles=self.person_count_tiles)
 
     def track(self, landmarks: MediaPipeLandmarks, frame_index: np.ndarray) -> PoseTrack:
         """The IK fit alone: landmarks -> PoseTrack."""

@@ -1,0 +1,206 @@
+"""Counting the people in a frame, for the single-person rule of App. B (sub-clips with one person).
+
+MediaPipe Pose (``mediapipe_pose.py``) tracks one person, so it cannot tell a
+frame with two dancers from a frame with one. ``PersonCounter`` runs the person
+detector that ships inside the same wheel, BlazePose's
+``mediapipe/modules/pose_detection/pose_detection.tflite`` (the detector the
+Pose graph itself runs before tracking), through MediaPipe's own
+``PoseDetectionCpu`` subgraph, and counts its detections scoring at least
+``min_score``. Everything is local: nothing is downloaded.
+
+Tiles: on its own the detector tends to report one person; on frames wider
+than tall it also runs on the left and right 60% of the frame (three passes),
+which reach the detector's 224 x 224 input larger, and a person found only in a
+tile must score ``tile_min_score`` (0.75: zoomed-in background shapes next to a
+head seen from behind scored up to 0.67). Frames that are square or taller than
+wide get the whole-frame pass only: a full-height tile would not be larger there.
+
+Why this detector (measured, bench/results/person_count.md): on 12 rendered
+two-person shots it counts 2 on 97% of the frames (49% without the tiles) and 1
+on 99.7% of the one-person frames; on the demo sample 2 on all 48 frames of the
+two-person shot and never 2 on a one-person shot; on the five real
+single-person dance videos 1 on every frame (lowest score 0.75); two real
+dancers side by side count 2 on 30 of 30 frames. The other offline candidates
+lose: MediaPipe's face detectors (``face_detection_short_range``, and
+``face_detection_full_range_sparse`` behind ``model_selection=1``) miss many
+faces of full-body shots (half the two-person frames count 1 at best), and OpenCV 5 no longer has the HOG people detector
+(``HOGDescriptor`` left the main package).
+
+Known limits:
+- the detector finds a person by the head and upper body (its box is a face
+  box plus two alignment key points): people seen from behind, heavily blurred
+  frames (the demo's blur shot counts 0) or people cut off above the shoulders
+  can be missed;
+- the input is 224 x 224: small people (crowds, far away, three or more side by
+  side) are undercounted, also in square and portrait frames, which get no tiles;
+- heavily overlapping people can merge into one detection (MediaPipe's
+  non-maximum suppression; tile boxes covering 30% of another box count once);
+- ``min_score`` 0.6 and ``tile_min_score`` 0.75 were chosen on the measurements
+  above (0.55-0.75 and 0.7-0.85 gave the same verdicts there), not calibrated
+  on a broad set of footage.
+
+Cost (one CPU core): about 16 ms a pass whatever the frame size, so 16 ms a frame
+without tiles and about 50 ms with them; the pose backend runs it on every k-th
+frame only (``MediaPipePoses.person_count_step``, 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+MIN_SCORE = 0.6  # detections below this are not counted (see the module docstring)
+TILE_MIN_SCORE = 0.75  # a person found only in a tile needs this score (zoomed-in background shapes fool it)
+TILE_WIDTH = 0.6  # the two side tiles each span this fraction of the frame's width
+TILE_OVERLAP = 0.3  # a tile's box covering more of a smaller box (or covered more) is a person already counted
+MODEL = "pose_detection"  # mediapipe/modules/pose_detection/pose_detection.tflite, inside the wheel
+
+# One node: MediaPipe's BlazePose person detector subgraph (letterbox to 224 x 224, SSD
+# anchors, weighted non-maximum suppression, scores >= 0.5), image in, all detections out.
+_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node {
+  calculator: "PoseDetectionCpu"
+  input_stream: "IMAGE:image"
+  output_stream: "DETECTIONS:detections"
+}
+"""
+
+
+@dataclass
+class PersonCounter:
+    """People per frame from MediaPipe's BlazePose person detector (offline, CPU).
+
+    With ``tiles`` the detector also runs on the left and right ``tile_width`` of
+    frames wider than tall (``people`` says how the passes are merged).
+
+    Use ``with PersonCounter() as counter: counter.count(frames)``, or ``setup()``
+    then ``count()`` and ``close()``. ``count`` sets itself up on first use.
+    """
+
+    min_score: float = MIN_SCORE
+    tiles: bool = True
+    tile_width: float = TILE_WIDTH
+    tile_min_score: float = TILE_MIN_SCORE
+    _graph: object = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("min_score", "tile_min_score"):  # the graph itself drops detections below 0.5
+            if not 0.5 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PersonCounter.{name} must be in [0.5, 1], got {getattr(self, name)}")
+        if not 0.5 < self.tile_width < 1.0:
+            raise ValueError(f"PersonCounter.tile_width must be in (0.5, 1) (overlapping tiles), got {self.tile_width}")
+
+    @property
+    def backend(self) -> str:
+        """Name and version of the model and settings behind the counts."""
+        import mediapipe
+
+        tiles = f"_tiles{self.tile_width:g}_min{self.tile_min_score:g}" if self.tiles else ""
+        return f"mediapipe:{mediapipe.__version__}:{MODEL}_min{self.min_score:g}{tiles}"
+
+    def setup(self) -> None:
+        """Build the MediaPipe graph (once; a few ms)."""
+        if self._graph is None:
+            from mediapipe.python.solution_base import SolutionBase
+
+            self._graph = SolutionBase(graph_config=_GRAPH)
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+
+    def __enter__(self) -> "PersonCounter":
+        self.setup()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:  # the graph is a native object: rebuilt after pickling (Ray)
+        return {**self.__dict__, "_graph": None}
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One detector pass: scores (n,) and boxes (n, 4) as x, y, width, height in pixels of ``image``."""
+        self.setup()
+        detections = self._graph.process({"image": np.ascontiguousarray(image)}).detections or []
+        height, width = image.shape[:2]
+        boxes = [d.location_data.relative_bounding_box for d in detections]
+        return (
+            np.array([d.score[0] for d in detections], np.float32),
+            np.array([(b.xmin * width, b.ymin * height, b.width * width, b.height * height) for b in boxes],
+                     np.float32).reshape(-1, 4),
+        )
+
+    def tiles_for(self, width: int, height: int) -> list[tuple[int, int]]:
+        """Column ranges [left, right) of the passes over a frame: the whole frame, and on
+        frames wider than tall (where a full-height tile reaches the detector larger) its
+        left and right ``tile_width``."""
+        passes = [(0, width)]
+        if self.tiles and width > height:
+            side = int(round(self.tile_width * width))
+            passes += [(0, side), (width - side, width)]
+        return passes
+
+    def people(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Everyone counted in one RGB uint8 frame (H, W, 3): scores (n,) and boxes (n, 4) in pixels.
+
+        The whole-frame detections all count (MediaPipe already merged overlapping ones); a
+        tile's detection adds a person when it scores at least ``tile_min_score``, its box is
+        inside the tile (not cut by an inner edge) and it covers less than ``TILE_OVERLAP`` of
+        the smaller box against everyone so far: the detector's box for one person moves and
+        changes size between passes.
+        """
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise ValueError(f"PersonCounter: frames must be uint8 (H, W, 3) RGB, got {got}")
+        height, width = frame.shape[:2]
+        people: list[tuple[float, np.ndarray]] = []  # (score, box in frame pixels)
+        for left, right in self.tiles_for(width, height):
+            whole = (left, right) == (0, width)
+            for score, box in zip(*self.detect(frame[:, left:right])):
+                inside = (left == 0 or box[0] > 0) and (right == width or box[0] + box[2] < right - left)
+                box = box + np.array([left, 0, 0, 0], np.float32)
+                new = inside and all(_overlap(box, other) < TILE_OVERLAP for _, other in people)
+                if (whole and score >= self.min_score) or (new and score >= self.tile_min_score):
+                    people.append((float(score), box))
+        scores = np.array([score for score, _ in people], np.float32)
+        return scores, np.array([box for _, box in people], np.float32).reshape(-1, 4)
+
+    def count(self, frames: Iterable[np.ndarray]) -> np.ndarray:
+        """(N,) int64: people in each RGB uint8 frame (an (N, H, W, 3) array or any iterable of frames)."""
+        return np.array([len(self.people(frame)[0]) for frame in frames], np.int64)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection of two x, y, width, height boxes over the smaller one's area."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return float(max(w, 0.0) * max(h, 0.0) / max(min(a[2] * a[3], b[2] * b[3]), 1e-9))
+
+
+def spread_counts(sampled_index: np.ndarray, sampled_count: np.ndarray, num_frames: int) -> np.ndarray:
+    """(num_frames,) int64: each frame takes the count of the nearest sampled frame; a frame
+    halfway between two samples takes the larger count (a second person is not lost)."""
+    sampled_index = np.asarray(sampled_index, np.int64)
+    sampled_count = np.asarray(sampled_count, np.int64)
+    if sampled_index.shape != sampled_count.shape or sampled_index.ndim != 1:
+        raise ValueError(f"sampled_index {sampled_index.shape} and sampled_count {sampled_count.shape}: need equal 1-D")
+    if num_frames == 0:
+        return np.zeros(0, np.int64)
+    if len(sampled_index) == 0:
+        raise ValueError(f"no sampled frames to spread over {num_frames} frames")
+    if np.any(np.diff(sampled_index) <= 0) or sampled_index[0] < 0 or sampled_index[-1] >= num_frames:
+        raise ValueError(f"sampled_index must be increasing frame numbers in [0, {num_frames})")
+    frames = np.arange(num_frames)
+    right = np.clip(np.searchsorted(sampled_index, frames), 0, len(sampled_index) - 1)
+    left = np.clip(right - 1, 0, len(sampled_index) - 1)
+    d_left = np.abs(frames - sampled_index[left])
+    d_right = np.abs(sampled_index[right] - frames)
+    nearest = np.where(d_left < d_right, sampled_count[left], sampled_count[right])
+    tie = np.maximum(sampled_count[left], sampled_count[right])
+    return np.where(d_left == d_right, tie, nearest)
