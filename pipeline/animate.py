@@ -281,20 +281,18 @@ def _read_motion_npz(path: Path) -> tuple[str, Any, int]:
 
 
 def joints_from_video(path: Path, num_frames: int) -> np.ndarray:
-    """Pose stage + FK: sidecar annotations when present, else MediaPipe; (T, 24, 3) metres."""
-    from models.motion.skeleton import forward_kinematics
-    from pipeline.pose import make_pose_estimator
-    from pipeline.pose.annotations import sidecar_path
+    """Driving joints (num_frames, 24, 3) metres, the way benchmark videos get theirs (`pipeline.benchmarks.poses`):
+    the video's sidecar, else the settings' pose backend (NLF with its weights in MTVCRAFT_WEIGHTS, else
+    MediaPipe + SMPL IK), forward kinematics on the neutral skeleton as in training."""
+    from pipeline.benchmarks.poses import PoseUnavailable, motion_joints, video_sidecar_joints
+    from pipeline.config import PipelineSettings
+    from pipeline.video_io import read_frames
 
-    backend = "annotations" if sidecar_path(path).is_file() else "mediapipe"
-    track = make_pose_estimator(backend).estimate(str(path), 0, num_frames)
-    present = track.num_people > 0
-    if not present.all():
-        raise InputError(f"no person found in {int((~present).sum())} of the first {num_frames} frames of {path}")
-    with torch.no_grad():
-        joints = forward_kinematics(torch.from_numpy(track.pose.astype(np.float64)),
-                                    transl=torch.from_numpy(track.transl.astype(np.float64)))
-    return joints.numpy().astype(np.float32)
+    try:
+        joints, _ = video_sidecar_joints(path)
+        return motion_joints(joints, read_frames(path, 0, num_frames), PipelineSettings.from_env(), str(path))
+    except (PoseUnavailable, ValueError) as err:
+        raise InputError(str(err)) from err
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> None:

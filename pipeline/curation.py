@@ -245,24 +245,19 @@ class PoseTask:
         self._estimators: dict = {}
 
     def _estimator(self, name: str):
-        from pipeline.pose import make_pose_estimator
+        from pipeline.pose import estimator_options, make_pose_estimator
 
         if name not in self._estimators:
-            options = {"model_path": str(Path(self.weights) / NLF_WEIGHTS_FILE)} if name == "nlf" else {}
-            self._estimators[name] = make_pose_estimator(name, **options)
+            self._estimators[name] = make_pose_estimator(name, **estimator_options(name, self.weights))
         return self._estimators[name]
 
     def backend_for(self, video_uri: str) -> str:
-        if self.backend != "auto":
-            return self.backend
+        from pipeline.pose import choose_backend
         from pipeline.pose.annotations import sidecar_path
 
-        if sidecar_path(video_uri).is_file():
-            return "annotations"
-        if self.weights and (Path(self.weights) / NLF_WEIGHTS_FILE).is_file():
-            return "nlf"
-        if mediapipe_available():
-            return "mediapipe"
+        backend = choose_backend(self.backend, self.weights, sidecar_path(video_uri).is_file())
+        if backend:
+            return backend
         raise PoseBackendUnavailable(
             f"no sidecar {sidecar_path(video_uri).name}, no NLF weights "
             f"({NLF_WEIGHTS_FILE} in MTVCRAFT_WEIGHTS={self.weights or '<unset>'}) and mediapipe is not installed"
@@ -271,13 +266,6 @@ class PoseTask:
     def __call__(self, item: dict):
         estimator = self._estimator(self.backend_for(item["uri"]))
         return estimator.estimate(item["uri"], 0, item["num_frames"])
-
-
-def mediapipe_available() -> bool:
-    """Whether the embedded MediaPipe pose backend can run (its wheel is installed ``--no-deps`` by the Makefile)."""
-    import importlib.util
-
-    return importlib.util.find_spec("mediapipe") is not None
 
 
 def _check_pose_backend(settings: PipelineSettings) -> None:

@@ -10,6 +10,7 @@ import pytest
 import media
 from pipeline import curation, motion_video, scoring, tables
 from pipeline.config import PipelineSettings
+from pipeline.pose import mediapipe_available
 from pipeline.synthetic import make_sample
 
 BAD_FILES = {
@@ -207,7 +208,7 @@ def test_pose_backend_choice_without_sidecar(curated, tmp_path):
     result = curation.estimate_poses(own)
     reject = rejects_of(own, "poses")[0]
     assert result.rejected == 1 and reject["reason"] == "pose_failed" and ".smpl.npz" in reject["detail"]
-    if curation.mediapipe_available():
+    if mediapipe_available():
         auto = own.with_overrides(pose_backend="auto")
         result = curation.estimate_poses(auto)
         assert result.rejected == 0 and result.num_rows == sample.videos[0].num_frames

@@ -51,12 +51,10 @@ def joints_file(path: Path) -> np.ndarray:
 
 def pose_backend_for(settings: PipelineSettings) -> str:
     """The backend that estimates benchmark poses; ``PoseUnavailable`` naming the settings when none can."""
-    from pipeline.curation import mediapipe_available
+    from pipeline.pose import choose_backend
 
-    backend = settings.pose_backend
+    backend = choose_backend(settings.pose_backend, settings.weights)
     nlf_ready = bool(settings.weights) and (Path(settings.weights) / NLF_WEIGHTS_FILE).is_file()
-    if backend == "auto":
-        backend = "nlf" if nlf_ready else "mediapipe" if mediapipe_available() else ""
     if backend == "annotations" or not backend:
         raise PoseUnavailable(
             f"pose_backend={settings.pose_backend!r} cannot estimate poses: give each test video a joints sidecar "
@@ -69,12 +67,11 @@ def pose_backend_for(settings: PipelineSettings) -> str:
 
 def estimate_joints(frames: np.ndarray, settings: PipelineSettings, what: str = "video") -> np.ndarray:
     """Joints (T, 24, 3) of the primary person in uint8 (T, H, W, 3) frames, with the settings' pose backend."""
-    from pipeline.pose import make_pose_estimator
+    from pipeline.pose import estimator_options, make_pose_estimator
 
     backend = pose_backend_for(settings)
-    options = {"model_path": str(Path(settings.weights) / NLF_WEIGHTS_FILE)} if backend == "nlf" else {}
     try:
-        estimator = make_pose_estimator(backend, **options)
+        estimator = make_pose_estimator(backend, **estimator_options(backend, settings.weights))
     except (ImportError, AttributeError) as err:  # e.g. a mediapipe wheel that does not import here
         raise PoseUnavailable(f"{what}: the {backend} pose backend does not start: {err}") from err
     track = estimator.estimate_frames(np.ascontiguousarray(frames))

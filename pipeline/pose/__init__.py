@@ -11,7 +11,10 @@ from pipeline.pose.base import (
     PoseEstimator,
     PoseTrack,
     camera_intrinsics,
+    choose_backend,
+    estimator_options,
     make_pose_estimator,
+    mediapipe_available,
     track_from_detections,
 )
 
@@ -22,6 +25,9 @@ __all__ = [
     "PoseEstimator",
     "PoseTrack",
     "camera_intrinsics",
+    "choose_backend",
+    "estimator_options",
     "make_pose_estimator",
+    "mediapipe_available",
     "track_from_detections",
 ]

@@ -16,6 +16,7 @@ filter downstream can drop those frames.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
@@ -182,6 +183,40 @@ def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
     k = np.asarray(intrinsics, dtype=np.float64)
     z = pts[..., 2:3]
     return np.concatenate([k[0, 0] * pts[..., 0:1] / z + k[0, 2], k[1, 1] * pts[..., 1:2] / z + k[1, 2]], axis=-1)
+
+
+def mediapipe_available() -> bool:
+    """Whether the embedded MediaPipe pose backend can run (its wheel is installed ``--no-deps`` by the Makefile)."""
+    return importlib.util.find_spec("mediapipe") is not None
+
+
+def choose_backend(requested: str, weights: str, has_sidecar: bool = False) -> str:
+    """The pose backend for one video, or "" when none can run.
+
+    ``requested`` is the setting ``pose_backend``; "auto" picks the sidecar annotations when the video has one,
+    else NLF when ``nlf_l_multi.torchscript`` is in the ``weights`` folder (the paper's estimator), else the
+    embedded MediaPipe + SMPL IK fit. Curation, benchmarks and the animate CLI all choose this way.
+    """
+    from pathlib import Path
+
+    from pipeline.config import NLF_WEIGHTS_FILE
+
+    if requested != "auto":
+        return requested
+    if has_sidecar:
+        return "annotations"
+    if weights and (Path(weights) / NLF_WEIGHTS_FILE).is_file():
+        return "nlf"
+    return "mediapipe" if mediapipe_available() else ""
+
+
+def estimator_options(name: str, weights: str) -> dict:
+    """Constructor options of a backend from the settings: NLF's model path in the weights folder."""
+    from pathlib import Path
+
+    from pipeline.config import NLF_WEIGHTS_FILE
+
+    return {"model_path": str(Path(weights) / NLF_WEIGHTS_FILE)} if name == "nlf" and weights else {}
 
 
 def make_pose_estimator(name: str, **options) -> PoseEstimator:
