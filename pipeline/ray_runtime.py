@@ -15,7 +15,8 @@ import math
 import os
 import pickle
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
 
 from pipeline.progress import Log, track
 
@@ -112,3 +113,32 @@ def map_items(items: list[dict], task: ItemTask, desc: str, log: Log | None = No
     rows = mapped.iter_rows()
     for row in track(rows, total=len(items), desc=desc, log=log, unit="item"):
         yield ItemResult(item=pickle.loads(row["payload"]), value=pickle.loads(row["result"]), error=str(row["error"]))
+
+
+def fit_torch_trainer(worker: Callable[[dict], None], job: dict, shared_key: str, *, out_dir: str | Path,
+                      run_name: str, num_workers: int, use_gpu: bool | None, max_failures: int = 0,
+                      ray_address: str = "", log: Log = print) -> tuple[str, str]:
+    """Run ``worker(job)`` on ``num_workers`` Ray Train workers (`TorchTrainer`, DDP process group).
+
+    ``job[shared_key]`` (the training data) travels once through the object store; checkpoints and Ray's run
+    folder live under ``out_dir``; ``use_gpu`` None means GPU workers when the cluster has GPUs. A failed run
+    raises with Ray's error. Returns (run name, run folder).
+    """
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    ensure_ray(ray_address)
+    use_gpu = use_gpu if use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    trainer = TorchTrainer(
+        worker,
+        train_loop_config={**job, shared_key: ray.put(job[shared_key])},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(name=run_name, storage_path=str((Path(out_dir) / "ray").resolve()),
+                             failure_config=FailureConfig(max_failures=max_failures)),
+    )
+    log(f"Ray Train: {num_workers} {'GPU' if use_gpu else 'CPU'} worker(s), run {run_name}")
+    result = trainer.fit()
+    if result.error:
+        raise RuntimeError(f"Ray Train run {run_name} failed: {result.error}") from result.error
+    return run_name, str(result.path)

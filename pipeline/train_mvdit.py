@@ -459,29 +459,14 @@ def _ray_worker(job: dict[str, Any]) -> None:
 
 
 def _fit_on_ray(job: dict[str, Any], cfg: MVDiTTrainConfig, log: Log) -> tuple[str, str]:
-    import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from pipeline.ray_runtime import ensure_ray
+    from pipeline.ray_runtime import fit_torch_trainer
 
     if cfg.strategy == "deepspeed_zero2":
         require_deepspeed()
-    ensure_ray(cfg.ray_address)
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    name = cfg.run_name or time.strftime("mvdit-%Y%m%d-%H%M%S")
-    trainer = TorchTrainer(
-        _ray_worker,
-        train_loop_config={**job, "samples": ray.put(job["samples"])},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(name=name, storage_path=str((Path(job["out_dir"]) / "ray").resolve()),
-                             failure_config=FailureConfig(max_failures=0)),
-    )
-    log(f"Ray Train: {cfg.num_workers} {'GPU' if use_gpu else 'CPU'} worker(s), strategy {cfg.strategy}, run {name}")
-    result = trainer.fit()
-    if result.error:
-        raise RuntimeError(f"Ray Train run {name} failed: {result.error}") from result.error
-    return name, str(result.path)
+    log(f"MV-DiT strategy {cfg.strategy}")
+    return fit_torch_trainer(_ray_worker, job, "samples", out_dir=job["out_dir"],
+                             run_name=cfg.run_name or time.strftime("mvdit-%Y%m%d-%H%M%S"),
+                             num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, ray_address=cfg.ray_address, log=log)
 
 
 # ---- driver -----------------------------------------------------------------------------------------

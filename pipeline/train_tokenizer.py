@@ -265,37 +265,20 @@ def _fit_on_ray(job: dict[str, Any], cfg: TokenizerTrainConfig, log: Log) -> tup
     e.g. a Dagster logger, cannot be shipped to them); the loss curve is
     handed to ``log`` when the run ends.
     """
-    import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from pipeline.ray_runtime import fit_torch_trainer
 
-    from pipeline.ray_runtime import ensure_ray
-
-    ensure_ray(cfg.ray_address)
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    name = cfg.run_name or time.strftime("tokenizer-%Y%m%d-%H%M%S")
-    trainer = TorchTrainer(
-        _ray_worker,
-        train_loop_config={**job, "clips": ray.put(job["clips"])},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(
-            name=name,
-            storage_path=str((Path(job["out_dir"]) / "ray").resolve()),
-            failure_config=FailureConfig(max_failures=cfg.max_failures),
-        ),
-    )
-    log(f"Ray Train: {cfg.num_workers} {'GPU' if use_gpu else 'CPU'} worker(s), run {name}")
     started = time.time()
-    result = trainer.fit()
-    if result.error:
-        raise RuntimeError(f"Ray Train run {name} failed: {result.error}") from result.error
+    name, path = fit_torch_trainer(_ray_worker, job, "clips", out_dir=job["out_dir"],
+                                   run_name=cfg.run_name or time.strftime("tokenizer-%Y%m%d-%H%M%S"),
+                                   num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, max_failures=cfg.max_failures,
+                                   ray_address=cfg.ray_address, log=log)
     last = latest_checkpoint(Path(job["out_dir"]) / "checkpoints")
     curve = load_checkpoint(last).extra["loss_curve"] if last else []
     for point in curve:
         log(f"step {point['step']}/{cfg.total_steps} loss {point['loss']:.5f} recon {point['recon']:.5f} "
             f"commit {point['commit']:.5f} perplexity {point['perplexity']:.1f} lr {point['lr']:g}")
-    log(f"Ray Train run {name} finished in {time.time() - started:.1f} s: {result.path}")
-    return name, str(result.path)
+    log(f"Ray Train run {name} finished in {time.time() - started:.1f} s: {path}")
+    return name, path
 
 
 # ---- driver --------------------------------------------------------------------------------
