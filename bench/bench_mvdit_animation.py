@@ -54,6 +54,16 @@ def held_out_clips(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return clips
 
 
+def latent_map_cap(frames: np.ndarray) -> float:
+    """PSNR of the ground truth passed through the tiny model's latent map (encode, decode): no model decoding
+    these latents can score higher, frames 1..T."""
+    from pipeline.latents import PoolLatentMap
+
+    latent_map = PoolLatentMap()
+    decoded = latent_map.decode(latent_map.encode(torch.from_numpy(frames)[None]))[0].numpy()
+    return float(psnr(decoded[1:], frames[1:]))
+
+
 def x0_latent_mse(pipe: MTVCraftPipeline, frames: np.ndarray, joints: np.ndarray) -> dict[str, float]:
     """Latent MSE of the one-step x0 estimate at a few timesteps, and of copying the reference."""
     lm, sch = pipe.latent_map, pipe.scheduler
@@ -80,9 +90,15 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=50)
     ap.add_argument("--out", default="bench/out/mvdit_animation")
     ap.add_argument("--tokenizer", default="", help="4DMoT checkpoint (default: the data root's current one)")
+    ap.add_argument("--cap-only", action="store_true", help="only the latent map's PSNR cap and copy-the-reference")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
+    if args.cap_only:
+        for name, frames, _ in held_out_clips(out / "benchmark_sample"):
+            copy = float(psnr(np.repeat(frames[:1], FRAMES - 1, 0), frames[1:]))
+            print(f"{name}: latent-map cap {latent_map_cap(frames):.2f} dB, copy the reference {copy:.2f} dB")
+        return
     settings = PipelineSettings(data_root=args.data_root)
     train, held = mvdit_stage._clips(settings)
     samples = [(read_frames(uri, s, e), j) for _, uri, s, e, j in train + [held]]
