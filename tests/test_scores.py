@@ -485,3 +485,19 @@ def test_demo_sample_shots_meet_their_expected_fate_slow(demo_sample):
                 assert sum(not k for k in kept.values()) == 1, (video.name, shot.kind, scores)
             checked.add(shot.kind)
     assert checked == {"normal", "blur", "text", "static"}
+
+
+def test_rapidocr_drops_a_frame_sized_box_but_keeps_text_lines():
+    """DB finds text lines; one box over half the frame (seen on single generated frames) is not text."""
+    from types import SimpleNamespace
+
+    from pipeline.scores.ocr import RapidOCRText
+
+    line = [[20.0, 100.0], [300.0, 100.0], [300.0, 130.0], [20.0, 130.0]]
+    whole = [[0.0, 0.0], [319.0, 0.0], [319.0, 239.0], [0.0, 239.0]]
+    scorer = RapidOCRText()
+    scorer._engine = lambda *args, **kwargs: SimpleNamespace(boxes=np.array([whole, line]))
+    frame = np.zeros((240, 320, 3), np.uint8)
+    assert scorer.frame_scores([frame])[0] == pytest.approx(281 * 31 / (320 * 240), rel=0.02)
+    with pytest.raises(ValueError, match="max_box_fraction"):
+        RapidOCRText(max_box_fraction=0.0)

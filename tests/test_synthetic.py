@@ -325,3 +325,67 @@ def test_benchmark_preset_is_normal_single_shots_with_held_out_motion_settings()
     a = render_shot(spec, 160, 120, 25.0, shot_rng(0, bench, 0, 0), tempo=bench.tempo, amplitude=bench.amplitude)
     b = render_shot(spec, 160, 120, 25.0, shot_rng(0, demo, 0, 0))
     assert not np.allclose(a.pose, b.pose)
+
+
+# --- The swaying camera: person and background move together ----------------------------------
+
+
+def test_rotate_view_turns_the_joints_with_the_camera():
+    from scipy.spatial.transform import Rotation
+
+    from pipeline.synthetic.motions import rotate_view
+
+    motion = make_motion("dance", 12, 25.0, np.random.default_rng(3))
+    rotations = Rotation.from_rotvec(np.random.default_rng(4).normal(0, 0.2, (12, 3))).as_matrix()
+    turned = rotate_view(motion, rotations)
+    expected = np.einsum("tij,tnj->tni", rotations, motion.joints().astype(np.float64))
+    np.testing.assert_allclose(turned.joints(), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="rotations must be"):
+        rotate_view(motion, rotations[:5])
+
+
+def test_sway_moves_a_far_background_point_where_the_camera_projects_it():
+    from pipeline.synthetic.render import Background, CameraSway
+
+    width, height, num = 160, 120, 30
+    k = camera_intrinsics(width, height).astype(np.float64)
+    sway = CameraSway(amplitude_px=(18.0, 7.0), period=24.0, phase=0.4)
+    rotations = sway.rotations(num, k[0, 0])
+    plate = np.zeros((height + 80, width + 80, 3), np.uint8)
+    origin = (40, 40)
+    dot = np.array([100.0, 50.0])  # where the still camera sees a far point
+    plate[origin[1] + int(dot[1]), origin[0] + int(dot[0])] = 255
+    background = Background(plate, origin, k, rotations)
+    direction = np.linalg.solve(k, np.array([*dot, 1.0]))
+    for t in range(num):
+        image = background.frame(t, width, height)[..., 0]
+        seen = np.argwhere(image == 255)[:, ::-1].mean(axis=0)  # (u, v)
+        expected = k @ rotations[t] @ direction
+        np.testing.assert_allclose(seen, expected[:2] / expected[2], atol=1.0)
+
+
+def test_sway_speed_never_drops_below_the_short_axis():
+    from pipeline.synthetic.render import CameraSway
+
+    sway = CameraSway(amplitude_px=(40.0, 16.0), period=50.0, phase=1.0)
+    shift = sway.angles(200, 300.0) * 300.0
+    speed = np.linalg.norm(np.diff(shift, axis=0), axis=1)
+    omega = 2 * np.pi / 50.0
+    assert speed.min() >= 16.0 * omega * 0.99 and speed.max() <= 40.0 * omega * 1.01
+    assert 16.0 * omega < sway.mean_speed_px(200, 300.0) < 40.0 * omega
+
+
+def test_a_normal_shot_sidecar_projects_onto_the_drawn_person_while_the_camera_turns():
+    spec = ShotSpec("normal", 30, "wave")
+    shot = render_shot(spec, 160, 120, 25.0, np.random.default_rng(11))
+    empty = render_shot(spec, 160, 120, 25.0, np.random.default_rng(11), draw_persons=False)
+    k = camera_intrinsics(160, 120).astype(np.float64)
+    joints = fk_joints(shot.pose[:, 0], shot.transl[:, 0])
+    pelvis = joints[:, J["pelvis"]] @ k.T
+    uv = pelvis[:, :2] / pelvis[:, 2:]
+    drawn = np.abs(shot.frames.astype(int) - empty.frames.astype(int)).sum(-1) > 30
+    for t in range(30):
+        u, v = np.round(uv[t]).astype(int)
+        assert drawn[t, v - 1 : v + 2, u - 1 : u + 2].any(), f"frame {t}: no person at the projected pelvis"
+    assert np.ptp(uv[:, 0]) > 8  # the camera's sway moves the person in the picture
+    assert shot.drift_px > 1.0

@@ -14,7 +14,10 @@ Backends:
   ships inside the ``rapidocr==3.10.0`` wheel, run by onnxruntime on the CPU. Frames are
   shrunk to ``max_side`` (default 480) first: captions that matter at 5% of the frame stay
   far above the detector's smallest text. ``box_thresh`` 0.85 (library default 0.5) drops
-  false boxes on large flat shapes. ``model_path`` may name another PP-OCR det ONNX file.
+  false boxes on large flat shapes. A box over half the frame (``max_box_fraction``) is dropped:
+  DB finds text *lines*, and one region spanning most of the frame is the network firing on
+  the whole picture (seen on single frames of textured generated backgrounds, the next frame
+  clean), not a caption. ``model_path`` may name another PP-OCR det ONNX file.
   onnxruntime runs on one thread (``num_threads``; -1: all cores): on the shared 2-core
   machine one thread measured 0.42-0.48 s a frame against 0.58-0.62 s with all cores, and
   the Ray pool already runs one scorer actor per core.
@@ -77,6 +80,7 @@ class RapidOCRText:
         model_path: str | Path | None = None,
         num_threads: int = 1,
         max_frames: int = 4,
+        max_box_fraction: float = 0.5,
     ) -> None:
         if max_side < 32:
             raise ValueError(f"OCR max_side must be >= 32 pixels, got {max_side}")
@@ -87,10 +91,13 @@ class RapidOCRText:
         self.model_path = None if model_path is None else Path(model_path)
         self.num_threads = num_threads
         self.max_frames = max_frames
+        if not 0.0 < max_box_fraction <= 1.0:
+            raise ValueError(f"OCR max_box_fraction must be in (0, 1], got {max_box_fraction}")
+        self.max_box_fraction = max_box_fraction
         self._engine = None
         model = self.model_path.name if self.model_path else self._packaged_model().name
         self.version = (f"rapidocr {_package_version('rapidocr')}; {model}; max_side {max_side}, box_thresh {box_thresh}, "
-                        f"max_frames {max_frames}")
+                        f"max_frames {max_frames}, max_box_fraction {max_box_fraction}")
 
     @staticmethod
     def _packaged_model() -> Path:
@@ -130,7 +137,9 @@ class RapidOCRText:
         if boxes is None or len(boxes) == 0:
             return []
         scale = np.array([frame.shape[1] / small.shape[1], frame.shape[0] / small.shape[0]])
-        return [np.asarray(box, np.float64) * scale for box in boxes]
+        boxes = [np.asarray(box, np.float64) * scale for box in boxes]
+        frame_area = frame.shape[0] * frame.shape[1]
+        return [box for box in boxes if cv2.contourArea(box.astype(np.float32)) <= self.max_box_fraction * frame_area]
 
     def frame_scores(self, frames: list[np.ndarray]) -> list[float]:
         return [text_ratio(self.detect(frame), *frame.shape[:2]) for frame in frames]

@@ -325,3 +325,23 @@ def assemble_motion(angles: np.ndarray, pelvis_xz: np.ndarray, lift: np.ndarray)
         [pelvis_xz[:, 0] - rest_root[0], GROUND_Y - lift - lowest, pelvis_xz[:, 1] - rest_root[2]], axis=1
     )
     return Motion(pose=pose.astype(np.float32), transl=transl.astype(np.float32))
+
+
+def rotate_view(motion: Motion, rotations: np.ndarray) -> Motion:
+    """The same motion seen by a camera that turns: frame t's joints become ``R_t J_t`` (rotations (T, 3, 3)).
+
+    A camera turning about its centre moves everything in the picture, the person
+    included, so the sidecar pose a camera-frame estimator like NLF would report
+    changes with it: the root orientation becomes ``R_t R_root`` and, since SMPL
+    places the pelvis at ``rest_root + transl``, the translation becomes
+    ``R_t (rest_root + transl) - rest_root``.
+    """
+    rot = np.asarray(rotations, dtype=np.float64)
+    if rot.shape != (motion.num_frames, 3, 3):
+        raise ValueError(f"rotations must be ({motion.num_frames}, 3, 3), got {rot.shape}")
+    root = axis_angle_to_rotation_matrix(torch.from_numpy(motion.pose[:, 0].astype(np.float64)))
+    pose = motion.pose.astype(np.float64).copy()
+    pose[:, 0] = rotation_matrix_to_axis_angle(torch.from_numpy(rot) @ root).numpy()
+    rest_root = SMPL_NEUTRAL_REST_JOINTS[0].astype(np.float64)
+    transl = np.einsum("tij,tj->ti", rot, motion.transl.astype(np.float64) + rest_root) - rest_root
+    return Motion(pose=pose.astype(np.float32), transl=transl.astype(np.float32))

@@ -8,8 +8,15 @@ the OpenCV camera frame project as ``u = f x / z + cx``, ``v = f y / z + cy``.
 The humanoid is drawn with OpenCV: anti-aliased thick lines with round caps as
 limb capsules, a filled polygon torso and an ellipse head, far parts first
 (painter's algorithm by mean depth), each part shaded from a light direction and
-its depth. Frames are RGB uint8. Backgrounds pan slowly (a moving camera gives
-normal shots optical flow); a shot with ``drift 0`` is still.
+its depth. Frames are RGB uint8.
+
+The camera of a normal shot sways like a hand-held one (``CameraSway``): it turns
+about its centre on a slow ellipse of yaw and pitch, which gives the shot optical
+flow. Turning moves the whole picture, the person too: the person's camera-frame
+joints (and so the sidecar pose) are ``R_t J_t``, and the background, a plate
+far away, is warped by the rotation's homography ``K R_t K^-1``. Camera motion is
+therefore visible in the camera-frame motion, as it is for a real estimator's
+output. A shot with no sway is still.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from models.motion.skeleton import SMPL_JOINT_NAMES
 from pipeline.pose.base import camera_intrinsics as pose_camera_intrinsics
 from pipeline.pose.base import project
 
-from .motions import Motion
+from .motions import Motion, rotate_view
 
 J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
 
@@ -239,15 +246,24 @@ def person_extent_points(joints: np.ndarray) -> np.ndarray:
     return np.concatenate([joints, top[..., None, :]], axis=-2)
 
 
-def fit_in_view(motion: Motion, intrinsics: np.ndarray, width: int, height: int, margin_px: float = 8.0) -> Motion:
+def fit_in_view(
+    motion: Motion, intrinsics: np.ndarray, width: int, height: int, margin_px: float = 8.0,
+    rotations: np.ndarray | None = None,
+) -> Motion:
     """Move the person back (larger z, 5 cm steps) until the whole body is inside the image on every frame.
 
+    With camera ``rotations`` (T, 3, 3) the body must fit the turning camera's view,
+    and the motion is returned in that camera's frame (``rotate_view``).
     The motions' depth ranges already fit a 320x240 view; this guards other sizes.
     Raises if pushing back by 3 m is not enough (a motion too wide for the view).
     """
     joints = motion.joints().astype(np.float64)
+    rot = None if rotations is None else np.asarray(rotations, dtype=np.float64)
     for dz in np.arange(0.0, 3.0, 0.05):
-        uv = project(person_extent_points(joints + np.array([0.0, 0.0, dz])), intrinsics)
+        points = person_extent_points(joints + np.array([0.0, 0.0, dz]))
+        if rot is not None:
+            points = np.einsum("tij,tnj->tni", rot, points)
+        uv = project(points, intrinsics)
         inside = (
             uv[..., 0].min() >= margin_px
             and uv[..., 1].min() >= margin_px
@@ -256,8 +272,53 @@ def fit_in_view(motion: Motion, intrinsics: np.ndarray, width: int, height: int,
         )
         if inside:
             transl = motion.transl + np.array([0.0, 0.0, dz], dtype=np.float32)
-            return Motion(pose=motion.pose, transl=transl.astype(np.float32))
+            placed = Motion(pose=motion.pose, transl=transl.astype(np.float32))
+            return placed if rot is None else rotate_view(placed, rot)
     raise ValueError(f"motion does not fit a {width}x{height} view even 3 m further back")
+
+
+# --- Camera sway ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraSway:
+    """A hand-held camera turning on an ellipse: yaw ``ax sin(wt + phase)``, pitch ``ay cos(wt + phase)``.
+
+    Amplitudes are in pixels at the image centre (an angle ``a / f`` radians);
+    ``period`` is in frames. The picture moves at between ``ay w`` and ``ax w``
+    pixels a frame, never stopping, so every normal shot has optical flow.
+    """
+
+    amplitude_px: tuple[float, float]
+    period: float
+    phase: float
+
+    def angles(self, num_frames: int, focal: float) -> np.ndarray:
+        """(T, 2) yaw and pitch in radians."""
+        arg = 2 * np.pi * np.arange(num_frames) / self.period + self.phase
+        return np.stack([self.amplitude_px[0] * np.sin(arg), self.amplitude_px[1] * np.cos(arg)], axis=1) / focal
+
+    def rotations(self, num_frames: int, focal: float) -> np.ndarray:
+        """(T, 3, 3) camera-frame rotations ``Rx(pitch) Ry(yaw)``: yaw moves the picture right, pitch down."""
+        yaw, pitch = self.angles(num_frames, focal).T
+        cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+        one, zero = np.ones_like(yaw), np.zeros_like(yaw)
+        ry = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], 1)
+        rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1), np.stack([zero, -sp, cp], -1)], 1)
+        return rx @ ry
+
+    def mean_speed_px(self, num_frames: int, focal: float) -> float:
+        """Mean picture speed at the image centre, pixels per frame (0 for a single frame)."""
+        if num_frames < 2:
+            return 0.0
+        shift = self.angles(num_frames, focal) * focal
+        return float(np.linalg.norm(np.diff(shift, axis=0), axis=1).mean())
+
+
+def random_sway(rng: np.random.Generator, width: int, height: int) -> CameraSway:
+    """Sway of 11-14% of the long image side across, 40% of that up and down, one turn per 44-56 frames."""
+    ax = max(width, height) * rng.uniform(0.11, 0.14)
+    return CameraSway(amplitude_px=(ax, 0.4 * ax), period=rng.uniform(44.0, 56.0), phase=rng.uniform(0, 2 * np.pi))
 
 
 # --- Backgrounds ---------------------------------------------------------------------------------
@@ -265,33 +326,65 @@ def fit_in_view(motion: Motion, intrinsics: np.ndarray, width: int, height: int,
 
 @dataclass
 class Background:
-    """A textured plate larger than the frame; frame t is a window moved ``velocity * t`` pixels (a panning camera)."""
+    """A textured plate, far away, larger than the frame; the still camera sees the window at ``origin``.
+
+    With camera ``rotations`` (T, 3, 3), frame t is the plate warped by the
+    rotation's homography (exact for a plate at infinity): output pixel ``p``
+    shows plate pixel ``origin + K R_t^T K^-1 p`` (nearest pixel, so no blur).
+    """
 
     plate: np.ndarray
-    velocity: tuple[float, float]
-    start: tuple[int, int] = (0, 0)
+    origin: tuple[int, int] = (0, 0)
+    intrinsics: np.ndarray | None = None
+    rotations: np.ndarray | None = None
+
+    def source_map(self, t: int) -> np.ndarray:
+        """3x3 homography from frame t's pixels to plate pixels."""
+        shift = np.array([[1.0, 0.0, self.origin[0]], [0.0, 1.0, self.origin[1]], [0.0, 0.0, 1.0]])
+        if self.rotations is None:
+            return shift
+        k = np.asarray(self.intrinsics, dtype=np.float64)
+        return shift @ k @ self.rotations[t].T @ np.linalg.inv(k)
 
     def frame(self, t: int, width: int, height: int) -> np.ndarray:
-        x = self.start[0] + int(round(self.velocity[0] * t))
-        y = self.start[1] + int(round(self.velocity[1] * t))
-        if not (0 <= x <= self.plate.shape[1] - width and 0 <= y <= self.plate.shape[0] - height):
-            raise ValueError(f"frame {t} pans outside the background plate")
-        return self.plate[y : y + height, x : x + width].copy()
+        corners = plate_corners(self.source_map(t), width, height)
+        ph, pw = self.plate.shape[:2]
+        if corners.min() < 0 or corners[:, 0].max() > pw - 1 or corners[:, 1].max() > ph - 1:
+            raise ValueError(f"frame {t} turns outside the background plate")
+        if self.rotations is None:
+            x, y = self.origin
+            return self.plate[y : y + height, x : x + width].copy()
+        flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        return cv2.warpPerspective(self.plate, self.source_map(t), (width, height), flags=flags)
+
+
+def plate_corners(source_map: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Plate pixels (8, 2) under the frame's corners and edge midpoints."""
+    xs, ys = [0, (width - 1) / 2, width - 1], [0, (height - 1) / 2, height - 1]
+    points = np.array([[x, y, 1.0] for x in xs for y in ys if (x, y) != (xs[1], ys[1])])
+    mapped = points @ source_map.T
+    return mapped[:, :2] / mapped[:, 2:]
 
 
 def random_background(
-    rng: np.random.Generator, width: int, height: int, num_frames: int, hue: float, drift_px: float
+    rng: np.random.Generator, width: int, height: int, hue: float,
+    intrinsics: np.ndarray | None = None, rotations: np.ndarray | None = None,
 ) -> Background:
     """A plate of gradients, smooth colour noise, a tiled floor, random shapes and fine grain.
 
-    ``hue`` sets the palette (shots get distinct hues so cuts are visible);
-    ``drift_px`` is the pan speed in pixels per frame in a random direction.
+    ``hue`` sets the palette (shots get distinct hues so cuts are visible); the
+    plate is made large enough for every view of the turning camera (``rotations``).
     """
-    angle = rng.uniform(0, 2 * np.pi)
-    vx, vy = drift_px * np.cos(angle), drift_px * np.sin(angle) * 0.5
-    pw = width + int(np.ceil(abs(vx) * num_frames)) + 2
-    ph = height + int(np.ceil(abs(vy) * num_frames)) + 2
-    start = (pw - width - 1 if vx < 0 else 0, ph - height - 1 if vy < 0 else 0)
+    pw, ph, origin = width, height, (0, 0)
+    if rotations is not None:
+        if intrinsics is None:
+            raise ValueError("random_background needs the camera intrinsics to turn the camera")
+        still = Background(np.zeros((1, 1, 3), np.uint8), (0, 0), intrinsics, rotations)
+        seen = np.concatenate([plate_corners(still.source_map(t), width, height) for t in range(len(rotations))])
+        low = np.floor(seen.min(axis=0)) - 2
+        high = np.ceil(seen.max(axis=0)) + 2
+        origin = (int(-low[0]), int(-low[1]))
+        pw, ph = int(high[0] - low[0]) + 1, int(high[1] - low[1]) + 1
 
     yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
     g_angle = rng.uniform(0, 2 * np.pi)
@@ -329,7 +422,7 @@ def random_background(
             cv2.fillPoly(plate, [pts], colour, cv2.LINE_AA)
     grain = rng.normal(0.0, 5.0, size=plate.shape).astype(np.float32)
     plate = np.clip(plate.astype(np.float32) + grain, 0, 255).astype(np.uint8)
-    return Background(plate=plate, velocity=(float(vx), float(vy)), start=start)
+    return Background(plate=plate, origin=origin, intrinsics=intrinsics, rotations=rotations)
 
 
 # --- Effects -------------------------------------------------------------------------------------

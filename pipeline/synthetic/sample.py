@@ -38,17 +38,18 @@ from .render import (
     fit_in_view,
     random_background,
     random_person_style,
+    random_sway,
     render_frames,
     text_boxes,
     text_layout,
 )
 
-GENERATOR_VERSION = 1  # bump when rendering changes, so cached samples are re-rendered
+GENERATOR_VERSION = 2  # bump when rendering changes, so cached samples are re-rendered
 MIN_SUBCLIP_FRAMES = 33  # DESIGN.md: a sub-clip needs a single valid person on >= 33 frames
 CRF = 18
 
 SHOT_KINDS = ("normal", "gap", "blur", "text", "static", "no_person", "two_people", "noisy_pose")
-"""normal: one person, moving camera. gap: normal with ``gap`` person-free frames in the middle.
+"""normal: one person, a swaying hand-held camera. gap: normal with ``gap`` person-free frames in the middle.
 blur / text: normal plus a strong Gaussian blur / a large burnt-in caption. static: a still
 camera and a near-still person. no_person: background only. two_people: two people.
 noisy_pose: normal rendering with a high simulated pose uncertainty in the sidecar."""
@@ -228,7 +229,7 @@ class ShotInfo:
     kind: str
     motion: str | None
     num_people: int
-    camera_drift_px: float
+    camera_drift_px: float  # mean picture speed of the camera sway at the image centre, pixels a frame
     expected_reject: dict | None
     expected_subclips: list[list[int]]
     absent_frames: list[int] | None = None  # [start, end) with no person inside a "gap" shot
@@ -340,7 +341,7 @@ class ShotRender:
     pose: np.ndarray  # (T, P, 24, 3)
     transl: np.ndarray  # (T, P, 3)
     joint_uncertainty: np.ndarray  # (T, P, 24)
-    drift_px: float
+    drift_px: float  # mean picture speed of the camera sway, pixels a frame (0 = still camera)
     text_boxes: list[tuple[int, int, int, int]]
 
 
@@ -380,13 +381,16 @@ def render_shot(
     num = spec.frames
     motion_names = [spec.motion, spec.motion2 or spec.motion][: spec.num_people]
     pelvis_xs = [None] if spec.num_people == 1 else [-0.6, 0.6]
+    focal = float(intrinsics[0, 0])
+    sway = None if spec.kind == "static" else random_sway(rng, width, height)
+    rotations = None if sway is None else sway.rotations(num, focal)
     motions: list[Motion] = []
     for name, x in zip(motion_names, pelvis_xs):
         motion = make_motion(name, num, fps, rng, tempo=tempo, amplitude=amplitude, pelvis_x=x)
-        motions.append(fit_in_view(motion, intrinsics, width, height))
+        motions.append(fit_in_view(motion, intrinsics, width, height, rotations=rotations))
     styles = [random_person_style(rng) for _ in motions]
-    drift = 0.0 if spec.kind == "static" else float(rng.uniform(5.0, 6.0))
-    background: Background = random_background(rng, width, height, num, hue, drift)
+    drift = 0.0 if sway is None else sway.mean_speed_px(num, focal)
+    background: Background = random_background(rng, width, height, hue, intrinsics, rotations)
     effects = Effects()
     boxes: list[tuple[int, int, int, int]] = []
     if spec.kind == "blur":
