@@ -34,15 +34,36 @@ not a project dependency: a clear error names it when missing). Only "ddp" is
 tested here; with "fsdp" / "deepspeed_zero2" checkpoints hold the model weights
 only (the optimizer restarts on resume).
 
-Model "wan_i2v_14b" (MV-DiT-18B) is accepted by the config but its training
-needs the T5 text and CLIP image encoders, which are not wired: `train_mvdit`
-raises a clear error for it.
+Models "wan_i2v_14b" (MV-DiT-18B, Sec. 3.3, App. C) and "wan_tiny" (the same
+class at toy size, CPU tests) train ``models.mvdit.wan.MVDiTWan`` with these
+changes to the steps above:
+- step 2: z_ref = E(ZeroPad(x_0)) (Eq. 9): frame 0 followed by zero frames (mid
+  grey in [-1, 1], as Wan's pipeline pads) through the same latent map, then
+  [z_t | 4-channel first-frame mask | z_ref] (Eq. 10, ``wan_vision_latents``,
+  inside the model); motion tokens stay 3072-d (zero-padded to 5120 inside the
+  motion attention, Sec. 3.3);
+- the text-image branch: `pipeline.wan_conditioning` loads Wan2.1-I2V's UMT5
+  + tokenizer and CLIP image encoder + processor from ``wan_encoders`` (default:
+  the ``backbone`` pipeline folder); each window's text is its sample's caption
+  (a third element of the sample; the motion_video table has no caption column
+  yet) or ``prompt`` ("a person is dancing", the evaluation prompt of App. A.3),
+  and its image tokens are CLIP's of the window's (augmented) frame 0;
+- step 3: Wan2.1 is a rectified-flow model: x_t = (1 - s) z_0 + s eps with
+  s = shift * u / (1 + (shift - 1) u), u ~ U(0, 1), ``flow_shift`` 5 (the
+  released 17B sampler's), timestep 1000 s, target eps - z_0, plain MSE;
+- step 4: the text keep-mask of ``sample_keep_masks`` (p = 0.1) replaces dropped
+  prompts by the empty prompt's embedding (Wan's unconditional text);
+- only the motion attention (+ its pre-norm) and c_m∅ train (App. A.1): the
+  backbone is frozen; the release layout has no c_m∅, so it needs
+  ``motion_drop_prob=0``. c_m∅ starts fresh (the paper reuses the 6B's);
+- no preview sample after training (``pipeline.animate`` samples the 6B model only).
 
 Checkpoints: `pipeline.checkpoints` files (safetensors + SHA-256) in
 ``out_dir/checkpoints``: model + AdamW state, ``stats.mean`` = the dataset-mean
 joints used by the motion RoPE, the MV-DiT constructor kwargs and latent map
 spec under ``tokenizer_config`` (``{"mvdit": ..., "latent_map": ...,
-"tokenizer_checkpoint": ...}``), the loss curve in ``extra``.
+"tokenizer_checkpoint": ...}``, plus ``"wan_encoders"`` for the Wan models), the
+loss curve in ``extra``.
 """
 
 from __future__ import annotations
@@ -60,11 +81,12 @@ import torch
 
 from models.mvdit.cfg import CFGConfig, sample_keep_masks
 from pipeline.checkpoints import latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
-from pipeline.latents import LatentMap, PoolLatentMap, latent_frames, latent_map_from_spec
+from pipeline.latents import LatentMap, PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
 
 Log = Callable[[str], None]
-MODELS = ("tiny", "cogvideox_5b", "wan_i2v_14b")
+MODELS = ("tiny", "cogvideox_5b", "wan_tiny", "wan_i2v_14b")
+WAN_MODELS = ("wan_tiny", "wan_i2v_14b")  # MV-DiT-18B's class (tiny: the same class at toy size)
 STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2")
 
 # CogVideoX-5B's scheduler config (its pipeline folder's scheduler/scheduler_config.json).
@@ -86,7 +108,7 @@ def make_scheduler(config: dict[str, Any] | None = None):
 class MVDiTTrainConfig:
     """MV-DiT training hyper-parameters (App. A.2 defaults) and how to run them."""
 
-    model: str = "cogvideox_5b"  # tiny | cogvideox_5b | wan_i2v_14b
+    model: str = "cogvideox_5b"  # tiny | cogvideox_5b | wan_tiny | wan_i2v_14b
     layout: str = "paper"  # paper | release (the official checkpoint's layout)
     backbone: str = ""  # local diffusers folder of the stock backbone ("" = random init, e.g. tiny)
     vae: str = ""  # local diffusers VAE folder ("" = the fixed PoolLatentMap, tiny models only)
@@ -117,6 +139,11 @@ class MVDiTTrainConfig:
     sample_steps: int = 20  # DDIM steps of the preview sample after training (0: none)
     tiny_layers: int = 2
     motion_pe: str = "4d"  # Table 2 positional-encoding variant of the motion attention (paper layout only)
+    # Wan models only (MV-DiT-18B):
+    wan_encoders: str = ""  # local Wan2.1-I2V diffusers folder with tokenizer/ text_encoder/ image_processor/
+    #                         image_encoder/ ("" = the backbone folder)
+    prompt: str = "a person is dancing"  # text of samples without a caption (App. A.3's evaluation prompt)
+    flow_shift: float = 5.0  # timestep shift of the rectified-flow noise level (the released 17B sampler's)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -140,6 +167,22 @@ class MVDiTTrainConfig:
             raise ValueError(f"MVDiTTrainConfig.lengths must be 1 + 4k frames (the VAE's layout), got {self.lengths}")
         if not self.buckets or any(h % 16 or w % 16 for h, w in self.buckets):
             raise ValueError(f"MVDiTTrainConfig.buckets must be (H, W) multiples of 16, got {self.buckets}")
+        if self.model in WAN_MODELS and self.layout == "release" and self.motion_drop_prob > 0:
+            raise ValueError(
+                "MVDiTTrainConfig.motion_drop_prob must be 0 for a Wan model in the release layout "
+                f"(the released MV-DiT-17B has no unconditional motion tokens), got {self.motion_drop_prob}"
+            )
+        if self.flow_shift <= 0:
+            raise ValueError(f"MVDiTTrainConfig.flow_shift must be > 0, got {self.flow_shift}")
+
+    @property
+    def is_wan(self) -> bool:
+        return self.model in WAN_MODELS
+
+    @property
+    def encoders_folder(self) -> str:
+        """Where the Wan text/image encoders load from: ``wan_encoders``, else the ``backbone`` pipeline folder."""
+        return self.wan_encoders or self.backbone
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -173,15 +216,14 @@ class MVDiTTrainResult:
 
 
 # ---- model, schedule, batches ---------------------------------------------------------------
-def model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: int) -> dict[str, Any]:
-    """Constructor kwargs of ``MVDiTCogVideoX`` for the config (tiny: sized to the tokenizer and latent map)."""
+def model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: int,
+                 encoder_dims: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Constructor kwargs of ``MVDiTCogVideoX`` / ``MVDiTWan`` for the config (tiny: sized to the tokenizer and
+    latent map; "wan_tiny" also to ``encoder_dims`` = (T5, CLIP) hidden sizes, checked for "wan_i2v_14b")."""
     from models.mvdit.cogvideox import MVDiTConfig
 
-    if cfg.model == "wan_i2v_14b":
-        raise NotImplementedError(
-            "MVDiTTrainConfig.model='wan_i2v_14b': MV-DiT-18B training needs the T5 text and CLIP image "
-            "encoders, which this trainer does not wire yet; train 'cogvideox_5b' or 'tiny'"
-        )
+    if cfg.is_wan:
+        return _wan_model_kwargs(cfg, motion_token_dim, latent_channels, encoder_dims)
     if cfg.model == "tiny":
         mv = MVDiTConfig.tiny(layout=cfg.layout, num_layers=cfg.tiny_layers, motion_token_dim=motion_token_dim)
         backbone = {**mv.backbone, "in_channels": 2 * latent_channels, "out_channels": latent_channels}
@@ -194,14 +236,42 @@ def model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: 
     return mv.model_kwargs()
 
 
-def build_model(kwargs: dict[str, Any], backbone: str = ""):
-    from models.mvdit.cogvideox import MVDiTCogVideoX
+def _wan_model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: int,
+                      encoder_dims: tuple[int, int] | None) -> dict[str, Any]:
+    """``MVDiTWan`` kwargs: "wan_tiny" sized to the tokenizer, latent map and encoders; "wan_i2v_14b" checked."""
+    from models.mvdit.wan import MVDiTWanConfig
 
+    if cfg.model == "wan_tiny":
+        mv = MVDiTWanConfig.tiny(layout=cfg.layout, num_layers=cfg.tiny_layers, motion_token_dim=motion_token_dim)
+        text_dim, image_dim = encoder_dims or (mv.backbone["text_dim"], mv.backbone["image_dim"])
+        backbone = {**mv.backbone, "in_channels": 2 * latent_channels + 4, "out_channels": latent_channels,
+                    "text_dim": text_dim, "image_dim": image_dim}
+        uncond = latent_frames(max(cfg.lengths)) if cfg.layout == "paper" else None  # release: no c_m∅
+        return replace(mv, backbone=backbone, unconditional_frames=uncond, motion_pe=cfg.motion_pe).model_kwargs()
+    mv = replace(MVDiTWanConfig.wan_i2v_14b(layout=cfg.layout), motion_pe=cfg.motion_pe)
+    want = {"4DMoT code_dim": (motion_token_dim, mv.motion_token_dim),
+            "VAE latent channels": (latent_channels, mv.backbone["out_channels"])}
+    if encoder_dims is not None:
+        want["T5 hidden size"] = (encoder_dims[0], mv.backbone["text_dim"])
+        want["CLIP hidden size"] = (encoder_dims[1], mv.backbone["image_dim"])
+    for name, (got, expected) in want.items():
+        if got != expected:
+            raise ValueError(f"the {name} is {got}; MV-DiT-18B (Wan2.1-I2V-14B) expects {expected}")
+    return mv.model_kwargs()
+
+
+def build_model(kwargs: dict[str, Any], backbone: str = ""):
+    """The MV-DiT of ``kwargs`` (``MVDiTWan`` when they hold Wan's CLIP ``image_dim``, else ``MVDiTCogVideoX``);
+    with ``backbone``, the stock diffusers backbone folder plus fresh motion modules."""
+    from models.mvdit.cogvideox import MVDiTCogVideoX
+    from models.mvdit.wan import MVDiTWan
+
+    cls = MVDiTWan if "image_dim" in kwargs else MVDiTCogVideoX
     if backbone:
         motion = {k: kwargs[k] for k in ("motion_layout", "motion_token_dim", "num_joints", "unconditional_frames",
                                           "motion_pe", "motion_position_scale", "train_backbone")}
-        return MVDiTCogVideoX.from_backbone(backbone, **motion)
-    return MVDiTCogVideoX(**kwargs)
+        return cls.from_backbone(backbone, **motion)
+    return cls(**kwargs)
 
 
 def learning_rate(step: int, cfg: MVDiTTrainConfig) -> float:
@@ -234,10 +304,12 @@ def resize_crop(frames: np.ndarray, size: tuple[int, int], rng: np.random.Genera
 
 @dataclass
 class Sample:
-    """One training clip: video frames uint8 (T, H, W, 3) (or a (uri, start, end) to decode) and joints (T, 24, 3)."""
+    """One training clip: video frames uint8 (T, H, W, 3) (or a (uri, start, end) to decode), joints (T, 24, 3)
+    and an optional caption (the text of the Wan models; None: ``MVDiTTrainConfig.prompt``)."""
 
     video: Any
     joints: np.ndarray
+    caption: str | None = None
 
     def frames(self, start: int, stop: int, stride: int) -> np.ndarray:
         if isinstance(self.video, np.ndarray):
@@ -249,10 +321,18 @@ class Sample:
 
 
 def as_samples(samples: Sequence[Any]) -> list[Sample]:
-    """Check and wrap (video, joints) pairs; errors name the sample and the expected shape."""
+    """Check and wrap (video, joints) pairs or (video, joints, caption) triples; errors name the sample and the
+    expected shape."""
     out = []
     for i, item in enumerate(samples):
-        video, joints = item if not isinstance(item, Sample) else (item.video, item.joints)
+        if isinstance(item, Sample):
+            video, joints, caption = item.video, item.joints, item.caption
+        elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+            video, joints, caption = (*item, None) if len(item) == 2 else item
+        else:
+            raise ValueError(f"sample {i}: expected (video, joints) or (video, joints, caption)")
+        if caption is not None and not isinstance(caption, str):
+            raise ValueError(f"sample {i}: caption must be a str or None, got {type(caption).__name__}")
         joints = np.asarray(joints, dtype=np.float32)
         if joints.ndim != 3 or joints.shape[1:] != (24, 3):
             raise ValueError(f"sample {i}: joints must be (T, 24, 3) metres, got {joints.shape}")
@@ -263,7 +343,7 @@ def as_samples(samples: Sequence[Any]) -> list[Sample]:
                 )
         elif not (isinstance(video, (tuple, list)) and len(video) == 3):
             raise ValueError(f"sample {i}: video must be frames (T, H, W, 3) uint8 or (uri, start, end)")
-        out.append(Sample(video, joints))
+        out.append(Sample(video, joints, caption))
     return out
 
 
@@ -284,8 +364,10 @@ def jitter_colours(frames: np.ndarray, rng: np.random.Generator, strength: float
     return np.clip(x, 0, 255).round().astype(np.uint8)
 
 
-def draw_batch(samples: list[Sample], cfg: MVDiTTrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One step's windows: (frames (B, L, H, W, 3) uint8, joints (B, L, 24, 3)); one length, stride, bucket."""
+def draw_batch(samples: list[Sample], cfg: MVDiTTrainConfig,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One step's windows: (frames (B, L, H, W, 3) uint8, joints (B, L, 24, 3), texts (each sample's caption or
+    ``cfg.prompt``)); one length, stride, bucket."""
     picks = rng.integers(0, len(samples), cfg.batch_size)
     shortest = min(len(samples[i].joints) for i in picks)
     options = [(n, s) for n in cfg.lengths for s in cfg.strides if (n - 1) * s + 1 <= shortest]
@@ -301,7 +383,8 @@ def draw_batch(samples: list[Sample], cfg: MVDiTTrainConfig, rng: np.random.Gene
         bucket = bucket or nearest_bucket(frames.shape[1], frames.shape[2], cfg.buckets)
         videos.append(jitter_colours(resize_crop(frames, bucket, rng), rng, cfg.colour_jitter))
         joints.append(sample.joints[start : start + span : stride])
-    return np.stack(videos), np.stack(joints)
+    texts = [samples[i].caption if samples[i].caption is not None else cfg.prompt for i in picks]
+    return np.stack(videos), np.stack(joints), texts
 
 
 def deepspeed_config(cfg: MVDiTTrainConfig) -> dict[str, Any]:
@@ -339,6 +422,39 @@ def diffusion_loss(model, scheduler, latents: torch.Tensor, reference: torch.Ten
     return torch.nn.functional.mse_loss(pred.float(), target.float())
 
 
+def shift_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """Noise levels u in [0, 1] -> shift u / (1 + (shift - 1) u): more steps at high noise (Wan's / SD3's shift)."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def flow_matching_loss(model, latents: torch.Tensor, reference: torch.Tensor, tokens: torch.Tensor,
+                       motion_keep: torch.Tensor, text: torch.Tensor, image: torch.Tensor,
+                       generator: torch.Generator, shift: float = 5.0, mean_joints: Any = None) -> torch.Tensor:
+    """Wan2.1's rectified-flow objective: MSE between the model output and eps - z_0 at x_t = (1 - s) z_0 + s eps.
+
+    ``latents`` and ``reference`` = E(ZeroPad(x_0)) in the latent map's (B, F, C, h, w) layout; the noise level
+    s = ``shift_sigmas``(U(0, 1)); the model's timestep is 1000 s (Wan's ``FlowMatchEulerDiscreteScheduler``).
+    """
+    z0 = latents.permute(0, 2, 1, 3, 4)  # Wan's (B, C, F, h, w)
+    ref = reference.permute(0, 2, 1, 3, 4)
+    b = z0.shape[0]
+    noise = torch.randn(z0.shape, generator=generator).to(z0.device)
+    sigma = shift_sigmas(torch.rand(b, generator=generator), shift).to(z0.device)
+    s = sigma.view(b, 1, 1, 1, 1)
+    noisy = (1 - s) * z0 + s * noise
+    pred = model(noisy, ref, tokens, sigma * 1000, encoder_hidden_states=text, encoder_hidden_states_image=image,
+                 motion_mask=motion_keep, mean_joints=mean_joints).sample
+    return torch.nn.functional.mse_loss(pred.float(), (noise - z0).float())
+
+
+def zero_padded_video(video: torch.Tensor) -> torch.Tensor:
+    """Eq. 9's ZeroPad(x_0) in the latent map's layout: uint8 (B, T, H, W, 3) -> float [-1, 1], frames >= 1 zero."""
+    from models.mvdit.wan import zero_padded_reference
+
+    first = frames_to_unit(video[:, :1]).permute(0, 4, 1, 2, 3)  # (B, 3, 1, H, W)
+    return zero_padded_reference(first, video.shape[1]).permute(0, 2, 3, 4, 1)
+
+
 def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None = None,
                wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
                report: Callable[[dict], None] | None = None, log: Log = print) -> None:
@@ -346,11 +462,18 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
     cfg = MVDiTTrainConfig.from_dict(job["config"])
     device = device or torch.device("cpu")
     ckpt_dir = Path(job["out_dir"]) / "checkpoints"
-    samples = [Sample(s.video, np.array(s.joints)) for s in job["samples"]]
+    samples = [Sample(s.video, np.array(s.joints), s.caption) for s in job["samples"]]
     vqvae, normalizer, _ = load_tokenizer(job["tokenizer_checkpoint"], device=device)
     latent_map = latent_map_from_spec(job["latent_map"], device=device)
     mean_joints = np.array(job["mean_joints"])
-    scheduler = make_scheduler()
+    scheduler = None if cfg.is_wan else make_scheduler()
+    conditioner = None
+    if cfg.is_wan:
+        from pipeline.wan_conditioning import load_wan_conditioner
+
+        bf16 = cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
+        conditioner = load_wan_conditioner(job["wan_encoders"], device=device,
+                                           text_dtype=torch.bfloat16 if bf16 else torch.float32)
 
     torch.manual_seed(cfg.seed)
     model = build_model(job["model_kwargs"], cfg.backbone)
@@ -393,17 +516,26 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
             group["lr"] = lr
         seed = step_seed(cfg.seed, step, rank)
         rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-        frames, joints = draw_batch(samples, cfg, rng)
+        frames, joints, texts = draw_batch(samples, cfg, rng)
         with torch.no_grad():
             video = torch.from_numpy(frames).to(device)
             latents = latent_map.encode(video, generator=gen)
-            reference = latent_map.encode(video[:, :1], generator=gen)
+            # 6B: z_ref = E(x_0) (Eq. 3); 18B: z_ref = E(ZeroPad(x_0)) (Eq. 9).
+            first = zero_padded_video(video) if cfg.is_wan else video[:, :1]
+            reference = latent_map.encode(first, generator=gen)
             tokens = vqvae.motion_tokens(normalizer(torch.from_numpy(joints).to(device)))
-        motion_keep, _text_keep = sample_keep_masks(len(frames), drop, generator=gen, device=device)
+        motion_keep, text_keep = sample_keep_masks(len(frames), drop, generator=gen, device=device)
         # "dynamic" PE (Table 2): the RoPE positions are each window's own first-frame joints.
         first_joints = torch.from_numpy(joints[:, 0]).to(device) if cfg.motion_pe == "dynamic" else None
+        if conditioner is not None:  # frozen encoders, outside autocast (as Wan's pipeline runs them)
+            text = conditioner.encode_prompts(texts, keep=text_keep).to(device)  # dropped: the empty prompt
+            image = conditioner.encode_images(frames[:, 0]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = diffusion_loss(net, scheduler, latents, reference, tokens, motion_keep, gen, first_joints)
+            if conditioner is not None:
+                loss = flow_matching_loss(net, latents, reference, tokens, motion_keep, text, image, gen,
+                                          cfg.flow_shift, first_joints)
+            else:
+                loss = diffusion_loss(net, scheduler, latents, reference, tokens, motion_keep, gen, first_joints)
         if engine is not None:
             engine.backward(loss)
             engine.step()
@@ -431,7 +563,8 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
                 stats_mean=torch.as_tensor(mean_joints), stats_std=torch.ones(3),
                 sampler={"seed": cfg.seed, "step": done}, train_config=cfg.to_dict(),
                 tokenizer_config={"mvdit": job["model_kwargs"], "latent_map": job["latent_map"],
-                                  "tokenizer_checkpoint": str(job["tokenizer_checkpoint"])},
+                                  "tokenizer_checkpoint": str(job["tokenizer_checkpoint"]),
+                                  **({"wan_encoders": job["wan_encoders"]} if cfg.is_wan else {})},
                 extra={"loss_curve": curve, "running": running}, keep=cfg.keep_checkpoints,
             )
             log(f"checkpoint saved: {path}")
@@ -485,8 +618,9 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
                 out_dir: str | Path, log: Log = print) -> MVDiTTrainResult:
     """Train MV-DiT on (video, joints) samples with motion tokens from a trained 4DMoT checkpoint.
 
-    ``samples``: (frames uint8 (T, H, W, 3) or (uri, start, end), joints (T, 24, 3) metres).
+    ``samples``: (frames uint8 (T, H, W, 3) or (uri, start, end), joints (T, 24, 3) metres[, caption str]).
     ``stats``: None or a dict with ``mean_joints`` (24, 3) (else the samples' mean).
+    Wan models also need the Wan2.1-I2V encoders folder (``config.wan_encoders`` or ``config.backbone``).
     """
     out_dir = Path(out_dir).resolve()  # Ray workers run elsewhere: a relative path would land in their session folder
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -500,15 +634,29 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
         from pipeline.latents import load_vae
 
         latent_spec = load_vae(config.vae).spec()
-    elif config.model == "tiny":
+        if config.is_wan and latent_spec["class"] != "AutoencoderKLWan":
+            raise ValueError(f"MVDiTTrainConfig.vae = {config.vae!r} holds {latent_spec['class']}; "
+                             f"model {config.model!r} needs Wan2.1's AutoencoderKLWan")
+    elif config.model in ("tiny", "wan_tiny"):
         latent_spec = PoolLatentMap().spec()
     else:
         raise ValueError(f"MVDiTTrainConfig.vae must name the backbone's VAE folder for model {config.model!r}")
     latent_channels = latent_map_from_spec(latent_spec).latent_channels
-    kwargs = model_kwargs(config, vqvae.config.code_dim, latent_channels)
+    encoders = None
+    if config.is_wan:
+        from pipeline.wan_conditioning import encoder_dims
+
+        setting = "MVDiTTrainConfig.wan_encoders" + ("" if config.wan_encoders else " (or .backbone)")
+        encoders = str(Path(config.encoders_folder).resolve()) if config.encoders_folder else ""
+        dims = encoder_dims(encoders, setting=setting)  # a clear error before any worker starts
+        kwargs = model_kwargs(config, vqvae.config.code_dim, latent_channels, dims)
+    else:
+        kwargs = model_kwargs(config, vqvae.config.code_dim, latent_channels)
     mean_joints = _mean_joints(stats, wrapped)
     job = {"config": config.to_dict(), "out_dir": str(out_dir), "samples": wrapped, "model_kwargs": kwargs,
            "tokenizer_checkpoint": str(tokenizer_checkpoint), "latent_map": latent_spec, "mean_joints": mean_joints}
+    if config.is_wan:
+        job["wan_encoders"] = encoders
     run_name = run_dir = None
     if config.backend == "local":
         if config.strategy != "ddp":
@@ -522,7 +670,9 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
         raise RuntimeError(f"training finished without a checkpoint in {out_dir / 'checkpoints'}")
     ckpt = load_checkpoint(checkpoint)
     frames = None
-    if config.sample_steps > 0:
+    if config.sample_steps > 0 and config.is_wan:
+        log(f"no preview sample for model {config.model!r}: pipeline.animate samples the CogVideoX MV-DiT only")
+    elif config.sample_steps > 0:
         from pipeline.animate import MTVCraftPipeline
 
         pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)

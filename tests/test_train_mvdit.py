@@ -160,8 +160,8 @@ def test_preview_sample_and_bad_inputs(tokenizer_ckpt, tmp_path):
         train_mvdit([(video, joints[:, :10])], tokenizer_ckpt, None, cfg, tmp_path, log=print)
     with pytest.raises(ValueError, match="shortest window needs 33"):
         train_mvdit([(video[:20], joints[:20])], tokenizer_ckpt, None, cfg, tmp_path / "x", log=print)
-    with pytest.raises(NotImplementedError, match="T5 text and CLIP"):
-        model_kwargs(MVDiTTrainConfig(model="wan_i2v_14b"), 3072, 16)
+    with pytest.raises(FileNotFoundError, match="MVDiTTrainConfig.wan_encoders \\(or .backbone\\) is empty"):
+        train_mvdit(samples, tokenizer_ckpt, None, MVDiTTrainConfig.tiny(model="wan_tiny"), tmp_path / "w", log=print)
 
 
 def test_diffusers_vae_latent_maps_round_trip_shapes(tmp_path):
