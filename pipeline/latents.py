@@ -10,15 +10,18 @@ One small interface, ``LatentMap``, hides which map is used:
 - ``PoolLatentMap``: the embedded CPU option for tiny models, tests and the demo.
   It is a *fixed, parameter-free* map, not a learned VAE: frame 0 is kept alone
   and every following group of ``temporal`` frames is averaged (the causal
-  1 + (T - 1) / 4 frame layout of the CogVideoX / Wan VAEs), each frame is
-  average-pooled by ``spatial`` (8 like both VAEs), and the 3 RGB values of a
-  latent pixel are embedded into ``channels`` channels by a fixed orthonormal
-  matrix (seeded). Decoding is the exact inverse on the pooled content
-  (transpose of the embedding, each latent frame repeated, each latent pixel
-  repeated over its 8 x 8 block, i.e. nearest upsampling).
-  Differences from the paper's VAE: no learned compression (fine detail above
-  the pooling scale is lost, not encoded), no KL posterior (encode is
-  deterministic), and the channels beyond 3 carry no image content (their
+  1 + (T - 1) / 4 frame layout of the CogVideoX / Wan VAEs), each frame is cut
+  into ``spatial`` x ``spatial`` blocks (8 like both VAEs) and each block keeps
+  its ``frequencies`` x ``frequencies`` lowest 2D DCT-II coefficients per colour
+  (``frequencies`` 1: the block mean, i.e. average pooling; 2: 12 values, the
+  detail of a 4x smaller image), and those 3 k^2 values are embedded into
+  ``latent_channels`` channels by a fixed orthonormal matrix (seeded). Decoding
+  is the exact inverse on the kept content (transpose of the embedding, each
+  latent frame repeated, the inverse DCT of each block with the dropped
+  frequencies at 0; for k = 1 nearest upsampling).
+  Differences from the paper's VAE: no learned compression (detail above the
+  kept frequencies is lost, not encoded), no KL posterior (encode is
+  deterministic), and channels beyond 3 k^2 carry no image content (their
   component is dropped on decoding). A tiny denoiser learns on it in minutes
   on a CPU, which a randomly initialised VAE would not allow.
 
@@ -83,9 +86,17 @@ def _check_size(frames: torch.Tensor, spatial: int) -> None:
         raise ValueError(f"frame height and width must be multiples of {spatial}, got {h}x{w}")
 
 
+def dct_basis(size: int, frequencies: int) -> torch.Tensor:
+    """(frequencies, size) rows of the orthonormal DCT-II basis, lowest frequency first (row 0 = 1 / sqrt(size))."""
+    n = torch.arange(size, dtype=torch.float64)
+    rows = [torch.cos((2 * n + 1) * u * torch.pi / (2 * size)) * ((1 if u == 0 else 2) / size) ** 0.5
+            for u in range(frequencies)]
+    return torch.stack(rows)
+
+
 @dataclass
 class PoolLatentMap:
-    """Fixed pooling latent map (see the module docstring for how it differs from a VAE)."""
+    """Fixed block-DCT latent map (see the module docstring for how it differs from a VAE)."""
 
     latent_channels: int = 4
     spatial_factor: int = 8
@@ -95,13 +106,20 @@ class PoolLatentMap:
     # so that they have about unit variance: pooled pixels in [-1, 1] have a std of about 0.3, and at that scale
     # the unit-variance diffusion noise drowns the signal at all but the smallest timesteps.
     scaling_factor: float = 3.0
+    frequencies: int = 1  # DCT frequencies kept per block and axis (1 = the block mean: average pooling)
 
     def __post_init__(self) -> None:
-        if self.latent_channels < 3:
-            raise ValueError(f"PoolLatentMap needs latent_channels >= 3 (RGB), got {self.latent_channels}")
+        if not 1 <= self.frequencies <= self.spatial_factor:
+            raise ValueError(f"PoolLatentMap frequencies must be in 1..{self.spatial_factor}, got {self.frequencies}")
+        values = 3 * self.frequencies**2
+        if self.latent_channels < values:
+            raise ValueError(f"PoolLatentMap with frequencies={self.frequencies} needs latent_channels >= {values} "
+                             f"(3 colours x {self.frequencies}^2 DCT coefficients), got {self.latent_channels}")
         g = torch.Generator().manual_seed(self.seed)
         q, _ = torch.linalg.qr(torch.randn(self.latent_channels, self.latent_channels, generator=g, dtype=torch.float64))
-        self.embedding = q[:, :3].float()  # (C, 3), orthonormal columns: embedding.T @ embedding = I
+        self.embedding = q[:, :values].float()  # (C, 3k^2), orthonormal columns: embedding.T @ embedding = I
+        # Coefficients divided by the block side, so that the lowest one is the block mean (k = 1: average pooling).
+        self.basis = (dct_basis(self.spatial_factor, self.frequencies) / self.spatial_factor**0.5).float()
 
     def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, T, H, W, 3) uint8 (or float in [-1, 1]) -> (B, 1 + (T-1)/4, C, H/8, W/8)."""
@@ -111,9 +129,11 @@ class PoolLatentMap:
         latent_frames(t, self.temporal_factor)
         groups = [x[:, :1]] + [x[:, s : s + self.temporal_factor] for s in range(1, t, self.temporal_factor)]
         x = torch.stack([g.mean(dim=1) for g in groups], dim=1)  # (B, F, H, W, 3)
-        x = x.permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*F, 3, H, W)
-        x = F.avg_pool2d(x, self.spatial_factor)
-        z = torch.einsum("cd,ndhw->nchw", self.embedding.to(x.device), x) * self.scaling_factor
+        s = self.spatial_factor
+        blocks = x.flatten(0, 1).unflatten(1, (-1, s)).unflatten(3, (-1, s))  # (N, h, s, w, s, 3)
+        basis = self.basis.to(x.device)
+        coef = torch.einsum("ui,nhiwjc,vj->ncuvhw", basis, blocks, basis).flatten(1, 3)  # (N, 3k^2, h, w)
+        z = torch.einsum("cd,ndhw->nchw", self.embedding.to(x.device), coef) * self.scaling_factor
         return z.unflatten(0, (b, -1))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -122,15 +142,18 @@ class PoolLatentMap:
             raise ValueError(f"latents must be (B, F, C={self.latent_channels}, h, w), got {tuple(latents.shape)}")
         b, f = latents.shape[:2]
         z = latents.float().flatten(0, 1) / self.scaling_factor
-        rgb = torch.einsum("cd,nchw->ndhw", self.embedding.to(latents.device), z)
-        rgb = F.interpolate(rgb, scale_factor=self.spatial_factor, mode="nearest")
-        rgb = rgb.unflatten(0, (b, f)).permute(0, 1, 3, 4, 2)  # (B, F, H, W, 3)
+        coef = torch.einsum("cd,nchw->ndhw", self.embedding.to(latents.device), z)
+        coef = coef.unflatten(1, (3, self.frequencies, self.frequencies))  # (N, 3, k, k, h, w)
+        basis = self.basis.to(latents.device) * self.spatial_factor  # inverse of the scaled forward transform
+        blocks = torch.einsum("ui,ncuvhw,vj->nhiwjc", basis, coef, basis)  # (N, h, s, w, s, 3)
+        rgb = blocks.flatten(3, 4).flatten(1, 2).unflatten(0, (b, f))  # (B, F, H, W, 3)
         repeats = torch.tensor([1] + [self.temporal_factor] * (f - 1), device=rgb.device)
         return unit_to_frames(rgb.repeat_interleave(repeats, dim=1))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "pool", "latent_channels": self.latent_channels, "spatial_factor": self.spatial_factor,
-                "temporal_factor": self.temporal_factor, "seed": self.seed, "scaling_factor": self.scaling_factor}
+                "temporal_factor": self.temporal_factor, "seed": self.seed, "scaling_factor": self.scaling_factor,
+                "frequencies": self.frequencies}
 
 
 class VAELatentMap:

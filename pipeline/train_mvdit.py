@@ -112,6 +112,7 @@ class MVDiTTrainConfig:
     layout: str = "paper"  # paper | release (the official checkpoint's layout)
     backbone: str = ""  # local diffusers folder of the stock backbone ("" = random init, e.g. tiny)
     vae: str = ""  # local diffusers VAE folder ("" = the fixed PoolLatentMap, tiny models only)
+    latent_frequencies: int = 1  # PoolLatentMap: DCT frequencies kept per 8x8 block and axis (1 = average pooling)
     lr: float = 2e-5
     warmup_steps: int = 300
     betas: tuple[float, float] = (0.9, 0.99)
@@ -172,6 +173,8 @@ class MVDiTTrainConfig:
                 "MVDiTTrainConfig.motion_drop_prob must be 0 for a Wan model in the release layout "
                 f"(the released MV-DiT-17B has no unconditional motion tokens), got {self.motion_drop_prob}"
             )
+        if not 1 <= self.latent_frequencies <= 8:
+            raise ValueError(f"MVDiTTrainConfig.latent_frequencies must be in 1..8, got {self.latent_frequencies}")
         if self.flow_shift <= 0:
             raise ValueError(f"MVDiTTrainConfig.flow_shift must be > 0, got {self.flow_shift}")
 
@@ -638,7 +641,8 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
             raise ValueError(f"MVDiTTrainConfig.vae = {config.vae!r} holds {latent_spec['class']}; "
                              f"model {config.model!r} needs Wan2.1's AutoencoderKLWan")
     elif config.model in ("tiny", "wan_tiny"):
-        latent_spec = PoolLatentMap().spec()
+        k = config.latent_frequencies
+        latent_spec = PoolLatentMap(latent_channels=max(4, 3 * k * k), frequencies=k).spec()
     else:
         raise ValueError(f"MVDiTTrainConfig.vae must name the backbone's VAE folder for model {config.model!r}")
     latent_channels = latent_map_from_spec(latent_spec).latent_channels

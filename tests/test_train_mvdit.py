@@ -87,6 +87,39 @@ def test_pool_latent_map_scaling_and_legacy_spec():
     assert latent_map_from_spec(scaled.spec()).scaling_factor == 3.0
 
 
+def test_block_dct_latent_map_matches_pooling_scipy_dct_and_keeps_more_detail():
+    import torch.nn.functional as F
+    from scipy.fft import dctn
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (1, 5, 16, 24, 3), dtype=np.uint8)
+    unit = torch.from_numpy(frames).float() / 127.5 - 1.0
+    # k = 1 is average pooling (the legacy map), checked against torch's avg_pool2d.
+    pool = PoolLatentMap(latent_channels=4)
+    mean0 = F.avg_pool2d(unit[0, :1].permute(0, 3, 1, 2), 8)  # first latent frame: frame 0 alone
+    coef = torch.einsum("cd,nchw->ndhw", pool.embedding, pool.encode(frames)[0, :1]) / pool.scaling_factor
+    assert torch.allclose(coef, mean0, atol=1e-5)
+    # k = 2: the 12 values of a block are scipy's orthonormal DCT-II coefficients (u, v < 2) over the block side.
+    dct2 = PoolLatentMap(latent_channels=12, frequencies=2, scaling_factor=1.0)
+    z = torch.einsum("cd,nchw->ndhw", dct2.embedding, dct2.encode(frames)[0, :1])[0]  # (12, h, w)
+    block = unit[0, 0, 8:16, 0:8].numpy().astype(np.float64)  # block (1, 0), (8, 8, 3)
+    expected = np.stack([dctn(block[..., c], norm="ortho")[:2, :2] for c in range(3)]) / 8
+    np.testing.assert_allclose(z[:, 1, 0].reshape(3, 2, 2).numpy(), expected, atol=1e-5)
+    # k = 8 keeps every coefficient: a lossless round trip of one frame; more frequencies, less error.
+    full = PoolLatentMap(latent_channels=192, frequencies=8)
+    one = frames[:, :1]
+    assert torch.equal(full.decode(full.encode(one)), torch.from_numpy(one))
+    smooth = np.repeat(np.repeat(rng.integers(0, 256, (1, 1, 4, 6, 3)), 4, 2), 4, 3).astype(np.uint8)
+    errors = [float((PoolLatentMap(latent_channels=max(4, 3 * k * k), frequencies=k).decode(
+        PoolLatentMap(latent_channels=max(4, 3 * k * k), frequencies=k).encode(smooth)).float()
+        - torch.from_numpy(smooth).float()).abs().mean()) for k in (1, 2, 4)]
+    assert errors[0] > errors[1] > errors[2]
+    assert latent_map_from_spec(dct2.spec()).frequencies == 2
+    assert latent_map_from_spec({k: v for k, v in pool.spec().items() if k != "frequencies"}).frequencies == 1
+    with pytest.raises(ValueError, match="latent_channels >= 12"):
+        PoolLatentMap(latent_channels=4, frequencies=2)
+
+
 def test_colour_jitter_is_one_affine_change_per_window():
     rng = np.random.default_rng(0)
     window = rng.integers(60, 140, (5, 8, 8, 3), dtype=np.uint8)
