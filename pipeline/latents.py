@@ -38,7 +38,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @runtime_checkable

@@ -71,7 +71,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, get_args
 
@@ -81,7 +81,7 @@ import torch
 
 from models.mvdit.cfg import CFGConfig, sample_keep_masks
 from pipeline.checkpoints import latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
-from pipeline.latents import LatentMap, PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
+from pipeline.latents import PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
 
 Log = Callable[[str], None]

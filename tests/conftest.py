@@ -143,6 +143,17 @@ def child_env(**extra: str) -> dict:
 
 # ---------------------------------------------------------------------------- shared data
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module of small models: faster than two threads on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory):
     """The ``tiny`` generated sample (2 short videos with sidecars): the operations tests' input."""

@@ -7,30 +7,20 @@ import pytest
 import torch
 
 from media import write_video
-from models.tokenizer import VQVAE, TokenizerConfig
+from tiny_models import tiny_tokenizer
 from pipeline.animate import MTVCraftPipeline, main
-from pipeline.checkpoints import load_tokenizer, save_checkpoint
+from pipeline.checkpoints import load_tokenizer
 from pipeline.latents import PoolLatentMap
 from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
 from pipeline.video_io import probe_video
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 
 @pytest.fixture(scope="module")
 def tokenizer_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = VQVAE(TokenizerConfig.tiny())
-    model.vq.codebook.copy_(torch.randn_like(model.vq.codebook))
-    return str(save_checkpoint(tmp_path_factory.mktemp("tok"), 1, model, None, stats_mean=torch.zeros(3),
-                               stats_std=torch.full((3,), 0.3), sampler={"seed": 0}, train_config={},
-                               tokenizer_config=model.config.to_dict()))
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 def joints(frames: int = 33, seed: int = 0) -> np.ndarray:

@@ -42,12 +42,7 @@ from pipeline.subclips import neutral_joints
 PAPER = Path("/work/shared/paper/mtvcraft-paper.txt")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 
 def numbered_frames(count: int, h: int = 48, w: int = 64) -> np.ndarray:

@@ -19,12 +19,7 @@ from models.mvdit.cfg import (
 from models.mvdit.cogvideox import MVDiTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 
 def test_drop_rates_are_the_papers_and_independent():

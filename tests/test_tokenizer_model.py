@@ -30,13 +30,7 @@ REAL = SHARED / "real" / "mtvcrafter-samples"
 BUCKETS = (33, 49, 81, 97, 129)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These small models run faster on one thread, above all on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 
 def _tiny(**changes) -> VQVAE:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_tokenizer
 
-from models.tokenizer import VQVAE, TokenizerConfig
-from pipeline.checkpoints import load_checkpoint, save_checkpoint
+from pipeline.checkpoints import load_checkpoint
 from pipeline.latents import PoolLatentMap, latent_map_from_spec
 from pipeline.train_mvdit import (
     MVDiTTrainConfig,
@@ -21,21 +21,8 @@ from pipeline.train_mvdit import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
-
-def tiny_tokenizer(path) -> str:
-    """A tiny 4DMoT checkpoint with a random codebook (the EMA codebook starts at zero)."""
-    torch.manual_seed(0)
-    model = VQVAE(TokenizerConfig.tiny())
-    model.vq.codebook.copy_(torch.randn_like(model.vq.codebook))
-    return str(save_checkpoint(path, 1, model, None, stats_mean=torch.zeros(3), stats_std=torch.full((3,), 0.3),
-                               sampler={"seed": 0}, train_config={}, tokenizer_config=model.config.to_dict()))
 
 
 def synthetic_samples(n: int = 2, frames: int = 33, size: int = 32, seed: int = 0):

@@ -36,13 +36,7 @@ from pipeline.train_tokenizer import TokenizerTrainConfig, learning_rate, train_
 TINY = TokenizerConfig.tiny()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CPU is shared: two torch threads on two busy cores run ~10x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 
 def motions(kinds: tuple[str, ...], frames: int, seed: int = 0) -> list[np.ndarray]:

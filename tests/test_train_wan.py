@@ -7,21 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_tokenizer
 
 from conftest import require_module
-from models.tokenizer import VQVAE, TokenizerConfig
-from pipeline.checkpoints import load_checkpoint, save_checkpoint
+from pipeline.checkpoints import load_checkpoint
 from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, shift_sigmas, train_mvdit
 
 WORDS = ["a", "person", "is", "dancing", "the", "man", "woman", "walks", "in", "park"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +119,6 @@ def test_wan_model_kwargs_and_config_checks(wan_folder):
     u = torch.linspace(1, 1000, 1000).flip(0) / 1000
     torch.testing.assert_close(shift_sigmas(u, 5.0), sched.sigmas.float())
 
-
-def tiny_tokenizer(path) -> str:
-    torch.manual_seed(0)
-    model = VQVAE(TokenizerConfig.tiny())
-    model.vq.codebook.copy_(torch.randn_like(model.vq.codebook))
-    return str(save_checkpoint(path, 1, model, None, stats_mean=torch.zeros(3), stats_std=torch.full((3,), 0.3),
-                               sampler={"seed": 0}, train_config={}, tokenizer_config=model.config.to_dict()))
 
 
 def test_tiny_wan_trains_only_motion_modules(wan_folder, tmp_path, monkeypatch):
