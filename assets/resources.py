@@ -29,6 +29,9 @@ class MTVCraftSettings(ConfigurableResource):
     ray_address: str = ""
     shot_detector: str = "scenedetect"
     pose_backend: str = "auto"
+    pose_frame_step: int = 1
+    sample_seed: int = 0
+    sample_preset: str = "demo"
     min_clip_frames: int = 33
     blur_backend: str = "opencv-laplacian"
     flow_backend: str = "dis"
@@ -49,7 +52,12 @@ class MTVCraftSettings(ConfigurableResource):
     tokenizer_batch_size: int = 8
     train_workers: int = 1
     train_backend: str = "ray"
+    mvdit_model: str = "tiny"
     mvdit_steps: int = 400
+    mvdit_backbone: str = ""
+    mvdit_vae: str = ""
+    mvdit_encoders: str = ""
+    mvdit_strategy: str = "ddp"
     tiktok_root: str = ""
     ubc_fashion_root: str = ""
 

@@ -16,6 +16,8 @@ from pathlib import Path
 SHOT_DETECTORS = ("scenedetect", "transnetv2")
 POSE_BACKENDS = ("auto", "annotations", "nlf", "mediapipe")
 TOKENIZER_MODELS = ("tiny", "full", "release")
+MVDIT_MODELS = ("tiny", "cogvideox_5b", "wan_i2v_14b")
+MVDIT_STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2")
 
 ENV_DATA_ROOT = "MTVCRAFT_DATA_ROOT"
 ENV_RAW_VIDEOS = "MTVCRAFT_RAW_VIDEOS"
@@ -57,6 +59,10 @@ class PipelineSettings:
     ray_address: str = ""
     shot_detector: str = "scenedetect"
     pose_backend: str = "auto"
+    # Embedded MediaPipe backend: run MediaPipe on every k-th frame only, landmarks interpolated in between
+    # (1 = every frame; 2 halves MediaPipe's time at +1.1 mm PA-MPJPE on the real videos, BENCHMARKS.md).
+    # Part of the stored pose backend's name, so changing it recomputes MediaPipe poses.
+    pose_frame_step: int = 1
     min_clip_frames: int = 33
     sample_seed: int = 0
     sample_preset: str = "demo"
@@ -85,8 +91,15 @@ class PipelineSettings:
     tokenizer_batch_size: int = 8
     train_workers: int = 1
     train_backend: str = "ray"
-    # MV-DiT training (App. A.2). Laptop default: the tiny config, 400 steps (see pipeline/mvdit_stage.py).
+    # MV-DiT training (App. A.2). Laptop default: the tiny config, 400 steps (see pipeline/mvdit_stage.py). A
+    # cluster run: mvdit_model "cogvideox_5b" (6B) or "wan_i2v_14b" (18B) fine-tuned from the stock backbone and
+    # its VAE (local diffusers folders; Wan's text/image encoders from mvdit_encoders, "" = the backbone folder).
+    mvdit_model: str = "tiny"
     mvdit_steps: int = 400
+    mvdit_backbone: str = ""
+    mvdit_vae: str = ""
+    mvdit_encoders: str = ""
+    mvdit_strategy: str = "ddp"  # ddp | fsdp | deepspeed_zero2 (the paper's)
     # Local copies of the evaluation benchmarks (pipeline/benchmarks; "" = <data_root>/benchmarks/<name>).
     tiktok_root: str = ""
     ubc_fashion_root: str = ""
@@ -121,6 +134,8 @@ class PipelineSettings:
             raise ConfigError(f"shot_detector = {self.shot_detector!r}; choose one of {SHOT_DETECTORS}")
         if self.pose_backend not in POSE_BACKENDS:
             raise ConfigError(f"pose_backend = {self.pose_backend!r}; choose one of {POSE_BACKENDS}")
+        if not isinstance(self.pose_frame_step, int) or isinstance(self.pose_frame_step, bool) or self.pose_frame_step < 1:
+            raise ConfigError(f"pose_frame_step = {self.pose_frame_step!r}; must be an integer >= 1 (1 = MediaPipe on every frame)")
         for name in ("min_aesthetic", "min_flow", "min_blur", "max_text_ratio"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -139,6 +154,10 @@ class PipelineSettings:
             raise ConfigError("tokenizer_steps, tokenizer_batch_size and train_workers must be >= 1")
         if self.mvdit_steps < 1:
             raise ConfigError(f"mvdit_steps = {self.mvdit_steps}; must be >= 1")
+        if self.mvdit_model not in MVDIT_MODELS:
+            raise ConfigError(f"mvdit_model = {self.mvdit_model!r}; choose one of {MVDIT_MODELS}")
+        if self.mvdit_strategy not in MVDIT_STRATEGIES:
+            raise ConfigError(f"mvdit_strategy = {self.mvdit_strategy!r}; choose one of {MVDIT_STRATEGIES}")
         if self.train_backend not in ("ray", "local"):
             raise ConfigError(f"train_backend = {self.train_backend!r}; choose 'ray' or 'local'")
         if self.min_clip_frames < 2:

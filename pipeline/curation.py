@@ -1,7 +1,8 @@
 """The first curation stages over Lance tables: raw videos -> shots -> poses -> sub-clips (paper App. B).
 
 Each stage is a plain function of ``PipelineSettings`` that reads the upstream
-table(s), does its per-video work on Ray (``ray_runtime.map_items``), upserts its
+table(s), does its per-video work on Ray (``ray_runtime.map_items``; the tasks are in
+``curation_tasks``, a light module for the actors to import), upserts its
 own table and its rejections, and returns a ``StageResult`` (counts, Lance
 version, a preview). The Dagster assets in ``assets/`` only wrap these.
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from pipeline import previews, rejects, tables
 from pipeline.config import NLF_WEIGHTS_FILE, ConfigError, PipelineSettings
+from pipeline.curation_tasks import PoseBackendUnavailable, PoseTask, ProbeTask, ShotTask  # noqa: F401 (re-exported)
 from pipeline.progress import Log, default_log, track
 from pipeline.ray_runtime import map_items
 from pipeline.rejects import Reject
@@ -82,29 +84,6 @@ def list_raw_videos(source: Path) -> list[Path]:
     return paths
 
 
-class ProbeTask:
-    """Content id and PyAV probe of one file."""
-
-    def setup(self) -> None:
-        pass
-
-    def __call__(self, item: dict) -> dict:
-        from pipeline.video_io import VideoRejected, content_id, probe_video
-
-        path = Path(item["uri"])
-        if not path.is_file():
-            return {"rejected": "missing", "detail": f"file not found: {path}"}
-        video_id = content_id(path)
-        try:
-            info = probe_video(path)
-        except VideoRejected as err:
-            return {"id": video_id, "rejected": err.reason, "detail": err.detail}
-        return {
-            "id": video_id, "uri": str(path), "size_bytes": path.stat().st_size, "num_frames": info.num_frames,
-            "fps": info.fps, "width": info.width, "height": info.height, "duration_s": info.duration_s, "codec": info.codec,
-        }
-
-
 def ingest_raw_videos(settings: PipelineSettings, log: Log = default_log) -> StageResult:
     """Probe every input video; good ones become ``raw_videos`` rows keyed by content hash, bad ones rejects."""
     source = raw_video_source(settings, log)
@@ -152,6 +131,11 @@ def _videos(settings: PipelineSettings) -> pa.Table:
     return tables.read(uri)
 
 
+def longest_first(items: list[dict]) -> list[dict]:
+    """Items by ``num_frames``, longest first: the actor pool then ends its stage evenly (``map_items``)."""
+    return sorted(items, key=lambda item: -item["num_frames"])
+
+
 def _done_video_ids(table_uri: str, backend: str | None = None) -> set[str]:
     if not tables.exists(table_uri):
         return set()
@@ -161,24 +145,20 @@ def _done_video_ids(table_uri: str, backend: str | None = None) -> set[str]:
     return set(done["video_id"].to_pylist())
 
 
+def _done_pose_video_ids(table_uri: str, frame_step: int) -> set[str]:
+    """Videos with poses, less those whose MediaPipe poses ran with another ``pose_frame_step``
+    (the step is part of the stored backend name), so that changing the setting recomputes them."""
+    from pipeline.pose.mediapipe_pose import backend_frame_step
+
+    if not tables.exists(table_uri):
+        return set()
+    pairs = tables.read(table_uri, columns=["video_id", "backend"]).group_by(["video_id", "backend"]).aggregate([])
+    stale = {v for v, b in zip(pairs["video_id"].to_pylist(), pairs["backend"].to_pylist())
+             if backend_frame_step(b) not in (None, frame_step)}
+    return set(pairs["video_id"].to_pylist()) - stale
+
+
 # --------------------------------------------------------------------------- shots
-
-class ShotTask:
-    """Shot boundaries of one video with the configured detector (loaded once per actor)."""
-
-    def __init__(self, detector: str):
-        self.detector_name = detector
-
-    def setup(self) -> None:
-        from pipeline.shots import make_shot_detector
-
-        self.detector = make_shot_detector(self.detector_name)
-
-    def __call__(self, item: dict) -> dict:
-        shots = self.detector.detect(item["uri"])
-        return {"backend": f"{self.detector.name}:{self.detector.version}",
-                "shots": [(s.start_frame, s.end_frame) for s in shots]}
-
 
 def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute: bool = False) -> StageResult:
     """Split every raw video into shots (App. B: shot segmentation; PySceneDetect by default)."""
@@ -189,7 +169,8 @@ def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute:
     detector = make_shot_detector(settings.shot_detector)
     backend = f"{detector.name}:{detector.version}"
     done = set() if recompute else _done_video_ids(uri, backend)
-    todo = [{"video_id": v["id"], "uri": v["uri"], "num_frames": v["num_frames"]} for v in videos if v["id"] not in done]
+    todo = longest_first([{"video_id": v["id"], "uri": v["uri"], "num_frames": v["num_frames"]}
+                          for v in videos if v["id"] not in done])
     log(f"shots: {len(todo)} videos to segment ({len(done)} already done with {backend})")
     rows, bad = [], []
     for res in map_items(todo, ShotTask(settings.shot_detector), "detect shots", log, settings.ray_address):
@@ -227,47 +208,6 @@ def _shot_sheet(shots: list[dict], limit: int = 16) -> bytes:
 
 # --------------------------------------------------------------------------- poses
 
-class PoseBackendUnavailable(RuntimeError):
-    """No configured pose backend can handle this video."""
-
-
-class PoseTask:
-    """Per-frame SMPL of one whole video (App. B: pose estimation), with the backend the settings pick.
-
-    ``auto`` picks per video: the sidecar annotations when present, else NLF when its weights are
-    configured (the paper's estimator), else the embedded MediaPipe + SMPL IK fit (CPU)."""
-
-    def __init__(self, backend: str, weights: str):
-        self.backend = backend
-        self.weights = weights
-
-    def setup(self) -> None:
-        self._estimators: dict = {}
-
-    def _estimator(self, name: str):
-        from pipeline.pose import estimator_options, make_pose_estimator
-
-        if name not in self._estimators:
-            self._estimators[name] = make_pose_estimator(name, **estimator_options(name, self.weights))
-        return self._estimators[name]
-
-    def backend_for(self, video_uri: str) -> str:
-        from pipeline.pose import choose_backend
-        from pipeline.pose.annotations import sidecar_path
-
-        backend = choose_backend(self.backend, self.weights, sidecar_path(video_uri).is_file())
-        if backend:
-            return backend
-        raise PoseBackendUnavailable(
-            f"no sidecar {sidecar_path(video_uri).name}, no NLF weights "
-            f"({NLF_WEIGHTS_FILE} in MTVCRAFT_WEIGHTS={self.weights or '<unset>'}) and mediapipe is not installed"
-        )
-
-    def __call__(self, item: dict):
-        estimator = self._estimator(self.backend_for(item["uri"]))
-        return estimator.estimate(item["uri"], 0, item["num_frames"])
-
-
 def _check_pose_backend(settings: PipelineSettings) -> None:
     if settings.pose_backend == "nlf":
         settings.weight_file(NLF_WEIGHTS_FILE, "pose_backend=nlf")
@@ -294,8 +234,9 @@ def estimate_poses(settings: PipelineSettings, log: Log = default_log, recompute
     uri = settings.table_uri(POSES)
     shot_videos = set(tables.read(settings.table_uri(SHOTS), columns=["video_id"])["video_id"].to_pylist())
     videos = [v for v in _videos(settings).to_pylist() if v["id"] in shot_videos]
-    done = set() if recompute else _done_video_ids(uri)
-    todo = [{"video_id": v["id"], "uri": v["uri"], "num_frames": v["num_frames"]} for v in videos if v["id"] not in done]
+    done = set() if recompute else _done_pose_video_ids(uri, settings.pose_frame_step)
+    todo = longest_first([{"video_id": v["id"], "uri": v["uri"], "num_frames": v["num_frames"]}
+                          for v in videos if v["id"] not in done])
     log(f"poses: {len(todo)} videos to process ({len(done)} already done)")
     bad, pending, pending_ids = [], [], []
     rejects_uri = settings.table_uri(REJECTS)
@@ -306,7 +247,8 @@ def estimate_poses(settings: PipelineSettings, log: Log = default_log, recompute
             pending.clear()
             pending_ids.clear()
 
-    for res in map_items(todo, PoseTask(settings.pose_backend, settings.weights), "estimate poses", log, settings.ray_address):
+    task = PoseTask(settings.pose_backend, settings.weights, frame_step=settings.pose_frame_step)
+    for res in map_items(todo, task, "estimate poses", log, settings.ray_address):
         video_id = res.item["video_id"]
         if res.error:
             reason = "no_pose_backend" if res.error.startswith("PoseBackendUnavailable") else "pose_failed"

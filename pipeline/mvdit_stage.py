@@ -1,9 +1,12 @@
 """The ``mv_dit`` and ``animations`` stages: train MV-DiT on the curated clips (Sec. 3.2, App. A.2) and
 animate a held-out clip's first frame with its own motion, next to the ground truth (App. A.3 protocol).
 
-The laptop defaults train the tiny config on the embedded fixed latent map (``pipeline.latents``) for a
-400 steps: a small, blurry but real animation. The paper's run is ``mvdit_model="cogvideox_5b"``
-with the backbone's VAE, 30K steps on 8 GPUs.
+The laptop defaults train the tiny config on the embedded fixed latent map (``pipeline.latents``) for
+400 steps: a small, blurry but real animation. A cluster run is configuration: ``mvdit_model``
+"cogvideox_5b" (MV-DiT-6B) or "wan_i2v_14b" (MV-DiT-18B) fine-tuned from the stock backbone in
+``mvdit_backbone`` with its VAE in ``mvdit_vae`` (local diffusers folders), the App. A.2 hyper-parameters
+of `MVDiTTrainConfig` (paper: 30K steps, batch 4 per GPU on 8 GPUs: ``mvdit_steps=30000``,
+``train_workers=8``), ``mvdit_strategy`` "fsdp" or "deepspeed_zero2" at full size.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import previews, tables
-from pipeline.config import PipelineSettings
+from pipeline.config import ConfigError, PipelineSettings
 from pipeline.curation import StageResult
 from pipeline.motion_video import MotionStats, stats_path
 from pipeline.progress import Log, default_log
@@ -28,12 +31,32 @@ DEMO_FRAMES = 33
 
 
 def mvdit_config(settings: PipelineSettings):
-    """The laptop training config of the ``mv_dit`` stage (tiny model, ``mvdit_steps`` steps)."""
+    """The ``mv_dit`` stage's training config: the tiny laptop model, or a full model fine-tuned from local
+    backbone and VAE folders (a clear error naming the missing setting)."""
     from pipeline.train_mvdit import MVDiTTrainConfig
 
-    return MVDiTTrainConfig.tiny(steps=settings.mvdit_steps, buckets=(BUCKET,), backend=settings.train_backend,
-                                 num_workers=settings.train_workers, checkpoint_every=max(1, settings.mvdit_steps),
-                                 log_every=max(1, settings.mvdit_steps // 20))
+    run = dict(steps=settings.mvdit_steps, backend=settings.train_backend, num_workers=settings.train_workers,
+               ray_address=settings.ray_address, log_every=max(1, settings.mvdit_steps // 20))
+    if settings.mvdit_model == "tiny":
+        return MVDiTTrainConfig.tiny(buckets=(BUCKET,), checkpoint_every=max(1, settings.mvdit_steps), **run)
+    for name in ("mvdit_backbone", "mvdit_vae"):
+        folder = getattr(settings, name)
+        if not folder:
+            raise ConfigError(f"mvdit_model = {settings.mvdit_model!r} needs {name}: a local diffusers folder of the "
+                              f"stock {'transformer' if name == 'mvdit_backbone' else 'VAE'} (nothing is downloaded)")
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{name} = {folder!r} is not a folder")
+    return MVDiTTrainConfig(model=settings.mvdit_model, backbone=settings.mvdit_backbone, vae=settings.mvdit_vae,
+                            wan_encoders=settings.mvdit_encoders, strategy=settings.mvdit_strategy,
+                            checkpoint_every=max(1, min(1000, settings.mvdit_steps)), **run)
+
+
+def animation_size(settings: PipelineSettings) -> tuple[int, int, int]:
+    """(frames, height, width) of the ``animations`` stage: the laptop bucket, or the full model's first bucket
+    at 49 frames (App. A.3)."""
+    if settings.mvdit_model == "tiny":
+        return (DEMO_FRAMES, *BUCKET)
+    return (49, *mvdit_config(settings).buckets[0])
 
 
 def mvdit_dir(settings: PipelineSettings) -> Path:
@@ -112,12 +135,15 @@ def animate_held_out(settings: PipelineSettings, log: Log = default_log) -> Stag
     from pipeline.metrics import psnr
     from pipeline.video_io import read_frames
 
+    if settings.mvdit_model.startswith("wan"):
+        raise NotImplementedError(f"mvdit_model = {settings.mvdit_model!r}: the animate pipeline samples the "
+                                  "CogVideoX-based models only; sampling MV-DiT-18B is not wired yet")
     checkpoint = current_mvdit_checkpoint(settings)
     if checkpoint is None:
         raise FileNotFoundError(f"no MV-DiT checkpoint under {mvdit_dir(settings)}: materialize mv_dit first")
     _, (clip_id, uri, start, end, joints) = _clips(settings)
-    frames = min(DEMO_FRAMES, end - start)
-    height, width = BUCKET
+    max_frames, height, width = animation_size(settings)
+    frames = 1 + 4 * ((min(max_frames, end - start) - 1) // 4)  # the video VAE's 1 + 4k frames
     truth = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in read_frames(uri, start, start + frames)])
     pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
     generated = pipe(truth[0], joints[:frames], num_frames=frames, height=height, width=width,

@@ -92,7 +92,13 @@ class _TaskActor:
 
 def map_items(items: list[dict], task: ItemTask, desc: str, log: Log | None = None,
               ray_address: str = "", num_actors: int = 0) -> Iterator[ItemResult]:
-    """Run ``task`` on every item on Ray; yield results as they finish (any order)."""
+    """Run ``task`` on every item on Ray; yield results as they finish (any order).
+
+    Items go out one at a time to whichever actor is free (no queue of items per actor: an item is
+    a whole video or clip, seconds to minutes of work), in the given order, so a caller that puts
+    the longest items first gets a balanced pool. Measured with 2 actors on the five real videos'
+    lengths: Ray Data's default (up to 4 items queued per actor), file order, gave one actor 1364
+    frames of pose work and the other 478; one at a time and longest first gives 959 and 883."""
     if not items:
         return
     import ray.data
@@ -105,7 +111,7 @@ def map_items(items: list[dict], task: ItemTask, desc: str, log: Log | None = No
     mapped = dataset.map_batches(
         _TaskActor,
         fn_constructor_kwargs={"task": task},
-        compute=ActorPoolStrategy(size=size),
+        compute=ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
         batch_size=1,
         num_cpus=shape["num_cpus"],
         num_gpus=shape["num_gpus"],

@@ -1,6 +1,6 @@
 """The ``clip_scores`` stage (paper App. B): quality scores per sub-clip, then the keep/reject verdicts.
 
-Scores run on Ray actors, each building its scorers (and loading their weights) once. A clip's scores
+Scores run on Ray actors (``scores.task.ScoreTask``), each building its scorers (and loading their weights) once. A clip's scores
 are cached by clip id and ``scoring_key`` (backends, their versions and the frame sampling): changing a
 threshold re-decides every clip without scoring again; changing a backend re-scores.
 """
@@ -16,18 +16,14 @@ import pyarrow as pa
 from pipeline import previews, rejects, tables
 from pipeline.clip_filters import REASONS, Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
 from pipeline.config import PipelineSettings
-from pipeline.curation import REJECTS, SUBCLIPS, StageResult, _result
+from pipeline.curation import REJECTS, SUBCLIPS, StageResult, _result, longest_first
 from pipeline.progress import Log, default_log
 from pipeline.ray_runtime import map_items
 from pipeline.rejects import Reject
+from pipeline.scores.task import ScoreTask, scorer_backends
 
 CLIP_SCORES = "clip_scores"
 METRICS = ("aesthetic", "flow", "blur", "ocr")
-
-
-def scorer_backends(settings: PipelineSettings) -> dict[str, str]:
-    return {"aesthetic": settings.aesthetic_backend, "flow": settings.flow_backend,
-            "blur": settings.blur_backend, "ocr": settings.ocr_backend}
 
 
 def thresholds_for(settings: PipelineSettings) -> Thresholds:
@@ -46,39 +42,6 @@ def thresholds_for(settings: PipelineSettings) -> Thresholds:
         min_blur=pick(settings.min_blur, "blur"),
         max_text_ratio=pick(settings.max_text_ratio, "ocr"),
     ).validated()
-
-
-class ScoreTask:
-    """All four quality scores of one sub-clip, decoding its frames once."""
-
-    def __init__(self, settings: PipelineSettings):
-        self.backends = scorer_backends(settings)
-        self.weights = settings.weights or None
-        self.every_k, self.max_frames = settings.score_every_k, settings.score_max_frames
-        self.flow_long_side = settings.flow_long_side
-
-    def setup(self) -> None:
-        from pipeline.scores.base import FrameSampling, make_scorer
-
-        self.scorers = [make_scorer(m, b, weights_dir=self.weights) for m, b in self.backends.items()]
-        self.sampling = FrameSampling(every_k=self.every_k, max_frames=self.max_frames)
-        for scorer in self.scorers:
-            scorer.setup()
-
-    def key(self) -> str:
-        """What the cached scores depend on."""
-        from pipeline.scores.base import make_scorer
-
-        parts = {m: f"{b}:{make_scorer(m, b, weights_dir=self.weights).version}" for m, b in self.backends.items()}
-        parts["sampling"] = f"every{self.every_k}max{self.max_frames}long{self.flow_long_side}"
-        return json.dumps(parts, sort_keys=True)
-
-    def __call__(self, item: dict) -> dict:
-        from pipeline.scores.base import sample_indices, score_clip
-
-        scores = score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling, self.flow_long_side)
-        scores["frames_scored"] = len(sample_indices(item["end_frame"] - item["start_frame"], self.sampling))
-        return scores
 
 
 def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str = "") -> StageResult:
@@ -106,7 +69,7 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
             todo.append(base)
     log(f"clip_scores: {len(todo)} clips to score, {len(rows)} cached (key {key})")
     failed = []
-    for res in map_items(todo, task, "score clips", log, settings.ray_address):
+    for res in map_items(longest_first(todo), task, "score clips", log, settings.ray_address):
         if res.error:
             failed.append(Reject(CLIP_SCORES, res.item["id"], "scoring_failed", res.error, video_id=res.item["video_id"],
                                  uri=res.item["uri"], start_frame=res.item["start_frame"], end_frame=res.item["end_frame"]))

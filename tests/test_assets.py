@@ -27,6 +27,18 @@ def test_definitions_hold_the_curation_graph():
     assert AssetKey("shots") in graph.get(AssetKey("poses")).parent_keys
 
 
+def test_every_pipeline_setting_is_a_resource_field_with_the_same_default():
+    """The Dagster resource is how UI users set things: a setting missing there cannot be set from the UI."""
+    from dataclasses import fields
+
+    from pipeline.config import PipelineSettings
+
+    resource_fields = MTVCraftSettings.model_fields
+    for setting in fields(PipelineSettings):
+        assert setting.name in resource_fields, setting.name
+        assert resource_fields[setting.name].default == setting.default, setting.name
+
+
 @pytest.fixture(scope="module")
 def tiny_videos(tmp_path_factory):
     sample = make_sample(tmp_path_factory.mktemp("tiny"), seed=3, preset="tiny")

@@ -22,6 +22,10 @@ def test_defaults_from_environment(monkeypatch, tmp_path):
     ({"shot_detector": "autoshot"}, "shot_detector"),
     ({"pose_backend": "openpose"}, "pose_backend"),
     ({"min_clip_frames": 0}, "min_clip_frames"),
+    ({"pose_frame_step": 0}, "pose_frame_step"),
+    ({"pose_frame_step": -2}, "pose_frame_step"),
+    ({"pose_frame_step": 1.5}, "pose_frame_step"),
+    ({"pose_frame_step": "2"}, "pose_frame_step"),
 ])
 def test_bad_values_name_the_setting(change, setting):
     with pytest.raises(ConfigError, match=setting):
@@ -34,3 +38,36 @@ def test_missing_weight_file_names_setting_and_file(tmp_path):
         s.weight_file("nlf_l_multi.torchscript", "pose_backend=nlf")
     with pytest.raises(ConfigError, match="MTVCRAFT_WEIGHTS"):
         PipelineSettings().weight_file("nlf_l_multi.torchscript", "pose_backend=nlf")
+
+
+def test_pose_frame_step_defaults_to_every_frame_and_accepts_larger_steps():
+    assert PipelineSettings().validated().pose_frame_step == 1
+    assert PipelineSettings().with_overrides(pose_frame_step=3).pose_frame_step == 3
+
+
+def test_mvdit_model_settings_choose_a_full_model_by_configuration(tmp_path):
+    from pipeline import mvdit_stage
+
+    tiny = PipelineSettings(data_root=str(tmp_path)).validated()
+    assert mvdit_stage.mvdit_config(tiny).model == "tiny"
+    assert mvdit_stage.animation_size(tiny) == (33, 48, 64)
+    with pytest.raises(ConfigError, match="mvdit_model"):
+        tiny.with_overrides(mvdit_model="cogvideox_2b")
+    with pytest.raises(ConfigError, match="mvdit_strategy"):
+        tiny.with_overrides(mvdit_strategy="zero3")
+    full = tiny.with_overrides(mvdit_model="cogvideox_5b", mvdit_steps=30000, train_workers=8,
+                               mvdit_strategy="deepspeed_zero2")
+    with pytest.raises(ConfigError, match="needs mvdit_backbone"):
+        mvdit_stage.mvdit_config(full)
+    (tmp_path / "transformer").mkdir()
+    with pytest.raises(ConfigError, match="needs mvdit_vae"):
+        mvdit_stage.mvdit_config(full.with_overrides(mvdit_backbone=str(tmp_path / "transformer")))
+    with pytest.raises(FileNotFoundError, match="mvdit_vae"):
+        mvdit_stage.mvdit_config(full.with_overrides(mvdit_backbone=str(tmp_path / "transformer"), mvdit_vae="/nowhere"))
+    (tmp_path / "vae").mkdir()
+    config = mvdit_stage.mvdit_config(full.with_overrides(mvdit_backbone=str(tmp_path / "transformer"),
+                                                           mvdit_vae=str(tmp_path / "vae")))
+    # App. A.2 hyper-parameters from the training config's defaults; the run shape from the settings.
+    assert (config.model, config.steps, config.num_workers, config.strategy) == ("cogvideox_5b", 30000, 8, "deepspeed_zero2")
+    assert (config.lr, config.warmup_steps, config.batch_size, config.betas) == (2e-5, 300, 4, (0.9, 0.99))
+    assert config.backbone.endswith("transformer") and config.vae.endswith("vae")

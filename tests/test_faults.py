@@ -137,8 +137,8 @@ class ActorKillingPoseTask(curation.PoseTask):
     """The pose task, except that the first actor to reach an item SIGKILLs its own process mid-item
     (once per marker file: the restarted actor's retry goes through)."""
 
-    def __init__(self, backend: str, weights: str):
-        super().__init__(backend, weights)
+    def __init__(self, backend: str, weights: str, **options):
+        super().__init__(backend, weights, **options)
         self.marker = str(Path(tempfile.gettempdir()) / f"{KILLER}_{id(self)}_{np.random.randint(1 << 30)}")
 
     def __call__(self, item: dict):
@@ -160,8 +160,8 @@ def test_ray_actor_killed_mid_item_is_restarted_and_the_stage_completes(segmente
     settings = copy_root(segmented, tmp_path / "actor_killed")
     made = []
 
-    def make(backend, weights):
-        made.append(ActorKillingPoseTask(backend, weights))
+    def make(backend, weights, **options):
+        made.append(ActorKillingPoseTask(backend, weights, **options))
         return made[-1]
 
     monkeypatch.setattr(curation, "PoseTask", make)

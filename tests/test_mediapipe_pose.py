@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, forward_kinematics
-from pipeline.pose import PoseEstimator, camera_intrinsics, make_pose_estimator
+from pipeline.pose import PoseEstimator, camera_intrinsics, estimator_options, make_pose_estimator
 from pipeline.pose.ik_fit import (
     BONE_GROUPS,
     LEAF_JOINTS,
@@ -28,7 +28,7 @@ from pipeline.pose.joint_map import (
     MEDIAPIPE_LANDMARK_NAMES,
     mediapipe_to_smpl,
 )
-from pipeline.pose.mediapipe_pose import run_mediapipe, smooth_runs
+from pipeline.pose.mediapipe_pose import backend_frame_step, run_mediapipe, smooth_runs
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
 REAL_VIDEO = "00017"  # full body in frame; 1024 x 1024
@@ -334,3 +334,22 @@ def test_repeated_frames_copy_landmarks_and_frame_step_interpolates(estimator):
     np.testing.assert_allclose(stepped.image[3], 0.5 * (stepped.image[2] + stepped.image[4]), atol=1e-4)
     with pytest.raises(ValueError, match="frame_step"):
         run_mediapipe(frames, frame_step=0)
+
+
+def test_pose_frame_step_setting_reaches_the_mediapipe_estimator_and_its_backend_name():
+    from pipeline.config import PipelineSettings
+    from pipeline.curation import PoseTask
+
+    settings = PipelineSettings(pose_backend="mediapipe", pose_frame_step=2).validated()
+    task = PoseTask(settings.pose_backend, settings.weights, frame_step=settings.pose_frame_step)
+    task.setup()
+    stepped = task._estimator("mediapipe")
+    assert stepped.frame_step == 2 and backend_frame_step(stepped.backend) == 2
+    every = PoseTask("mediapipe", "")
+    every.setup()
+    assert every._estimator("mediapipe").frame_step == 1 and backend_frame_step(every._estimator("mediapipe").backend) == 1
+    assert backend_frame_step("nlf:nlf_l_multi.torchscript") is None and backend_frame_step("annotations") is None
+    assert estimator_options("mediapipe", "", 3) == {"frame_step": 3}
+    assert "frame_step" not in estimator_options("annotations", "", 3)
+    with pytest.raises(ValueError, match="pose_frame_step"):
+        estimator_options("mediapipe", "", 0)

@@ -281,3 +281,24 @@ def test_nlf_missing_model_names_setting_and_file(tmp_path, monkeypatch, nlf_fil
 def test_unknown_backend_names_the_setting():
     with pytest.raises(ValueError, match=r"pose_backend.*'openpose'.*annotations.*nlf"):
         make_pose_estimator("openpose")
+
+
+def test_pose_stage_recomputes_mediapipe_videos_whose_frame_step_changed(tmp_path):
+    """Stored poses count as done only when MediaPipe ran with the current ``pose_frame_step``
+    (the step is part of the backend name); other backends' rows stay done."""
+    from pipeline import curation, tables
+
+    def rows(video_id: str, backend: str):
+        track = PoseTrack(np.arange(2, dtype=np.int64), np.ones(2, np.int16), np.zeros((2, 24, 3), np.float32),
+                          np.zeros((2, 3), np.float32), np.full((2, 24), 0.05, np.float32), backend)
+        return curation.pose_rows(video_id, track)
+
+    uri = str(tmp_path / "poses.lance")
+    assert curation._done_pose_video_ids(uri, 1) == set()
+    for video_id, backend in [("a", "mediapipe:0.10.21:pose_landmark_full+smpl_ik"),
+                              ("b", "mediapipe:0.10.21:pose_landmark_full+step2+smpl_ik+people:x_every5"),
+                              ("c", "annotations"), ("d", "nlf:nlf_l_multi.torchscript")]:
+        tables.upsert(uri, rows(video_id, backend))
+    assert curation._done_pose_video_ids(uri, 1) == {"a", "c", "d"}
+    assert curation._done_pose_video_ids(uri, 2) == {"b", "c", "d"}
+    assert curation._done_pose_video_ids(uri, 3) == {"c", "d"}

@@ -13,6 +13,7 @@ from pipeline.shots import (
     ShotDetector,
     TransNetV2Shots,
     _transition_cuts,
+    detection_size,
     make_shot_detector,
     shots_from_cuts,
 )
@@ -105,3 +106,13 @@ def test_transnetv2_leaves_global_torch_state_alone():
     TransNetV2Shots()._load()
     assert torch.are_deterministic_algorithms_enabled() == before
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+
+
+def test_scenedetect_scores_frames_at_its_auto_downscale_size_with_either_decode(videos):
+    """PySceneDetect downscales the longer side to 256 px; the exact (bicubic, deblocked) decode finds the same cuts."""
+    assert detection_size(1024, 1024) == (256, 256)
+    assert detection_size(604, 1080) == (143, 256) and detection_size(1920, 1080) == (256, 144)
+    assert detection_size(320, 240) == (256, 192) and detection_size(200, 100) == (200, 100)  # smaller: as they are
+    exact = SceneDetectShots(fast_decode=False)
+    assert exact.version != SceneDetectShots().version  # cached shots say how frames were decoded
+    assert exact.detect(str(videos / "cuts.mp4")) == SceneDetectShots().detect(str(videos / "cuts.mp4"))

@@ -153,6 +153,25 @@ def test_resized_frames_match_a_resize_of_the_full_frames(good):
     assert np.abs(small.astype(np.int16) - reference).mean() < 6.0  # a wrong frame or flip gives > 19
 
 
+def test_bgr_frames_and_fast_decoding_for_analyses(good):
+    """pixel_format "bgr24" is the RGB frame in OpenCV's order; the cheap scaler and the decoder without
+    its deblocking filter (shot detection) stay close to the exact decode, frame for frame."""
+    path, _, decoded = good
+    bgr = np.stack(list(iter_frames(path, 0, 10, pixel_format="bgr24")))
+    np.testing.assert_array_equal(bgr, decoded[:10, ..., ::-1])
+    fast = np.stack(list(iter_frames(path, skip_deblocking=True)))
+    assert fast.shape == decoded.shape
+    assert np.abs(fast.astype(np.int16) - decoded).mean() < 2.0  # a wrong frame gives > 19
+    small = np.stack(list(iter_frames(path, size=(80, 60), interpolation="FAST_BILINEAR", skip_deblocking=True)))
+    reference = np.stack([cv2.resize(f, (80, 60), interpolation=cv2.INTER_AREA) for f in decoded])
+    assert small.shape == (50, 60, 80, 3)
+    assert np.abs(small.astype(np.int16) - reference).mean() < 12.0  # aliasing: ~9; a flipped image ~33
+    with pytest.raises(ValueError, match="pixel_format"):
+        iter_frames(path, pixel_format="yuv420p")
+    with pytest.raises(ValueError, match="interpolation"):
+        iter_frames(path, size=(8, 8), interpolation="LANCZOS9")
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [("a.mp4", True), ("B.MOV", True), ("c.mkv", True), ("d.avi", True), ("e.webm", True), ("f.m4v", True),

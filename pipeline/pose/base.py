@@ -210,13 +210,20 @@ def choose_backend(requested: str, weights: str, has_sidecar: bool = False) -> s
     return "mediapipe" if mediapipe_available() else ""
 
 
-def estimator_options(name: str, weights: str) -> dict:
-    """Constructor options of a backend from the settings: NLF's model path in the weights folder."""
+def estimator_options(name: str, weights: str, frame_step: int = 1) -> dict:
+    """Constructor options of a backend from the settings: NLF's model path in the weights folder
+    (``weights``), MediaPipe's ``frame_step`` (the setting ``pose_frame_step``)."""
     from pathlib import Path
 
     from pipeline.config import NLF_WEIGHTS_FILE
 
-    return {"model_path": str(Path(weights) / NLF_WEIGHTS_FILE)} if name == "nlf" and weights else {}
+    if frame_step < 1:
+        raise ValueError(f"pose_frame_step = {frame_step}; must be >= 1")
+    if name == "nlf" and weights:
+        return {"model_path": str(Path(weights) / NLF_WEIGHTS_FILE)}
+    if name == "mediapipe":
+        return {"frame_step": frame_step}
+    return {}
 
 
 def make_pose_estimator(name: str, **options) -> PoseEstimator:

@@ -63,6 +63,7 @@ Ray's dashboard (their generated code imports ``google.protobuf.runtime_version`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -345,6 +346,15 @@ def track_from_landmarks(
     uncertainty[found] = joint_uncertainty(fit, visibility)
     track = PoseTrack(frame_index, landmarks.num_people(), pose, transl, uncertainty, backend)
     return track.validate(), fit
+
+
+def backend_frame_step(backend: str) -> int | None:
+    """The ``frame_step`` a stored backend name (``MediaPipePoses.backend``) says MediaPipe ran with;
+    None for other backends. Lets the pose stage recompute videos when ``pose_frame_step`` changes."""
+    if not backend.startswith("mediapipe:"):
+        return None
+    match = re.search(r"\+step(\d+)", backend)
+    return int(match.group(1)) if match else 1
 
 
 @dataclass
