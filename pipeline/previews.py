@@ -68,8 +68,12 @@ def contact_sheet(images: list[np.ndarray], columns: int = 4, height: int = 160,
         canvas = np.full((height, width, 3), 24, np.uint8)
         canvas[:, : tile.shape[1]] = tile
         if labels:
-            cv2.putText(canvas, labels[i][:40], (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(canvas, labels[i][:40], (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            # White text on a darkened strip: readable over any picture, unlike an outline at this font size.
+            text = labels[i][:40]
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+            strip = canvas[height - th - base - 6 :, : tw + 8]
+            strip[:] = (strip * 0.35).astype(np.uint8)
+            cv2.putText(canvas, text, (4, height - base - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         padded.append(canvas)
     while len(padded) % columns:
         padded.append(np.full((height, width, 3), 24, np.uint8))
