@@ -2,7 +2,7 @@
 
     python -m pipeline.animate --image ref.png --motion {video.mp4|motion.npz|tokens.npz} --out out.mp4 \
         --weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] [--frames N] [--height H --width W] \
-        [--steps 50] [--motion-cfg 3.0] [--seed 0]
+        [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR] [--seed 0]
 
 The reference image is the first frame: its latent z_ref = E(x_0) is repeated over
 the latent frames and concatenated with the noisy latents (Eq. 3, inside the
@@ -10,7 +10,9 @@ model). Sampling is DDIM with 50 steps (``CogVideoXDDIMScheduler``, v-prediction
 as CogVideoX-5B expects) and motion CFG 3.0 (App. A.3):
 eps = eps(∅) + w_m (eps(m) - eps(∅)) with the learnable c_m∅ as the null
 motion (`models.mvdit.cfg`). The 6B model has no text branch, so
-``text_guidance_scale`` (6.0 for the 18B model) has no effect here.
+``prompt`` and ``text_guidance_scale`` have no effect on it. A Wan (MV-DiT-18B) training
+checkpoint loads as `pipeline.animate_wan.WanMotionPipeline` (Eq. 9-10, rectified flow, motion
+CFG 3.0 and text CFG 6.0 with the prompt), so the CLI and ``from_train_checkpoint`` serve both.
 
 ``MTVCraftPipeline`` follows the diffusers calling style (components as
 attributes, ``__call__`` with ``num_inference_steps``, ``generator``) but is a
@@ -43,8 +45,24 @@ from models.mvdit.cfg import guided_prediction
 from pipeline.latents import LatentMap, PoolLatentMap, latent_frames
 from pipeline.motion_windows import MIN_FRAMES
 
+DEFAULT_PROMPT = "a person is dancing"  # App. A.3's evaluation prompt (18B model)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 NUM_JOINTS = 24
+
+
+@dataclass
+class PreparedCall:
+    """Checked inputs of one sampling call (`MTVCraftPipeline.prepare`)."""
+
+    image: np.ndarray  # reference frame uint8 (height, width, 3)
+    num_frames: int
+    latent_frames: int
+    tokens: torch.Tensor  # 4DMoT codebook vectors (1, latent_frames * 24, D)
+
+
+def is_wan_checkpoint(info: dict[str, Any]) -> bool:
+    """Whether a `train_mvdit` checkpoint's ``tokenizer_config`` is a Wan model's (its kwargs have CLIP's image_dim)."""
+    return "image_dim" in info.get("mvdit", {})
 
 
 def usable_length(frames: int) -> int:
@@ -76,8 +94,13 @@ class MTVCraftPipeline:
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_train_checkpoint(cls, path: str | Path, tokenizer: str | Path | None = None,
-                              device: str | torch.device = "cpu") -> MTVCraftPipeline:
-        """From a `train_mvdit` checkpoint (it records the MV-DiT kwargs, latent map and 4DMoT path)."""
+                              device: str | torch.device = "cpu",
+                              wan_encoders: str | Path | None = None) -> MTVCraftPipeline:
+        """From a `train_mvdit` checkpoint (it records the MV-DiT kwargs, latent map and 4DMoT path).
+
+        A Wan (MV-DiT-18B) checkpoint gives a `pipeline.animate_wan.WanMotionPipeline`, whose text and image
+        encoders load from ``wan_encoders`` (default: the folder the checkpoint was trained with).
+        """
         from pipeline.checkpoints import load_checkpoint, load_tokenizer, restore_model
         from pipeline.latents import latent_map_from_spec
         from pipeline.train_mvdit import build_model
@@ -86,6 +109,10 @@ class MTVCraftPipeline:
         info = ckpt.tokenizer_config
         if "mvdit" not in info:
             raise ValueError(f"{path} is not an MV-DiT training checkpoint (it holds no 'mvdit' config)")
+        if is_wan_checkpoint(info):  # MV-DiT-18B: text + image conditioning, rectified flow
+            from pipeline.animate_wan import WanMotionPipeline
+
+            return WanMotionPipeline.from_checkpoint(ckpt, tokenizer, device, wan_encoders)
         model = build_model(info["mvdit"])
         restore_model(model, ckpt)
         model.set_mean_joints(ckpt.stats_mean.double())  # train_mvdit stores the RoPE's mean joints there
@@ -143,12 +170,15 @@ class MTVCraftPipeline:
                                  device=latents.device)
 
     # -- sampling -------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def __call__(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None = None,
-                 height: int | None = None, width: int | None = None, num_inference_steps: int = 50,
-                 motion_guidance_scale: float = 3.0, text_guidance_scale: float = 6.0,
-                 generator: torch.Generator | None = None, progress: bool = False) -> np.ndarray:
-        """Frames uint8 (num_frames, height, width, 3); the reference image is frame 0's condition (Eq. 3)."""
+    def spatial_factor(self) -> int:
+        """Pixels per transformer token side: the latent map's factor times the spatial patch size."""
+        patch = self.model.config.patch_size
+        return self.latent_map.spatial_factor * (patch if isinstance(patch, int) else patch[-1])
+
+    def prepare(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None,
+                height: int | None, width: int | None) -> PreparedCall:
+        """Check and size the inputs shared by both backbones: the reference image resized to (height, width),
+        the frame count (default: the longest 1 + 8k the joints give) and the motion tokens; sets ``rope_joints``."""
         image = np.asarray(reference_image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"reference_image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
@@ -159,13 +189,12 @@ class MTVCraftPipeline:
                 raise ValueError("num_frames is required when motion tokens are given")
             num_frames = usable_length(num_frames)
         f = latent_frames(num_frames, self.latent_map.temporal_factor)
-        factor = self.latent_map.spatial_factor * self.model.config.patch_size
+        factor = self.spatial_factor()
         height, width = height or image.shape[0] // factor * factor, width or image.shape[1] // factor * factor
         if height % factor or width % factor or height < factor or width < factor:
             raise ValueError(f"height and width must be positive multiples of {factor}, got {height}x{width}")
         if image.shape[:2] != (height, width):
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        device = self.device
         tokens = self.motion_tokens(motion, num_frames)
         # "dynamic" PE (Table 2) places the motion RoPE at this clip's first-frame joints; the others use the
         # dataset-mean joints stored in the model config (None here).
@@ -177,19 +206,39 @@ class MTVCraftPipeline:
         if tokens.shape[1] != f * self.model.config.num_joints:
             raise ValueError(f"motion tokens cover {tokens.shape[1] // self.model.config.num_joints} latent frames; "
                              f"{num_frames} frames need {f}")
-        reference = self.latent_map.encode(torch.from_numpy(image)[None, None].to(device))  # (1, 1, C, h, w)
-        c, h, w = reference.shape[2:]
-        latents = torch.randn((1, f, c, h, w), generator=generator).to(device) * self.scheduler.init_noise_sigma
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        return PreparedCall(image, num_frames, f, tokens)
+
+    def timesteps(self, num_inference_steps: int, progress: bool = False):
+        """The scheduler's timesteps for ``num_inference_steps`` (wrapped in a tqdm bar when ``progress``)."""
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         steps = self.scheduler.timesteps
         if progress:
             from tqdm.auto import tqdm
 
             steps = tqdm(steps, desc="MV-DiT")
-        for t in steps:
-            pred = self.guided_prediction(latents, t, reference, tokens, motion_guidance_scale)
+        return steps
+
+    @torch.no_grad()
+    def __call__(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None = None,
+                 height: int | None = None, width: int | None = None, num_inference_steps: int = 50,
+                 motion_guidance_scale: float = 3.0, text_guidance_scale: float = 6.0,
+                 generator: torch.Generator | None = None, progress: bool = False,
+                 prompt: str | None = None) -> np.ndarray:
+        """Frames uint8 (num_frames, height, width, 3); the reference image is frame 0's condition (Eq. 3).
+
+        ``prompt`` and ``text_guidance_scale`` are accepted so that one call serves both backbones; the 6B model
+        has no text branch and ignores them.
+        """
+        call = self.prepare(reference_image, motion, num_frames, height, width)
+        device = self.device
+        reference = self.latent_map.encode(torch.from_numpy(call.image)[None, None].to(device))  # (1, 1, C, h, w)
+        c, h, w = reference.shape[2:]
+        latents = torch.randn((1, call.latent_frames, c, h, w), generator=generator).to(device)
+        latents = latents * self.scheduler.init_noise_sigma
+        for t in self.timesteps(num_inference_steps, progress):
+            pred = self.guided_prediction(latents, t, reference, call.tokens, motion_guidance_scale)
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
-        return self.latent_map.decode(latents)[0, :num_frames].cpu().numpy()
+        return self.latent_map.decode(latents)[0, :call.num_frames].cpu().numpy()
 
 
 # ---- CLI ---------------------------------------------------------------------------------------
@@ -324,8 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: the longest the motion gives)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (App. A.3: 50)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (App. A.3: 50)")
     p.add_argument("--motion-cfg", type=float, default=3.0, help="motion guidance scale (App. A.3: 3.0)")
+    p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"text prompt, 18B model only (default {DEFAULT_PROMPT!r})")
+    p.add_argument("--text-cfg", type=float, default=6.0, help="text guidance scale, 18B model only (App. A.3: 6.0)")
+    p.add_argument("--wan-encoders", help="Wan2.1-I2V folder with the T5/CLIP encoders (18B model; default: the "
+                                          "folder the checkpoint was trained with)")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -337,7 +390,8 @@ def run(args: argparse.Namespace) -> Path:
     if weights.is_dir():
         pipe = MTVCraftPipeline.from_pretrained(weights, tokenizer=args.tokenizer)
     else:
-        pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer)
+        pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer,
+                                                      wan_encoders=args.wan_encoders)
     motion = inputs.motion
     if inputs.kind == "video":
         motion = joints_from_video(inputs.motion, inputs.num_frames)
@@ -350,6 +404,7 @@ def run(args: argparse.Namespace) -> Path:
         motion = torch.from_numpy(inputs.motion.astype(np.float32))
     frames = pipe(inputs.image, motion, num_frames=inputs.num_frames, height=args.height, width=args.width,
                   num_inference_steps=args.steps, motion_guidance_scale=args.motion_cfg,
+                  text_guidance_scale=args.text_cfg, prompt=args.prompt,
                   generator=torch.Generator().manual_seed(args.seed), progress=True)
     write_mp4(args.out, frames, fps=args.fps)
     return Path(args.out)

@@ -2,10 +2,11 @@
 metrics (Sec. 4, App. A.3, App. J), beside two baselines, in Table 1 (TikTok) / Table 3 (Fashion) form.
 
 Protocol (App. A.3, ``EvalProtocol``): the reference image is the test video's first frame; the motion is the
-test video's own poses (sidecar joints or the pose backend, ``pipeline.benchmarks.poses``); sampling is DDIM
-with 50 steps and motion CFG 3.0 (the pipeline's ``CogVideoXDDIMScheduler``). The text prompt "a person is
-dancing" with text CFG 6.0 belongs to the 18B model; the 6B (CogVideoX) MV-DiT has no text branch, so both
-are recorded but unused here. The frame count, resolution and stride are config; their defaults are the
+test video's own poses (sidecar joints or the pose backend, ``pipeline.benchmarks.poses``); sampling takes
+50 steps with motion CFG 3.0 (the 6B model: the pipeline's ``CogVideoXDDIMScheduler``). The text prompt "a person
+is dancing" with text CFG 6.0 belongs to the 18B model (a Wan checkpoint loads as
+`pipeline.animate_wan.WanMotionPipeline`: rectified flow, two-condition CFG); the 6B (CogVideoX) MV-DiT has no
+text branch, so for it both are recorded but unused. The frame count, resolution and stride are config; their defaults are the
 released 7B inference's (49 frames, 512 x 512 centre crop; the paper states neither).
 
 Methods, each on the same videos in one run:
@@ -13,7 +14,8 @@ Methods, each on the same videos in one run:
 - ``mtvcraft``: the checkpoint under the protocol;
 - ``copy_reference``: the reference frame repeated (a static video): what any method must beat on motion;
 - ``null_motion``: the same model and noise with the learnable unconditional motion tokens c_m∅ in place of
-  the motion at every step (no CFG): what the model makes without motion.
+  the motion at every step (no motion CFG; the 18B model keeps its text CFG): what the model makes without
+  motion.
 
 Per video: PSNR, SSIM, LPIPS (paired, averaged over frames). Over the set: FID, FVD, FID-VID. Frame 0 is the
 condition itself, so by default it is left out of every metric (``skip_reference_frame``): a copy of it
@@ -37,6 +39,7 @@ import torch
 
 from pipeline import previews, tables
 from pipeline.animate import MTVCraftPipeline
+from pipeline.animate_wan import WanMotionPipeline
 from pipeline.benchmarks import BENCHMARKS, BenchmarkVideo, load_benchmark, motion_joints
 from pipeline.config import PipelineSettings
 from pipeline.curation import StageResult
@@ -174,6 +177,27 @@ class NullMotionPipeline(MTVCraftPipeline):
     def guided_prediction(self, latents, t, reference, tokens, motion_scale):
         drop = torch.zeros(latents.shape[0], dtype=torch.bool, device=latents.device)
         return self.model(latents, reference, tokens, t, motion_mask=drop, mean_joints=self.rope_joints).sample
+
+
+class WanNullMotionPipeline(WanMotionPipeline):
+    """MV-DiT-18B with c_m∅ in place of the motion in every branch; the text CFG of the protocol stays:
+    eps = eps(∅,∅) + w_t (eps(∅,t) - eps(∅,∅)), so the baseline differs from ``mtvcraft`` by the motion only."""
+
+    @classmethod
+    def like(cls, pipe: WanMotionPipeline) -> WanNullMotionPipeline:
+        return cls(pipe.model, pipe.latent_map, pipe.conditioner, pipe.tokenizer, pipe.scheduler)
+
+    def model_prediction(self, latents, t, cond, motion_keep, text_keep):
+        return super().model_prediction(latents, t, cond, torch.zeros_like(motion_keep), text_keep)
+
+    def guided_prediction(self, latents, t, cond, motion_scale, text_scale):
+        # With motion dropped everywhere eps(m,∅) = eps(∅,∅): the motion term vanishes, so skip its branch.
+        return super().guided_prediction(latents, t, cond, 1.0, text_scale)
+
+
+def null_motion_pipeline(pipe: MTVCraftPipeline) -> MTVCraftPipeline:
+    """The null-motion baseline of ``pipe``'s backbone (CogVideoX: ``NullMotionPipeline``; Wan: ``WanNullMotionPipeline``)."""
+    return WanNullMotionPipeline.like(pipe) if isinstance(pipe, WanMotionPipeline) else NullMotionPipeline.like(pipe)
 
 
 def null_motion_unavailable(pipe: MTVCraftPipeline, num_frames: int) -> str | None:
@@ -380,7 +404,7 @@ def evaluate_benchmark(settings: PipelineSettings, benchmark: str = "generated",
     log(f"benchmark_eval {benchmark}: {len(videos)} videos, checkpoint {checkpoint}, run {run}")
     pipe = load_pipeline(checkpoint)
     null_reason = null_motion_unavailable(pipe, protocol.num_frames)
-    null_pipe = NullMotionPipeline.like(pipe) if null_reason is None else None
+    null_pipe = null_motion_pipeline(pipe) if null_reason is None else None
 
     skip = slice(protocol.first_frame_evaluated, None)
     truths, outputs = [], {m: [] for m in METHODS}
@@ -391,7 +415,7 @@ def evaluate_benchmark(settings: PipelineSettings, benchmark: str = "generated",
         call = dict(num_frames=protocol.num_frames, height=protocol.height, width=protocol.width,
                     num_inference_steps=protocol.num_inference_steps,
                     motion_guidance_scale=protocol.motion_guidance_scale,
-                    text_guidance_scale=protocol.text_guidance_scale)
+                    text_guidance_scale=protocol.text_guidance_scale, prompt=protocol.text_prompt)
         generated = {"mtvcraft": pipe(reference, joints, generator=torch.Generator().manual_seed(protocol.seed + index),
                                       **call),
                      "copy_reference": np.repeat(reference[None], protocol.num_frames, axis=0)}

@@ -135,9 +135,6 @@ def animate_held_out(settings: PipelineSettings, log: Log = default_log) -> Stag
     from pipeline.metrics import psnr
     from pipeline.video_io import read_frames
 
-    if settings.mvdit_model.startswith("wan"):
-        raise NotImplementedError(f"mvdit_model = {settings.mvdit_model!r}: the animate pipeline samples the "
-                                  "CogVideoX-based models only; sampling MV-DiT-18B is not wired yet")
     checkpoint = current_mvdit_checkpoint(settings)
     if checkpoint is None:
         raise FileNotFoundError(f"no MV-DiT checkpoint under {mvdit_dir(settings)}: materialize mv_dit first")

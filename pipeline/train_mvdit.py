@@ -56,7 +56,8 @@ changes to the steps above:
 - only the motion attention (+ its pre-norm) and c_m∅ train (App. A.1): the
   backbone is frozen; the release layout has no c_m∅, so it needs
   ``motion_drop_prob=0``. c_m∅ starts fresh (the paper reuses the 6B's);
-- no preview sample after training (``pipeline.animate`` samples the 6B model only).
+- the preview sample after training goes through ``pipeline.animate_wan.WanMotionPipeline``
+  (flow matching, motion and text CFG) with ``prompt``.
 
 Checkpoints: `pipeline.checkpoints` files (safetensors + SHA-256) in
 ``out_dir/checkpoints``: model + AdamW state, ``stats.mean`` = the dataset-mean
@@ -674,9 +675,7 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
         raise RuntimeError(f"training finished without a checkpoint in {out_dir / 'checkpoints'}")
     ckpt = load_checkpoint(checkpoint)
     frames = None
-    if config.sample_steps > 0 and config.is_wan:
-        log(f"no preview sample for model {config.model!r}: pipeline.animate samples the CogVideoX MV-DiT only")
-    elif config.sample_steps > 0:
+    if config.sample_steps > 0:
         from pipeline.animate import MTVCraftPipeline
 
         pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
@@ -686,5 +685,6 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
         h, w = nearest_bucket(video.shape[1], video.shape[2], config.buckets)
         ref = resize_crop(video[:1], (h, w), np.random.default_rng(0))[0]
         frames = pipe(ref, first.joints[:n], num_frames=n, height=h, width=w,
-                      num_inference_steps=config.sample_steps, generator=torch.Generator().manual_seed(0))
+                      num_inference_steps=config.sample_steps, generator=torch.Generator().manual_seed(0),
+                      prompt=config.prompt)
     return MVDiTTrainResult(checkpoint, ckpt.extra.get("loss_curve", []), frames, run_name, run_dir)

@@ -7,37 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_tokenizer
+from tiny_models import tiny_tokenizer, tiny_wan_encoders
 
-from conftest import require_module
 from pipeline.checkpoints import load_checkpoint
 from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, shift_sigmas, train_mvdit
-
-WORDS = ["a", "person", "is", "dancing", "the", "man", "woman", "walks", "in", "park"]
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 
 @pytest.fixture(scope="module")
 def wan_folder(tmp_path_factory):
-    """A Wan2.1-I2V-shaped pipeline folder with tiny random encoders, written with save_pretrained."""
-    transformers = require_module("transformers", "transformers", "pip install transformers==5.24.0")
-    folder = tmp_path_factory.mktemp("wan")
-    torch.manual_seed(0)
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("▁" + w, -1.0 - i) for i, w in enumerate(WORDS)]
-    tokenizer = transformers.T5TokenizerFast(vocab=vocab, extra_ids=0)
-    tokenizer.save_pretrained(folder / "tokenizer")
-    text = transformers.UMT5Config(vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=1,
-                                   num_heads=4, relative_attention_num_buckets=8)
-    transformers.UMT5EncoderModel(text).save_pretrained(folder / "text_encoder")
-    # 32 px / patch 2 -> 256 patches + class token = 257 tokens, like ViT-H/14 at 224.
-    image = transformers.CLIPVisionConfig(hidden_size=12, intermediate_size=24, num_hidden_layers=2,
-                                          num_attention_heads=2, image_size=32, patch_size=2, projection_dim=12)
-    transformers.CLIPVisionModel(image).save_pretrained(folder / "image_encoder")
-    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        folder / "image_processor")
-    return folder
+    return tiny_wan_encoders(tmp_path_factory.mktemp("wan"))
 
 
 @pytest.fixture(scope="module")
