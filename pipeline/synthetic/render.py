@@ -340,14 +340,11 @@ class Background:
 
     def source_map(self, t: int) -> np.ndarray:
         """3x3 homography from frame t's pixels to plate pixels."""
-        shift = np.array([[1.0, 0.0, self.origin[0]], [0.0, 1.0, self.origin[1]], [0.0, 0.0, 1.0]])
-        if self.rotations is None:
-            return shift
-        k = np.asarray(self.intrinsics, dtype=np.float64)
-        return shift @ k @ self.rotations[t].T @ np.linalg.inv(k)
+        return view_to_plate(self.origin, self.intrinsics, None if self.rotations is None else self.rotations[t])
 
     def frame(self, t: int, width: int, height: int) -> np.ndarray:
-        corners = plate_corners(self.source_map(t), width, height)
+        source = self.source_map(t)
+        corners = plate_corners(source, width, height)
         ph, pw = self.plate.shape[:2]
         if corners.min() < 0 or corners[:, 0].max() > pw - 1 or corners[:, 1].max() > ph - 1:
             raise ValueError(f"frame {t} turns outside the background plate")
@@ -355,7 +352,16 @@ class Background:
             x, y = self.origin
             return self.plate[y : y + height, x : x + width].copy()
         flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
-        return cv2.warpPerspective(self.plate, self.source_map(t), (width, height), flags=flags)
+        return cv2.warpPerspective(self.plate, source, (width, height), flags=flags)
+
+
+def view_to_plate(origin: tuple[int, int], intrinsics: np.ndarray | None, rotation: np.ndarray | None) -> np.ndarray:
+    """3x3 homography from the pixels of a camera turned by ``rotation`` to plate pixels (``origin + K R^T K^-1 p``)."""
+    shift = np.array([[1.0, 0.0, origin[0]], [0.0, 1.0, origin[1]], [0.0, 0.0, 1.0]])
+    if rotation is None:
+        return shift
+    k = np.asarray(intrinsics, dtype=np.float64)
+    return shift @ k @ rotation.T @ np.linalg.inv(k)
 
 
 def plate_corners(source_map: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -379,8 +385,7 @@ def random_background(
     if rotations is not None:
         if intrinsics is None:
             raise ValueError("random_background needs the camera intrinsics to turn the camera")
-        still = Background(np.zeros((1, 1, 3), np.uint8), (0, 0), intrinsics, rotations)
-        seen = np.concatenate([plate_corners(still.source_map(t), width, height) for t in range(len(rotations))])
+        seen = np.concatenate([plate_corners(view_to_plate((0, 0), intrinsics, r), width, height) for r in rotations])
         low = np.floor(seen.min(axis=0)) - 2
         high = np.ceil(seen.max(axis=0)) + 2
         origin = (int(-low[0]), int(-low[1]))
