@@ -2,7 +2,7 @@
 
     python -m pipeline.animate --image ref.png --motion {video.mp4|motion.npz|tokens.npz} --out out.mp4 \
         --weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] [--frames N] [--height H --width W] \
-        [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR] [--seed 0]
+        [--window W --overlap 9] [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR]
 
 The reference image is the first frame: its latent z_ref = E(x_0) is repeated over
 the latent frames and concatenated with the noisy latents (Eq. 3, inside the
@@ -27,6 +27,12 @@ codebook vectors is used as is. Weights: a diffusers folder of a trained MV-DiT
 (``from_pretrained``; its ``vae/`` subfolder is used when present, else the
 fixed pool latent map) or a `train_mvdit` checkpoint (which names its 4DMoT and
 latent map). Bad inputs fail with one clear message each before any model loads.
+
+Long motions: joints longer than one pass (``--window``, default the longest
+clip the model's c_m∅ covers) are sampled in windows overlapping by
+``--overlap`` frames, each later window conditioned on the frame already
+generated at its start (`pipeline.long_animation`), so every motion frame is
+animated; motion tokens are sampled in one pass.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import torch
 
 from models.mvdit.cfg import guided_prediction
 from pipeline.latents import LatentMap, PoolLatentMap, latent_frames
+from pipeline.long_animation import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
 from pipeline.motion_windows import MIN_FRAMES
 
 DEFAULT_PROMPT = "a person is dancing"  # App. A.3's evaluation prompt (18B model)
@@ -251,7 +258,7 @@ class Inputs:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     kind: str  # video | joints | ids | tokens
     motion: Any  # path (video), joints (T, 24, 3), ids (T', 24), tokens (M, D)
-    num_frames: int
+    num_frames: int  # --frames, else every frame the motion has (one pass takes its longest 1 + 8k)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -272,6 +279,11 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
         raise InputError(f"motion file not found: {motion} (a video, or an .npz with joints / ids / tokens)")
     if args.frames is not None and (args.frames < MIN_FRAMES or (args.frames - 1) % 8):
         raise InputError(f"--frames must be 1 + 8k and at least {MIN_FRAMES} (e.g. 33, 49, 81), got {args.frames}")
+    if args.overlap < 1 or args.window is not None:
+        try:
+            check_window(MIN_FRAMES if args.window is None else args.window, args.overlap)
+        except ValueError as err:
+            raise InputError(f"--window / --overlap: {err}") from err
     if args.weights is None:
         raise InputError("--weights is required: a diffusers MV-DiT folder or a train_mvdit checkpoint")
     weights = Path(args.weights)
@@ -293,10 +305,9 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
         raise InputError(f"--motion {motion}: expected a video ({', '.join(VIDEO_SUFFIXES)}) or an .npz")
     if available < MIN_FRAMES:
         raise InputError(f"motion {motion} has {available} frames; MV-DiT needs at least {MIN_FRAMES}")
-    frames = args.frames or usable_length(available)
-    if frames > available:
-        raise InputError(f"--frames {frames} exceeds the {available} frames of motion {motion}")
-    return Inputs(image, kind, value, frames)
+    if args.frames is not None and args.frames > available:
+        raise InputError(f"--frames {args.frames} exceeds the {available} frames of motion {motion}")
+    return Inputs(image, kind, value, args.frames or available)
 
 
 def _read_motion_npz(path: Path) -> tuple[str, Any, int]:
@@ -372,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="4DMoT checkpoint (default: the one the training checkpoint names)")
     p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: the longest the motion gives)")
     p.add_argument("--height", type=int)
+    p.add_argument("--window", type=int, help="frames per sampling pass for long motions (1 + 8k; default: the "
+                                              "longest clip the model's unconditional motion tokens cover)")
+    p.add_argument("--overlap", type=int, default=RELEASE_OVERLAP,
+                   help=f"frames shared by consecutive windows, cross-faded (default {RELEASE_OVERLAP})")
     p.add_argument("--width", type=int)
     p.add_argument("--steps", type=int, default=50, help="sampler steps (App. A.3: 50)")
     p.add_argument("--motion-cfg", type=float, default=3.0, help="motion guidance scale (App. A.3: 3.0)")
@@ -392,20 +407,33 @@ def run(args: argparse.Namespace) -> Path:
     else:
         pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer,
                                                       wan_encoders=args.wan_encoders)
-    motion = inputs.motion
-    if inputs.kind == "video":
-        motion = joints_from_video(inputs.motion, inputs.num_frames)
-    elif inputs.kind == "ids":
-        if pipe.tokenizer is None:
-            raise InputError("code ids need a 4DMoT: pass --tokenizer")
-        ids = torch.from_numpy(inputs.motion.astype(np.int64))
-        motion = pipe.tokenizer[0].codes_to_vectors(ids).flatten(0, 1)
-    elif inputs.kind == "tokens":
-        motion = torch.from_numpy(inputs.motion.astype(np.float32))
-    frames = pipe(inputs.image, motion, num_frames=inputs.num_frames, height=args.height, width=args.width,
-                  num_inference_steps=args.steps, motion_guidance_scale=args.motion_cfg,
-                  text_guidance_scale=args.text_cfg, prompt=args.prompt,
-                  generator=torch.Generator().manual_seed(args.seed), progress=True)
+    call = dict(height=args.height, width=args.width, num_inference_steps=args.steps,
+                motion_guidance_scale=args.motion_cfg, text_guidance_scale=args.text_cfg, prompt=args.prompt,
+                generator=torch.Generator().manual_seed(args.seed), progress=True)
+    if inputs.kind in ("video", "joints"):
+        window = args.window or longest_pass(pipe)
+        try:
+            check_window(window, args.overlap)
+        except ValueError as err:
+            raise InputError(f"--window / --overlap: {err}") from err
+        if pipe.model.unconditional_motion_token is not None and args.motion_cfg != 1 and window > longest_pass(pipe):
+            raise InputError(f"--window {window} is longer than the {longest_pass(pipe)} frames this model's "
+                             "unconditional motion tokens cover (motion CFG needs them); lower --window or use "
+                             "--motion-cfg 1")
+        if inputs.kind == "video":
+            joints = joints_from_video(inputs.motion, inputs.num_frames)
+        else:
+            joints = np.asarray(inputs.motion)[:inputs.num_frames]
+        frames = animate_in_windows(pipe, inputs.image, joints, window, args.overlap, log=print, **call)
+    else:  # motion tokens: one pass
+        if inputs.kind == "ids":
+            if pipe.tokenizer is None:
+                raise InputError("code ids need a 4DMoT: pass --tokenizer")
+            ids = torch.from_numpy(inputs.motion.astype(np.int64))
+            motion = pipe.tokenizer[0].codes_to_vectors(ids).flatten(0, 1)
+        else:
+            motion = torch.from_numpy(inputs.motion.astype(np.float32))
+        frames = pipe(inputs.image, motion, num_frames=usable_length(inputs.num_frames), **call)
     write_mp4(args.out, frames, fps=args.fps)
     return Path(args.out)
 

@@ -131,7 +131,7 @@ def test_cli_end_to_end_with_a_train_checkpoint(tmp_path, tokenizer_ckpt, capsys
     argv[-1] = str(result.checkpoint)
     assert main(argv + ["--steps", "2", "--height", "32", "--width", "32"]) == 0
     info = probe_video(tmp_path / "o.mp4")
-    assert (info.num_frames, info.width, info.height) == (33, 32, 32)
+    assert (info.num_frames, info.width, info.height) == (40, 32, 32)  # every motion frame, in two windows
     # tokens .npz (code ids as tokenize_motion writes them) with an explicit frame count
     ids = tmp_path / "tokens.npz"
     np.savez(ids, ids=rng.integers(0, 256, (9, 24)), num_frames=33)
@@ -162,3 +162,41 @@ def test_animate_from_a_driving_video(tmp_path, tokenizer_ckpt):
     # The video gives 54 frames; this tiny model's unconditional tokens cover 33 (its training length).
     assert main(argv + ["--steps", "1", "--height", "32", "--width", "32", "--frames", "33"]) == 0
     assert probe_video(tmp_path / "o.mp4").num_frames == 33
+
+
+# ---- long motions ------------------------------------------------------------------------
+def test_long_motion_in_windows_keeps_the_first_pass(pipe):
+    """Windows over a 45-frame motion: all 45 frames, and the frames before the second window are the first
+    pass's own (same seed), i.e. windowing changes nothing a single 33-frame call would give there."""
+    from pipeline.long_animation import animate_in_windows, longest_pass
+
+    assert longest_pass(pipe) == 33  # the tiny config's c_m∅ covers its 33-frame training clips
+    motion = joints(45)
+    call = dict(height=32, width=32, num_inference_steps=2)
+    video = animate_in_windows(pipe, reference(), motion, window=33, overlap=9,
+                               generator=torch.Generator().manual_seed(5), **call)
+    single = pipe(reference(), motion[:33], num_frames=33, generator=torch.Generator().manual_seed(5), **call)
+    assert video.shape == (45, 32, 32, 3) and video.dtype == np.uint8
+    np.testing.assert_array_equal(video[:12], single[:12])  # the second window starts at 45 - 33 = 12
+    assert not np.array_equal(video[12:33], single[12:33])  # ... and is cross-faded in from there
+
+
+def test_cli_animates_every_frame_of_a_long_motion(tmp_path, tokenizer_ckpt, capsys, monkeypatch):
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
+    result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path / "run",
+                         log=lambda s: None)
+    argv = inputs(tmp_path, joints(45))
+    argv[-1] = str(result.checkpoint)
+    assert main(argv + ["--steps", "1", "--height", "32", "--width", "32"]) == 0
+    assert "window 2/2: frames 12-44 of 45" in capsys.readouterr().out
+    assert probe_video(tmp_path / "o.mp4").num_frames == 45
+    assert main(argv + ["--steps", "1", "--height", "32", "--width", "32", "--window", "33", "--overlap", "1"]) == 0
+    assert probe_video(tmp_path / "o.mp4").num_frames == 45
+    err = run_cli(argv + ["--window", "41"], capsys)  # longer than c_m∅ covers: caught before sampling
+    assert "--window 41 is longer than the 33 frames this model's unconditional motion tokens cover" in err
+    assert main(argv + ["--steps", "1", "--height", "32", "--width", "32", "--window", "41", "--motion-cfg", "1"]) == 0
+    # bad windows are input errors before any model loads
+    monkeypatch.setattr(MTVCraftPipeline, "from_train_checkpoint", classmethod(lambda *a, **k: pytest.fail("loaded")))
+    assert "--window / --overlap: window must be 1 + 8k" in run_cli(argv + ["--window", "40"], capsys)
+    assert "--window / --overlap: overlap must be" in run_cli(argv + ["--overlap", "0"], capsys)

@@ -148,7 +148,7 @@ def test_cli_with_a_prompt(checkpoint, tmp_path, monkeypatch):
     np.savez(motion, joints=joints(40))
     argv = ["--image", str(image), "--motion", str(motion), "--out", str(tmp_path / "o.mp4"), "--weights",
             str(checkpoint), "--prompt", "a man walks", "--text-cfg", "4", "--steps", "2", "--height", "32",
-            "--width", "32"]
+            "--width", "32", "--frames", "33"]
     assert main(argv) == 0
     info = probe_video(tmp_path / "o.mp4")
     assert (info.num_frames, info.width, info.height) == (33, 32, 32)
