@@ -150,8 +150,16 @@ def test_without_a_sidecar_the_pose_backend_estimates_the_joints(monkeypatch):
     monkeypatch.setattr(pose_module, "make_pose_estimator", lambda name, **options: Fake())
     joints = estimate_joints(frames, PipelineSettings(pose_backend="mediapipe"))
     assert np.allclose(joints, neutral_joints(track.pose, track.transl))
+    # a frame without a person is filled from its neighbours (slerp, pipeline.pose.gap_filling) ...
     track.num_people[2] = 0
-    with pytest.raises(PoseUnavailable, match="no person in 1 of 4 frames"):
+    filled = estimate_joints(frames, PipelineSettings(pose_backend="mediapipe"))
+    assert np.allclose(filled[[0, 1, 3]], joints[[0, 1, 3]]) and not np.allclose(filled[2], joints[2], atol=1e-3)
+    assert np.allclose(filled[2, 0], (joints[1, 0] + joints[3, 0]) / 2, atol=1e-5)  # the pelvis moves linearly
+    # ... but a long absence is an error naming the frames
+    frames = numbered_frames(12)
+    track = PoseTrack(np.arange(12), np.int16([1] + [0] * 10 + [1]), np.zeros((12, 24, 3), np.float32),
+                      np.float32([[0, 0, 3]] * 12), np.zeros((12, 24), np.float32), "fake")
+    with pytest.raises(PoseUnavailable, match="mediapipe pose backend found no person in frames 1-10 \\(10 frames"):
         estimate_joints(frames, PipelineSettings(pose_backend="mediapipe"))
 
 

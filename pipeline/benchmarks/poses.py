@@ -16,6 +16,7 @@ backend of the settings: ``pose_backend="auto"`` picks NLF when ``nlf_l_multi.to
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from pipeline.config import NLF_WEIGHTS_FILE, PipelineSettings
 from pipeline.subclips import neutral_joints
 
 JOINTS_SUFFIX = ".joints.npz"
+log = logging.getLogger(__name__)
 
 
 class PoseUnavailable(RuntimeError):
@@ -75,10 +77,25 @@ def estimate_joints(frames: np.ndarray, settings: PipelineSettings, what: str = 
     except (ImportError, AttributeError) as err:  # e.g. a mediapipe wheel that does not import here
         raise PoseUnavailable(f"{what}: the {backend} pose backend does not start: {err}") from err
     track = estimator.estimate_frames(np.ascontiguousarray(frames))
-    missing = int((track.num_people == 0).sum())
-    if missing:
-        raise PoseUnavailable(f"{what}: the {backend} pose backend found no person in {missing} of {len(frames)} frames")
-    return neutral_joints(track.pose, track.transl)
+    return track_joints(track, what, f"the {backend} pose backend")
+
+
+def track_joints(track, what: str, source: str) -> np.ndarray:
+    """FK joints of a primary-person `PoseTrack`, the frames without a person filled when the gap is short
+    (`pipeline.pose.gap_filling`: slerp between the poses around it); a long absence is ``PoseUnavailable``."""
+    from pipeline.pose.gap_filling import fill_pose_gaps
+
+    absent = (track.num_people == 0)[:, None]
+    pose = np.where(absent[:, :, None], np.nan, track.pose)
+    transl = np.where(absent, np.nan, track.transl)
+    try:
+        pose, transl, filled = fill_pose_gaps(pose, transl)
+    except ValueError as err:
+        raise PoseUnavailable(f"{what}: {source} found {err}") from err
+    if filled:
+        log.warning("%s: %s missed the person in %d of %d frames; filled by interpolation", what, source, filled,
+                 len(pose))
+    return neutral_joints(pose, transl)
 
 
 def motion_joints(joints: np.ndarray | None, frames: np.ndarray, settings: PipelineSettings, what: str) -> np.ndarray:
