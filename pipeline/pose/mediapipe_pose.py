@@ -73,6 +73,7 @@ from models.motion.skeleton import NUM_JOINTS
 from pipeline.pose.base import DEFAULT_FOV_DEG, PoseTrack, camera_intrinsics
 from pipeline.pose.ik_fit import IKResult, IKSettings, IKTargets, fit_smpl
 from pipeline.pose.joint_map import JOINT_WEIGHTS, NUM_LANDMARKS, mediapipe_to_smpl
+from pipeline.pose.mediapipe_runtime import import_mediapipe
 from pipeline.pose.person_count import MIN_SCORE, PersonCounter, spread_counts
 
 MODEL_COMPLEXITY = 1  # the only pose landmark model inside the wheel (pose_landmark_full.tflite)
@@ -111,6 +112,7 @@ class MediaPipeLandmarks:
 
 def _pose_solution(min_detection_confidence: float, min_tracking_confidence: float, smooth: bool):
     """mp.solutions.pose.Pose in video mode, working with protobuf 7 (see the module docstring)."""
+    import_mediapipe()
     from mediapipe.python.solution_base import CALCULATOR_TO_OPTIONS
     from mediapipe.python.solutions.pose import Pose
 
@@ -376,7 +378,7 @@ class MediaPipePoses:
     name: str = field(default="mediapipe", init=False)
 
     def __post_init__(self) -> None:
-        import mediapipe  # fail here, with the install hint, rather than on the first video
+        mediapipe = import_mediapipe()  # fail here, with the install hint, rather than on the first video
 
         for option in ("min_detection_confidence", "min_tracking_confidence"):
             if not 0.0 <= getattr(self, option) <= 1.0:

@@ -51,6 +51,8 @@ from typing import Iterable
 
 import numpy as np
 
+from pipeline.pose.mediapipe_runtime import import_mediapipe
+
 MIN_SCORE = 0.6  # detections below this are not counted (see the module docstring)
 TILE_MIN_SCORE = 0.75  # a person found only in a tile needs this score (zoomed-in background shapes fool it)
 TILE_WIDTH = 0.6  # the two side tiles each span this fraction of the frame's width
@@ -97,14 +99,14 @@ class PersonCounter:
     @property
     def backend(self) -> str:
         """Name and version of the model and settings behind the counts."""
-        import mediapipe
-
+        mediapipe = import_mediapipe()
         tiles = f"_tiles{self.tile_width:g}_min{self.tile_min_score:g}" if self.tiles else ""
         return f"mediapipe:{mediapipe.__version__}:{MODEL}_min{self.min_score:g}{tiles}"
 
     def setup(self) -> None:
         """Build the MediaPipe graph (once; a few ms)."""
         if self._graph is None:
+            import_mediapipe()
             from mediapipe.python.solution_base import SolutionBase
 
             self._graph = SolutionBase(graph_config=_GRAPH)
