@@ -33,7 +33,7 @@ def test_only_the_harmless_line_is_dropped(tmp_path):
 
 def test_a_missing_package_is_an_import_error(tmp_path):
     done = run("import sys; sys.modules['mediapipe'] = None\n" + IMPORT)
-    assert done.returncode == 1 and "ImportError" in done.stderr
+    assert done.returncode == 1 and "ModuleNotFoundError: import of mediapipe halted" in done.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="mediapipe is not installed")
