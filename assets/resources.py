@@ -57,6 +57,7 @@ class MTVCraftSettings(ConfigurableResource):
     mvdit_backbone: str = ""
     mvdit_vae: str = ""
     mvdit_encoders: str = ""
+    mvdit_unconditional_from: str = ""
     mvdit_strategy: str = "ddp"
     tiktok_root: str = ""
     ubc_fashion_root: str = ""

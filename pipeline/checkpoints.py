@@ -246,6 +246,28 @@ def restore_model(model: nn.Module, ckpt: TrainingCheckpoint) -> None:
         own[name].copy_(value)
 
 
+def load_unconditional_tokens(path: str | Path, tokenizer_checkpoint: str | Path,
+                              setting: str = "unconditional_from") -> torch.Tensor:
+    """c_m∅ (U*J, C) of an MV-DiT-6B `train_mvdit` checkpoint, for MV-DiT-18B to reuse (Sec. 3.3).
+
+    The tokens live in the 4DMoT codebook's space, so a checkpoint trained on another 4DMoT than
+    ``tokenizer_checkpoint`` (both with checksum files that differ) is refused; errors name ``setting``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{setting}: no MV-DiT-6B training checkpoint at {path}")
+    ckpt = load_checkpoint(path)
+    tokens = ckpt.model_state.get("unconditional_motion_token")
+    if tokens is None:
+        raise ValueError(f"{setting}: {path} holds no unconditional motion tokens (not a paper-layout MV-DiT)")
+    theirs = ckpt.tokenizer_config.get("tokenizer_checkpoint", "")
+    sums = [checksum_path(p) for p in (theirs, tokenizer_checkpoint)] if theirs else []
+    if sums and all(s.is_file() for s in sums) and sums[0].read_text().split()[0] != sums[1].read_text().split()[0]:
+        raise ValueError(f"{setting}: {path} was trained on the 4DMoT {theirs}, this run uses {tokenizer_checkpoint}; "
+                         "c_m∅ only carries over with the same 4DMoT (Sec. 3.3 reuses both)")
+    return tokens
+
+
 def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
     """A trained 4DMoT in eval mode with its normaliser: ``(VQVAE, MotionNormalizer, TrainingCheckpoint)``."""
     from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig

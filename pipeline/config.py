@@ -99,6 +99,7 @@ class PipelineSettings:
     mvdit_backbone: str = ""
     mvdit_vae: str = ""
     mvdit_encoders: str = ""
+    mvdit_unconditional_from: str = ""  # 18B only: the 6B checkpoint whose c_m∅ it reuses, frozen (Sec. 3.3)
     mvdit_strategy: str = "ddp"  # ddp | fsdp | deepspeed_zero2 (the paper's)
     # Local copies of the evaluation benchmarks (pipeline/benchmarks; "" = <data_root>/benchmarks/<name>).
     tiktok_root: str = ""

@@ -37,6 +37,12 @@ def mvdit_config(settings: PipelineSettings):
 
     run = dict(steps=settings.mvdit_steps, backend=settings.train_backend, num_workers=settings.train_workers,
                ray_address=settings.ray_address, log_every=max(1, settings.mvdit_steps // 20))
+    reuse = settings.mvdit_unconditional_from
+    if reuse and settings.mvdit_model != "wan_i2v_14b":
+        raise ConfigError(f"mvdit_unconditional_from is for mvdit_model = 'wan_i2v_14b' (the 18B reuses the 6B's "
+                          f"unconditional motion tokens), not {settings.mvdit_model!r}")
+    if reuse and not Path(reuse).is_file():
+        raise FileNotFoundError(f"mvdit_unconditional_from = {reuse!r} is not a file (an MV-DiT-6B training checkpoint)")
     if settings.mvdit_model == "tiny":
         return MVDiTTrainConfig.tiny(buckets=(BUCKET,), checkpoint_every=max(1, settings.mvdit_steps), **run)
     for name in ("mvdit_backbone", "mvdit_vae"):
@@ -48,6 +54,7 @@ def mvdit_config(settings: PipelineSettings):
             raise FileNotFoundError(f"{name} = {folder!r} is not a folder")
     return MVDiTTrainConfig(model=settings.mvdit_model, backbone=settings.mvdit_backbone, vae=settings.mvdit_vae,
                             wan_encoders=settings.mvdit_encoders, strategy=settings.mvdit_strategy,
+                            unconditional_from=reuse,
                             checkpoint_every=max(1, min(1000, settings.mvdit_steps)), **run)
 
 

@@ -55,7 +55,9 @@ changes to the steps above:
   prompts by the empty prompt's embedding (Wan's unconditional text);
 - only the motion attention (+ its pre-norm) and c_m∅ train (App. A.1): the
   backbone is frozen; the release layout has no c_m∅, so it needs
-  ``motion_drop_prob=0``. c_m∅ starts fresh (the paper reuses the 6B's);
+  ``motion_drop_prob=0``. With ``unconditional_from`` (a 6B checkpoint trained
+  on the same 4DMoT) c_m∅ is the 6B's, frozen, as the paper reuses it "without
+  modification" (Sec. 3.3); without it, c_m∅ is learnt here;
 - the preview sample after training goes through ``pipeline.animate_wan.WanMotionPipeline``
   (flow matching, motion and text CFG) with ``prompt``.
 
@@ -80,8 +82,9 @@ import cv2
 import numpy as np
 import torch
 
-from models.mvdit.cfg import CFGConfig, sample_keep_masks
-from pipeline.checkpoints import latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
+from models.mvdit.cfg import CFGConfig, reuse_unconditional_tokens, sample_keep_masks
+from pipeline.checkpoints import (latest_checkpoint, load_checkpoint, load_tokenizer, load_unconditional_tokens,
+                                  restore_model, save_checkpoint)
 from pipeline.latents import PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
 
@@ -146,6 +149,8 @@ class MVDiTTrainConfig:
     #                         image_encoder/ ("" = the backbone folder)
     prompt: str = "a person is dancing"  # text of samples without a caption (App. A.3's evaluation prompt)
     flow_shift: float = 5.0  # timestep shift of the rectified-flow noise level (the released 17B sampler's)
+    unconditional_from: str = ""  # a 6B train_mvdit checkpoint whose c_m∅ the 18B reuses, frozen (Sec. 3.3;
+    #                               "" = learn c_m∅ here, as the 6B does)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -178,6 +183,9 @@ class MVDiTTrainConfig:
             raise ValueError(f"MVDiTTrainConfig.latent_frequencies must be in 1..8, got {self.latent_frequencies}")
         if self.flow_shift <= 0:
             raise ValueError(f"MVDiTTrainConfig.flow_shift must be > 0, got {self.flow_shift}")
+        if self.unconditional_from and not (self.model in WAN_MODELS and self.layout == "paper"):
+            raise ValueError("MVDiTTrainConfig.unconditional_from is for a Wan model in the paper layout (the 18B "
+                             f"reuses the 6B's c_m∅), not model={self.model!r} layout={self.layout!r}")
 
     @property
     def is_wan(self) -> bool:
@@ -482,6 +490,11 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
     torch.manual_seed(cfg.seed)
     model = build_model(job["model_kwargs"], cfg.backbone)
     model.set_mean_joints(mean_joints)
+    if cfg.unconditional_from:  # Sec. 3.3: the 18B reuses the 6B's c_m∅ "without modification"
+        reuse_unconditional_tokens(model, load_unconditional_tokens(cfg.unconditional_from,
+                                                                    job["tokenizer_checkpoint"]))
+        if rank == 0:
+            log(f"c_m∅ from {cfg.unconditional_from}, frozen")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     start, curve, running = 0, [], {"n": 0, "loss": 0.0}

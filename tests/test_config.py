@@ -71,3 +71,13 @@ def test_mvdit_model_settings_choose_a_full_model_by_configuration(tmp_path):
     assert (config.model, config.steps, config.num_workers, config.strategy) == ("cogvideox_5b", 30000, 8, "deepspeed_zero2")
     assert (config.lr, config.warmup_steps, config.batch_size, config.betas) == (2e-5, 300, 4, (0.9, 0.99))
     assert config.backbone.endswith("transformer") and config.vae.endswith("vae")
+    # The 18B's reused c_m∅ (Sec. 3.3): only for the Wan model, and the checkpoint must exist.
+    folders = dict(mvdit_backbone=str(tmp_path / "transformer"), mvdit_vae=str(tmp_path / "vae"))
+    with pytest.raises(ConfigError, match="mvdit_unconditional_from is for mvdit_model = 'wan_i2v_14b'"):
+        mvdit_stage.mvdit_config(full.with_overrides(mvdit_unconditional_from="/x.safetensors", **folders))
+    wan = full.with_overrides(mvdit_model="wan_i2v_14b", **folders)
+    with pytest.raises(FileNotFoundError, match="mvdit_unconditional_from = '/nowhere.safetensors' is not a file"):
+        mvdit_stage.mvdit_config(wan.with_overrides(mvdit_unconditional_from="/nowhere.safetensors"))
+    (tmp_path / "6b.safetensors").write_bytes(b"")
+    reused = mvdit_stage.mvdit_config(wan.with_overrides(mvdit_unconditional_from=str(tmp_path / "6b.safetensors")))
+    assert reused.unconditional_from.endswith("6b.safetensors") and config.unconditional_from == ""

@@ -9,7 +9,8 @@ import pytest
 import torch
 from tiny_models import tiny_tokenizer, tiny_wan_encoders
 
-from pipeline.checkpoints import load_checkpoint
+from models.tokenizer import TokenizerConfig, VQVAE
+from pipeline.checkpoints import load_checkpoint, load_unconditional_tokens, save_checkpoint
 from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, shift_sigmas, train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
@@ -139,3 +140,38 @@ def test_tiny_wan_trains_only_motion_modules(wan_folder, tmp_path, monkeypatch):
     assert changed <= trainable, changed - trainable
     assert any("motion_attn" in n for n in changed)
     assert len(init.state_dict()) > len(trainable) + 20  # there is a frozen backbone to compare
+
+
+def test_18b_reuses_the_6b_unconditional_tokens_unchanged(wan_folder, tmp_path):
+    """Sec. 3.3: "We reuse 4DMoT and unconditional motion tokens without modification": with unconditional_from,
+    the Wan model's c_m∅ is the 6B checkpoint's, and stays so even when every sample drops its motion."""
+    rng = np.random.default_rng(1)
+    samples = [(rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8),
+                rng.normal(0, 0.3, (33, 24, 3)).astype(np.float32), None)]
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    six_b = train_mvdit([s[:2] for s in samples], tokenizer, None, MVDiTTrainConfig.tiny(steps=2, motion_drop_prob=1.0,
+                                                                                          lr=1e-2),
+                        tmp_path / "6b", log=lambda s: None).checkpoint
+    reused = load_checkpoint(six_b).model_state["unconditional_motion_token"]
+    common = dict(model="wan_tiny", wan_encoders=str(wan_folder), steps=2, checkpoint_every=2, motion_drop_prob=1.0,
+                  lr=1e-2, sample_steps=0)
+    kept = train_mvdit(samples, tokenizer, None, MVDiTTrainConfig.tiny(unconditional_from=str(six_b), **common),
+                       tmp_path / "18b", log=lambda s: None)
+    assert torch.equal(load_checkpoint(kept.checkpoint).model_state["unconditional_motion_token"], reused)
+    learnt = train_mvdit(samples, tokenizer, None, MVDiTTrainConfig.tiny(**common), tmp_path / "18b_own",
+                         log=lambda s: None)  # without it, c_m∅ is a fresh parameter that trains
+    own = load_checkpoint(learnt.checkpoint).model_state["unconditional_motion_token"]
+    assert own.shape == reused.shape and not torch.allclose(own, reused)
+
+    # the same 4DMoT saved elsewhere carries over; another one (different weights and checksum) does not
+    assert torch.equal(load_unconditional_tokens(six_b, tiny_tokenizer(tmp_path / "copy")), reused)
+    torch.manual_seed(5)
+    model = VQVAE(TokenizerConfig.tiny())
+    other = save_checkpoint(tmp_path / "other2", 1, model, None, stats_mean=torch.zeros(3), stats_std=torch.ones(3),
+                            sampler={"seed": 0}, train_config={}, tokenizer_config=model.config.to_dict())
+    with pytest.raises(ValueError, match="was trained on the 4DMoT .* c_m∅ only carries over with the same 4DMoT"):
+        load_unconditional_tokens(six_b, other)
+    with pytest.raises(FileNotFoundError, match="unconditional_from: no MV-DiT-6B training checkpoint"):
+        load_unconditional_tokens(tmp_path / "nope.safetensors", tokenizer)
+    with pytest.raises(ValueError, match="unconditional_from is for a Wan model in the paper layout"):
+        MVDiTTrainConfig.tiny(unconditional_from=str(six_b))

@@ -97,6 +97,21 @@ def unconditional_rows(uncond: torch.Tensor, num_tokens: int, num_joints: int) -
     return uncond[:num_tokens]
 
 
+def reuse_unconditional_tokens(model: torch.nn.Module, tokens: torch.Tensor) -> None:
+    """Copy another model's c_m∅ (U*J, C) into ``model``'s and freeze it: MV-DiT-18B reuses the 6B's
+    unconditional motion tokens "without modification" (Sec. 3.3). When the source covers more latent frames,
+    its first ones are taken (frame-major rows, as `unconditional_rows` reads them)."""
+    own = getattr(model, "unconditional_motion_token", None)
+    if own is None:
+        raise ValueError("this model has no unconditional motion tokens to reuse another model's into")
+    if tokens.ndim != 2 or tokens.shape[1] != own.shape[1] or tokens.shape[0] < own.shape[0]:
+        raise ValueError(f"cannot reuse c_m∅ of shape {tuple(tokens.shape)} in a model whose c_m∅ is "
+                         f"{tuple(own.shape)} (same channels and at least as many rows needed)")
+    with torch.no_grad():
+        own.copy_(tokens[:own.shape[0]].to(own.dtype))
+    own.requires_grad_(False)
+
+
 def motion_condition(
     tokens: torch.Tensor,
     keep: torch.Tensor | None,

@@ -14,7 +14,9 @@ heads x 128 = 5120, 40 layers, in_channels 36, CLIP image embedding branch):
   pre-norm). Motion tokens (3072) are zero-padded to 5120 (Sec. 3.3) inside
   ``MotionAttention``.
 - Only the new modules train (App. A.1): ``requires_grad`` is False on the backbone.
-- c_m∅: the paper reuses the 6B's unconditional motion tokens (Sec. 3.3).
+- c_m∅: the paper reuses the 6B's unconditional motion tokens (Sec. 3.3); same
+  shape as the 6B's, so `models.mvdit.cfg.reuse_unconditional_tokens` copies
+  them in and freezes them (``MVDiTTrainConfig.unconditional_from``).
 
 ``motion_layout="release"`` reproduces the released MV-DiT-17B
 (/work/shared/release-format/mvdit-17b-motion.json): motion attention in blocks
