@@ -50,15 +50,13 @@ def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
     return [*range(0, num_frames - window, window - overlap), num_frames - window]
 
 
-def crossfade(video: np.ndarray, chunk: np.ndarray, start: int) -> np.ndarray:
-    """``video`` (frames 0..n-1) extended by ``chunk`` placed at ``start`` <= n: on the shared frames the weight of
-    the new chunk rises linearly, (i + 1) / (shared + 1) on the i-th one."""
-    shared = len(video) - start
-    if not 0 < shared <= len(chunk):
-        raise ValueError(f"a chunk at frame {start} must overlap the {len(video)} frames so far")
-    alpha = (np.arange(1, shared + 1) / (shared + 1))[:, None, None, None]
-    blended = (1 - alpha) * video[start:] + alpha * chunk[:shared]
-    return np.concatenate([video[:start], np.rint(blended).astype(np.uint8), chunk[shared:]])
+def crossfade(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """The same n frames from two windows, uint8 (n, H, W, 3), blended: the new window's weight rises linearly,
+    (i + 1) / (n + 1) on the i-th frame."""
+    if old.shape != new.shape:
+        raise ValueError(f"cross-faded frames must have one shape, got {old.shape} and {new.shape}")
+    alpha = (np.arange(1, len(old) + 1) / (len(old) + 1))[:, None, None, None]
+    return np.rint((1 - alpha) * old + alpha * new).astype(np.uint8)
 
 
 def longest_pass(pipe) -> int:
@@ -91,11 +89,16 @@ def animate_in_windows(pipe, reference_image: np.ndarray, joints: np.ndarray, wi
     if len(starts) == 1:
         length = min(window, usable_length(len(joints)))
         return pipe(reference_image, joints[:length], num_frames=length, **call)
-    video = None
+    video, done = None, 0  # frames [0, done) are generated
     for k, start in enumerate(starts):
         if log is not None:
             log(f"window {k + 1}/{len(starts)}: frames {start}-{start + window - 1} of {len(joints)}")
         reference = reference_image if video is None else video[start]
         chunk = pipe(reference, joints[start:start + window], num_frames=window, **call)
-        video = chunk if video is None else crossfade(video, chunk, start)
+        if video is None:
+            video = np.empty((len(joints), *chunk.shape[1:]), np.uint8)
+        shared = done - start
+        video[start:done] = crossfade(video[start:done], chunk[:shared])
+        video[done:start + window] = chunk[shared:]
+        done = start + window
     return video
