@@ -381,13 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--weights", help="diffusers MV-DiT folder or train_mvdit checkpoint (.safetensors)")
     p.add_argument("--tokenizer", help="4DMoT checkpoint (default: the one the training checkpoint names)")
-    p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: the longest the motion gives)")
+    p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: every frame of a joints "
+                                              "motion, the longest 1 + 8k of tokens)")
     p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
     p.add_argument("--window", type=int, help="frames per sampling pass for long motions (1 + 8k; default: the "
                                               "longest clip the model's unconditional motion tokens cover)")
     p.add_argument("--overlap", type=int, default=RELEASE_OVERLAP,
                    help=f"frames shared by consecutive windows, cross-faded (default {RELEASE_OVERLAP})")
-    p.add_argument("--width", type=int)
     p.add_argument("--steps", type=int, default=50, help="sampler steps (App. A.3: 50)")
     p.add_argument("--motion-cfg", type=float, default=3.0, help="motion guidance scale (App. A.3: 3.0)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"text prompt, 18B model only (default {DEFAULT_PROMPT!r})")
