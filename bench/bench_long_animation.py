@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -37,6 +38,16 @@ from pipeline.metrics.frame_metrics import psnr, ssim
 WINDOW, OVERLAP, SIZE = 33, 9, (48, 64)
 
 
+def seam(video: np.ndarray, truth: np.ndarray, frames: slice) -> float:
+    """Mean |frame-to-frame change| of the video minus the ground truth's, on the changes inside ``frames``
+    (grey levels): how much more the picture jumps there than the real video does."""
+    def change(v: np.ndarray) -> float:
+        v = v.astype(np.float64)
+        return float(np.abs(np.diff(v[frames], axis=0)).mean())
+
+    return change(video) - change(truth)
+
+
 def scores(video: np.ndarray, truth: np.ndarray, frames: slice) -> tuple[float, float]:
     """Mean PSNR (dB) and SSIM (the paper's per-channel SSIM) over ``frames``."""
     return psnr(video[frames], truth[frames]), ssim(video[frames], truth[frames])
@@ -45,12 +56,14 @@ def scores(video: np.ndarray, truth: np.ndarray, frames: slice) -> tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, required=True, help="a data root where `make demo` has run")
+    parser.add_argument("--checkpoint", type=Path, help="an MV-DiT training checkpoint (default: the data root's "
+                                                          "newest for the current settings)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "long_animation.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = PipelineSettings(data_root=str(args.data_root))
-    checkpoint = resolve_checkpoint(settings, None)
+    checkpoint = resolve_checkpoint(settings, args.checkpoint)
     pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
     rows, start_time = [], time.time()
     for clip in load_generated(settings):
@@ -74,21 +87,28 @@ def main() -> None:
             first_p, _ = scores(video, truth, slice(1, later))
             later_p, _ = scores(video, truth, slice(later, None))
             rows.append({"video": clip.id, "frames": len(truth), "method": method, "psnr": all_p, "ssim": all_s,
-                         "psnr_first_window": first_p, "psnr_later_windows": later_p})
+                         "psnr_first_window": first_p, "psnr_later_windows": later_p,
+                         "seam": seam(video, truth, slice(later - 1, WINDOW + 1)),
+                         "jitter": seam(video, truth, slice(1, later))})
             print(json.dumps(rows[-1]), flush=True)
     wall = time.time() - start_time
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = [f"# Long motions in windows ({date.today()})", "",
-             f"Command: `python bench/bench_long_animation.py --data-root {args.data_root}`; checkpoint "
+             f"Command: `python bench/bench_long_animation.py {' '.join(sys.argv[1:])}`; checkpoint "
              f"`{checkpoint.name}`; machine {platform.machine()} {platform.system()}, 1 torch thread, "
              f"{wall:.0f} s for all. Window {WINDOW}, overlap {OVERLAP}, DDIM {args.steps}, motion CFG 3, "
              f"{SIZE[0]} x {SIZE[1]}.", "",
-             "| method | PSNR (dB) | SSIM | PSNR, first window only | PSNR, later windows |", "| --- | --- | --- | --- | --- |"]
+             "| method | PSNR (dB) | SSIM | PSNR, first window only | PSNR, later windows | extra change, "
+             "cross-fade | extra change, first window |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    keys = ("psnr", "ssim", "psnr_first_window", "psnr_later_windows", "seam", "jitter")
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
-        mean = {k: np.mean([r[k] for r in mine]) for k in ("psnr", "ssim", "psnr_first_window", "psnr_later_windows")}
+        mean = {k: np.mean([r[k] for r in mine]) for k in keys}
         lines.append(f"| {method} | {mean['psnr']:.2f} | {mean['ssim']:.3f} | {mean['psnr_first_window']:.2f} | "
-                     f"{mean['psnr_later_windows']:.2f} |")
+                     f"{mean['psnr_later_windows']:.2f} | {mean['seam']:.2f} | {mean['jitter']:.2f} |")
+    lines += ["", "Extra change: mean |frame-to-frame difference| (grey levels) of the animation minus that of the "
+              "ground truth, over the first cross-fade (the second window's first frame to the first window's last) "
+              "and over the frames only the first window makes: how much more the picture jumps than the real video."]
     lines += ["", "Per video:", "", "| video | frames | method | PSNR | SSIM |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['video']} | {r['frames']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} |" for r in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,8 @@ class MTVCraftPipeline:
     # -- pieces -------------------------------------------------------------------------------------
     def motion_tokens(self, motion: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:
         """Joints (T, 24, 3) -> 4DMoT codebook vectors (1, F * 24, D); tokens (M, D) / (1, M, D) pass through."""
-        motion = torch.as_tensor(np.asarray(motion) if isinstance(motion, np.ndarray) else motion)
+        # a copy of numpy input: arrays read from Arrow tables are read-only, which torch warns about
+        motion = torch.from_numpy(np.array(motion)) if isinstance(motion, np.ndarray) else torch.as_tensor(motion)
         if motion.ndim == 3 and motion.shape[1:] == (NUM_JOINTS, 3):
             if self.tokenizer is None:
                 raise ValueError("joints given but the pipeline has no 4DMoT tokenizer; pass tokenizer= or motion tokens")
