@@ -50,7 +50,7 @@ import torch
 from models.mvdit.cfg import guided_prediction
 from pipeline.latents import LatentMap, PoolLatentMap, latent_frames
 from pipeline.long_animation import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
-from pipeline.motion_windows import MIN_FRAMES
+from pipeline.motion_windows import MIN_FRAMES, usable_length
 
 DEFAULT_PROMPT = "a person is dancing"  # App. A.3's evaluation prompt (18B model)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -70,11 +70,6 @@ class PreparedCall:
 def is_wan_checkpoint(info: dict[str, Any]) -> bool:
     """Whether a `train_mvdit` checkpoint's ``tokenizer_config`` is a Wan model's (its kwargs have CLIP's image_dim)."""
     return "image_dim" in info.get("mvdit", {})
-
-
-def usable_length(frames: int) -> int:
-    """The longest 1 + 8k <= ``frames``: both the VAE (1 + 4k) and 4DMoT's sliding window of 8 keep it."""
-    return 1 + (frames - 1) // 8 * 8
 
 
 class MTVCraftPipeline:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.motion_windows import MIN_FRAMES
+from pipeline.motion_windows import MIN_FRAMES, usable_length
 
 RELEASE_WINDOW = 49  # the released 17B sampler's window and overlap (paper-facts.md)
 RELEASE_OVERLAP = 9
@@ -62,8 +62,6 @@ def crossfade(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 def longest_pass(pipe) -> int:
     """The longest clip (1 + 8k frames) one sampling pass of ``pipe`` can guide: the frames its unconditional motion
     tokens c_m∅ cover; the release window (49) for a model without them (17B release: no motion CFG)."""
-    from pipeline.animate import usable_length
-
     uncond = pipe.model.unconditional_motion_token
     if uncond is None:
         return RELEASE_WINDOW
@@ -78,8 +76,6 @@ def animate_in_windows(pipe, reference_image: np.ndarray, joints: np.ndarray, wi
     `MTVCraftPipeline` or `WanMotionPipeline`) window by window; ``call`` goes to each pass (height, width,
     num_inference_steps, guidance scales, generator, prompt, progress). A motion no longer than ``window``
     is one pass over its longest 1 + 8k frames, as ``pipe`` alone would do."""
-    from pipeline.animate import usable_length
-
     joints = np.asarray(joints)
     if joints.ndim != 3 or joints.shape[1:] != (24, 3):
         raise ValueError(f"windows need joints (T, 24, 3), got {joints.shape}")

@@ -64,6 +64,11 @@ STRIDES: tuple[int, ...] = (1, 2)
 MIN_FRAMES = min(BUCKET_LENGTHS)
 
 
+def usable_length(frames: int) -> int:
+    """The longest 1 + 8k <= ``frames``: both the VAE (1 + 4k) and 4DMoT's sliding window of 8 keep it."""
+    return 1 + (frames - 1) // 8 * 8
+
+
 @dataclass(frozen=True)
 class WindowConfig:
     """How training windows are drawn (App. A.2 defaults)."""
