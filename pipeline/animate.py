@@ -273,6 +273,8 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
     motion = Path(args.motion)
     if not motion.is_file():
         raise InputError(f"motion file not found: {motion} (a video, or an .npz with joints / ids / tokens)")
+    if args.steps < 1 or args.fps <= 0:
+        raise InputError(f"--steps must be >= 1 and --fps > 0, got {args.steps} and {args.fps}")
     if args.frames is not None and (args.frames < MIN_FRAMES or (args.frames - 1) % 8):
         raise InputError(f"--frames must be 1 + 8k and at least {MIN_FRAMES} (e.g. 33, 49, 81), got {args.frames}")
     if args.overlap < 1 or args.window is not None:
@@ -396,6 +398,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_against_model(args: argparse.Namespace, inputs: Inputs, pipe: MTVCraftPipeline) -> int:
+    """The checks that need the loaded model: output size a multiple of its pixels per token, and a pass no
+    longer than its c_m∅ covers under motion CFG (``--window`` for joints, the whole clip for tokens).
+    Returns the window for joints."""
+    factor = pipe.spatial_factor()
+    for name in ("height", "width"):
+        value = getattr(args, name)
+        if value is not None and (value < factor or value % factor):
+            raise InputError(f"--{name} must be a positive multiple of {factor} for this model, got {value}")
+    window = args.window or longest_pass(pipe)
+    try:
+        check_window(window, args.overlap)
+    except ValueError as err:
+        raise InputError(f"--window / --overlap: {err}") from err
+    guided = pipe.model.unconditional_motion_token is not None and args.motion_cfg != 1
+    one_pass = window if inputs.kind in ("video", "joints") else usable_length(inputs.num_frames)
+    if guided and one_pass > longest_pass(pipe):
+        what = f"--window {window} is" if inputs.kind in ("video", "joints") else f"these tokens' {one_pass} frames are"
+        fix = "lower --window" if inputs.kind in ("video", "joints") else "pass fewer frames (--frames)"
+        raise InputError(f"{what} longer than the {longest_pass(pipe)} frames this model's unconditional motion "
+                         f"tokens cover (motion CFG needs them); {fix} or use --motion-cfg 1")
+    return window
+
+
 def run(args: argparse.Namespace) -> Path:
     inputs = check_inputs(args)  # all input errors surface here, before any model loads
     weights = Path(args.weights)
@@ -404,19 +430,11 @@ def run(args: argparse.Namespace) -> Path:
     else:
         pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer,
                                                       wan_encoders=args.wan_encoders)
+    window = check_against_model(args, inputs, pipe)  # and these before the pose stage and sampling
     call = dict(height=args.height, width=args.width, num_inference_steps=args.steps,
                 motion_guidance_scale=args.motion_cfg, text_guidance_scale=args.text_cfg, prompt=args.prompt,
                 generator=torch.Generator().manual_seed(args.seed), progress=True)
     if inputs.kind in ("video", "joints"):
-        window = args.window or longest_pass(pipe)
-        try:
-            check_window(window, args.overlap)
-        except ValueError as err:
-            raise InputError(f"--window / --overlap: {err}") from err
-        if pipe.model.unconditional_motion_token is not None and args.motion_cfg != 1 and window > longest_pass(pipe):
-            raise InputError(f"--window {window} is longer than the {longest_pass(pipe)} frames this model's "
-                             "unconditional motion tokens cover (motion CFG needs them); lower --window or use "
-                             "--motion-cfg 1")
         if inputs.kind == "video":
             joints = joints_from_video(inputs.motion, inputs.num_frames)
         else:

@@ -200,3 +200,25 @@ def test_cli_animates_every_frame_of_a_long_motion(tmp_path, tokenizer_ckpt, cap
     monkeypatch.setattr(MTVCraftPipeline, "from_train_checkpoint", classmethod(lambda *a, **k: pytest.fail("loaded")))
     assert "--window / --overlap: window must be 1 + 8k" in run_cli(argv + ["--window", "40"], capsys)
     assert "--window / --overlap: overlap must be" in run_cli(argv + ["--overlap", "0"], capsys)
+
+
+def test_cli_checks_size_and_token_length_against_the_model_before_sampling(tmp_path, tokenizer_ckpt, capsys,
+                                                                            monkeypatch):
+    import pipeline.animate as animate_module
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
+    result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path / "run",
+                         log=lambda s: None)
+    argv = inputs(tmp_path)
+    argv[-1] = str(result.checkpoint)
+    monkeypatch.setattr(MTVCraftPipeline, "__call__", lambda *a, **k: pytest.fail("sampled despite a bad input"))
+    monkeypatch.setattr(animate_module, "joints_from_video", lambda *a: pytest.fail("poses estimated"))
+    assert "--height must be a positive multiple of 16 for this model, got 30" in run_cli(argv + ["--height", "30"],
+                                                                                       capsys)
+    ids = tmp_path / "ids.npz"
+    np.savez(ids, ids=rng.integers(0, 256, (12, 24)), num_frames=45)  # 12 latent frames > the 9 c_m∅ covers
+    argv[3] = str(ids)
+    err = run_cli(argv, capsys)
+    assert "these tokens' 41 frames are longer than the 33 frames this model's unconditional motion tokens" in err
+    assert "error: --steps must be >= 1" in run_cli(argv + ["--steps", "0"], capsys)
