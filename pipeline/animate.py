@@ -379,10 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--weights", help="diffusers MV-DiT folder or train_mvdit checkpoint (.safetensors)")
     p.add_argument("--tokenizer", help="4DMoT checkpoint (default: the one the training checkpoint names)")
-    p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: every frame of a joints "
-                                              "motion, the longest 1 + 8k of tokens)")
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
+    p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: every frame of a video "
+                                              "or joints motion, the longest 1 + 8k of tokens)")
+    p.add_argument("--height", type=int, help="output height (default: the reference image's, rounded down to a "
+                                              "multiple of the model's pixels per token)")
+    p.add_argument("--width", type=int, help="output width (default: as --height)")
     p.add_argument("--window", type=int, help="frames per sampling pass for long motions (1 + 8k; default: the "
                                               "longest clip the model's unconditional motion tokens cover)")
     p.add_argument("--overlap", type=int, default=RELEASE_OVERLAP,
@@ -393,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-cfg", type=float, default=6.0, help="text guidance scale, 18B model only (App. A.3: 6.0)")
     p.add_argument("--wan-encoders", help="Wan2.1-I2V folder with the T5/CLIP encoders (18B model; default: the "
                                           "folder the checkpoint was trained with)")
-    p.add_argument("--fps", type=float, default=8.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=8.0, help="frame rate of the written mp4")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     return p
 
 
