@@ -191,3 +191,26 @@ def test_bf16_cast_keeps_wan_float32_modules(pipe):
     with torch.no_grad():
         full, low = (p.guided_prediction(latents, torch.tensor(500.0), cond, 3.0, 6.0) for p in (pipe, half))
     assert low.dtype == torch.float32 and (low - full).norm() < 0.05 * full.norm()
+
+
+def test_wan_long_motion_in_windows(pipe, monkeypatch):
+    """The 18B pipeline through the same windows: all 45 frames, the first window's own frames before the second
+    window starts, and the second window's first frame taken as its reference (Eq. 9's frame 0)."""
+    from pipeline.long_animation import animate_in_windows
+
+    seen = []
+    original = WanMotionPipeline.__call__
+
+    def spy(self, reference_image, motion, **kw):
+        seen.append(reference_image.copy())
+        return original(self, reference_image, motion, **kw)
+
+    call = dict(height=32, width=32, num_inference_steps=2, prompt="a man walks")
+    monkeypatch.setattr(WanMotionPipeline, "__call__", spy)
+    video = animate_in_windows(pipe, reference(), joints(45), window=33, overlap=9,
+                               generator=torch.Generator().manual_seed(7), **call)
+    monkeypatch.undo()
+    single = pipe(reference(), joints(45)[:33], num_frames=33, generator=torch.Generator().manual_seed(7), **call)
+    assert video.shape == (45, 32, 32, 3)
+    np.testing.assert_array_equal(video[:12], single[:12])
+    assert len(seen) == 2 and np.array_equal(seen[1], single[12])
