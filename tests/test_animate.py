@@ -23,6 +23,15 @@ def tokenizer_ckpt(tmp_path_factory):
     return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tokenizer_ckpt, tmp_path_factory):
+    """A train_mvdit checkpoint of the tiny model after one step (33-frame clips: c_m∅ covers 33 frames)."""
+    video = np.random.default_rng(0).integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
+    result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1),
+                         tmp_path_factory.mktemp("mvdit"), log=lambda s: None)
+    return result.checkpoint
+
+
 def joints(frames: int = 33, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.normal(0, 0.2, (1, 24, 3)) + np.cumsum(rng.normal(0, 0.01, (frames, 1, 3)), axis=0)).astype(np.float32)
@@ -122,13 +131,10 @@ def test_cli_errors_before_any_model_loads(tmp_path, capsys, no_model_loads):
     assert "--frames must be 1 + 8k" in run_cli(argv + ["--frames", "30"], capsys)
 
 
-def test_cli_end_to_end_with_a_train_checkpoint(tmp_path, tokenizer_ckpt, capsys):
+def test_cli_end_to_end_with_a_train_checkpoint(tmp_path, checkpoint, capsys):
     rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
-    result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path / "run",
-                         log=lambda s: None)
     argv = inputs(tmp_path)
-    argv[-1] = str(result.checkpoint)
+    argv[-1] = str(checkpoint)
     assert main(argv + ["--steps", "2", "--height", "32", "--width", "32"]) == 0
     info = probe_video(tmp_path / "o.mp4")
     assert (info.num_frames, info.width, info.height) == (40, 32, 32)  # every motion frame, in two windows
@@ -140,7 +146,7 @@ def test_cli_end_to_end_with_a_train_checkpoint(tmp_path, tokenizer_ckpt, capsys
     assert probe_video(tmp_path / "o.mp4").num_frames == 33
 
 
-def test_animate_from_a_driving_video(tmp_path, tokenizer_ckpt):
+def test_animate_from_a_driving_video(tmp_path, checkpoint):
     """A driving video with a sidecar: its joints are the sidecar's FK, and the CLI animates from it."""
     from pipeline.animate import joints_from_video
     from pipeline.synthetic.motions import motion_joints
@@ -153,12 +159,8 @@ def test_animate_from_a_driving_video(tmp_path, tokenizer_ckpt):
     expected = motion_joints(side["pose"][:33, 0], side["transl"][:33, 0])
     np.testing.assert_allclose(joints_from_video(path, 33), expected, atol=1e-5)
 
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
-    result = train_mvdit([(frames, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path / "run",
-                         log=lambda s: None)
     argv = inputs(tmp_path)
-    argv[3], argv[-1] = str(path), str(result.checkpoint)
+    argv[3], argv[-1] = str(path), str(checkpoint)
     # The video gives 54 frames; this tiny model's unconditional tokens cover 33 (its training length).
     assert main(argv + ["--steps", "1", "--height", "32", "--width", "32", "--frames", "33"]) == 0
     assert probe_video(tmp_path / "o.mp4").num_frames == 33
@@ -181,13 +183,9 @@ def test_long_motion_in_windows_keeps_the_first_pass(pipe):
     assert not np.array_equal(video[12:33], single[12:33])  # ... and is cross-faded in from there
 
 
-def test_cli_animates_every_frame_of_a_long_motion(tmp_path, tokenizer_ckpt, capsys, monkeypatch):
-    rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
-    result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path / "run",
-                         log=lambda s: None)
+def test_cli_animates_every_frame_of_a_long_motion(tmp_path, checkpoint, capsys, monkeypatch):
     argv = inputs(tmp_path, joints(45))
-    argv[-1] = str(result.checkpoint)
+    argv[-1] = str(checkpoint)
     assert main(argv + ["--steps", "1", "--height", "32", "--width", "32"]) == 0
     assert "window 2/2: frames 12-44 of 45" in capsys.readouterr().out
     assert probe_video(tmp_path / "o.mp4").num_frames == 45
@@ -202,16 +200,13 @@ def test_cli_animates_every_frame_of_a_long_motion(tmp_path, tokenizer_ckpt, cap
     assert "--window / --overlap: overlap must be" in run_cli(argv + ["--overlap", "0"], capsys)
 
 
-def test_cli_checks_size_and_token_length_against_the_model_before_sampling(tmp_path, tokenizer_ckpt, capsys,
+def test_cli_checks_size_and_token_length_against_the_model_before_sampling(tmp_path, checkpoint, capsys,
                                                                             monkeypatch):
     import pipeline.animate as animate_module
 
     rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
-    result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path / "run",
-                         log=lambda s: None)
     argv = inputs(tmp_path)
-    argv[-1] = str(result.checkpoint)
+    argv[-1] = str(checkpoint)
     monkeypatch.setattr(MTVCraftPipeline, "__call__", lambda *a, **k: pytest.fail("sampled despite a bad input"))
     monkeypatch.setattr(animate_module, "joints_from_video", lambda *a: pytest.fail("poses estimated"))
     assert "--height must be a positive multiple of 16 for this model, got 30" in run_cli(argv + ["--height", "30"],
