@@ -5,8 +5,9 @@ Animates every frame (50-60) of each held-out generated benchmark video with the
 DDIM 50, motion CFG 3 (App. A.3), at 48 x 64, three ways with the same noise:
 
 - chained windows (`pipeline.long_animation`, what `animate` does): window k is conditioned on the frame
-  generated at its start;
-- independent windows: every window is conditioned on the clip's first frame, then cross-faded the same way;
+  generated at its start and holds the frames it shares with the ones before it;
+- chained, no hold: the same without holding the shared frames (they are only cross-faded);
+- independent windows: every window is conditioned on the clip's first frame and cross-faded, no hold;
 - copy reference: frame 0 repeated (no model).
 
 PSNR / SSIM against the ground-truth render over the frames after 0, and separately over the frames only the
@@ -72,12 +73,15 @@ def main() -> None:
         later = window_starts(len(truth), WINDOW, OVERLAP)[1]
         call = dict(num_inference_steps=args.steps, motion_guidance_scale=3.0)
 
-        def independent(reference, motion, **kw):
-            return pipe(truth[0], motion, **kw)  # every window from the clip's own first frame
+        def independent(reference, motion, context=None, **kw):
+            return pipe(truth[0], motion, **kw)  # every window from the clip's own first frame, nothing held
+        independent.latent_map = pipe.latent_map
 
         videos = {
             "chained windows": animate_in_windows(pipe, truth[0], joints, WINDOW, OVERLAP,
                                                   generator=torch.Generator().manual_seed(0), **call),
+            "chained, no hold": animate_in_windows(pipe, truth[0], joints, WINDOW, OVERLAP, hold_overlap=False,
+                                                   generator=torch.Generator().manual_seed(0), **call),
             "independent windows": animate_in_windows(independent, truth[0], joints, WINDOW, OVERLAP,
                                                       generator=torch.Generator().manual_seed(0), **call),
             "copy reference": np.repeat(truth[:1], len(truth), axis=0),

@@ -211,36 +211,68 @@ class MTVCraftPipeline:
                              f"{num_frames} frames need {f}")
         return PreparedCall(image, num_frames, f, tokens)
 
-    def timesteps(self, num_inference_steps: int, progress: bool = False):
-        """The scheduler's timesteps for ``num_inference_steps`` (wrapped in a tqdm bar when ``progress``)."""
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        steps = self.scheduler.timesteps
-        if progress:
-            from tqdm.auto import tqdm
+    def context_latents(self, context: np.ndarray | None, height: int, width: int) -> torch.Tensor | None:
+        """Latents (1, m, C, h, w) of frames the clip must start with (uint8 (1 + 4j, H, W, 3), resized to the
+        output size), or None."""
+        if context is None:
+            return None
+        context = np.asarray(context)
+        if context.dtype != np.uint8 or context.ndim != 4 or context.shape[3] != 3:
+            raise ValueError(f"context must be uint8 frames (k, H, W, 3), got {context.dtype} {context.shape}")
+        if context.shape[1:3] != (height, width):
+            context = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in context])
+        latent_frames(len(context), self.latent_map.temporal_factor)  # raises unless 1 + 4j frames
+        return self.latent_map.encode(torch.from_numpy(context)[None].to(self.device))
 
-            steps = tqdm(steps, desc="MV-DiT")
-        return steps
+    def noised(self, known: torch.Tensor, step: int, timesteps: torch.Tensor,
+               generator: torch.Generator | None) -> torch.Tensor:
+        """``known`` clean latents at the noise level the sample has after ``step`` (DDIM: the scheduler's forward
+        process at the next timestep; clean after the last step)."""
+        if step + 1 == len(timesteps):
+            return known
+        noise = torch.randn(known.shape, generator=generator).to(known.device)
+        return self.scheduler.add_noise(known, noise, timesteps[step + 1:step + 2])
+
+    def timesteps(self, num_inference_steps: int) -> torch.Tensor:
+        """The scheduler's timesteps for ``num_inference_steps``."""
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        return self.scheduler.timesteps
+
+    @staticmethod
+    def progress(timesteps: torch.Tensor, show: bool):
+        """``timesteps`` wrapped in a tqdm bar when ``show``."""
+        if not show:
+            return timesteps
+        from tqdm.auto import tqdm
+
+        return tqdm(timesteps, desc="MV-DiT")
 
     @torch.no_grad()
     def __call__(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None = None,
                  height: int | None = None, width: int | None = None, num_inference_steps: int = 50,
                  motion_guidance_scale: float = 3.0, text_guidance_scale: float = 6.0,
                  generator: torch.Generator | None = None, progress: bool = False,
-                 prompt: str | None = None) -> np.ndarray:
+                 prompt: str | None = None, context: np.ndarray | None = None) -> np.ndarray:
         """Frames uint8 (num_frames, height, width, 3); the reference image is frame 0's condition (Eq. 3).
 
         ``prompt`` and ``text_guidance_scale`` are accepted so that one call serves both backbones; the 6B model
-        has no text branch and ignores them.
+        has no text branch and ignores them. ``context``: frames (1 + 4j) the clip must start with, e.g. the end of
+        the previous window of a long motion; after every step their latents, noised to the sample's level,
+        replace the first latent frames (the hold of the released 17B long-video sampler).
         """
         call = self.prepare(reference_image, motion, num_frames, height, width)
         device = self.device
         reference = self.latent_map.encode(torch.from_numpy(call.image)[None, None].to(device))  # (1, 1, C, h, w)
+        known = self.context_latents(context, *call.image.shape[:2])
         c, h, w = reference.shape[2:]
         latents = torch.randn((1, call.latent_frames, c, h, w), generator=generator).to(device)
         latents = latents * self.scheduler.init_noise_sigma
-        for t in self.timesteps(num_inference_steps, progress):
+        timesteps = self.timesteps(num_inference_steps)
+        for i, t in enumerate(self.progress(timesteps, progress)):
             pred = self.guided_prediction(latents, t, reference, call.tokens, motion_guidance_scale)
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
+            if known is not None:
+                latents[:, :known.shape[1]] = self.noised(known, i, timesteps, generator)
         return self.latent_map.decode(latents)[0, :call.num_frames].cpu().numpy()
 
 

@@ -142,25 +142,40 @@ class WanMotionPipeline(MTVCraftPipeline):
                                  motion_scale=motion_scale, text_scale=text_scale, has_text=True,
                                  device=latents.device)
 
+    def noised(self, known: torch.Tensor, step: int, timesteps: torch.Tensor,
+               generator: torch.Generator | None) -> torch.Tensor:
+        """``known`` clean latents at the sample's noise level after ``step``: rectified flow's (1 - s) z + s eps
+        at the scheduler's next sigma (0 after the last step)."""
+        sigma = float(self.scheduler.sigmas[step + 1])
+        if sigma == 0:
+            return known
+        return (1 - sigma) * known + sigma * torch.randn(known.shape, generator=generator).to(known.device)
+
     # -- sampling -------------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None = None,
                  height: int | None = None, width: int | None = None, num_inference_steps: int = 50,
                  motion_guidance_scale: float = 3.0, text_guidance_scale: float = 6.0,
                  generator: torch.Generator | None = None, progress: bool = False,
-                 prompt: str | None = DEFAULT_PROMPT) -> np.ndarray:
+                 prompt: str | None = DEFAULT_PROMPT, context: np.ndarray | None = None) -> np.ndarray:
         """Frames uint8 (num_frames, height, width, 3) following ``motion``, with ``reference_image`` as frame 0
-        (Eq. 9-10) and ``prompt`` (None: "a person is dancing") as the text condition."""
+        (Eq. 9-10) and ``prompt`` (None: "a person is dancing") as the text condition; ``context`` as in
+        `MTVCraftPipeline.__call__` (frames the clip must start with, held at every step)."""
         if motion_guidance_scale != 1.0 and self.model.unconditional_motion_token is None:
             raise ValueError(f"motion_guidance_scale = {motion_guidance_scale}: this model has no unconditional "
                              "motion tokens c_m∅ (17B release layout); use motion_guidance_scale=1.0 (--motion-cfg 1)")
         call = self.prepare(reference_image, motion, num_frames, height, width)
         cond = self.conditions(call.image, call.tokens, call.num_frames, DEFAULT_PROMPT if prompt is None else prompt,
                                generator)
+        known = self.context_latents(context, *call.image.shape[:2])
+        known = None if known is None else known.permute(0, 2, 1, 3, 4)  # Wan's (B, C, m, h, w)
         c, f, h, w = cond.reference.shape[1:]
         latents = torch.randn((1, c, f, h, w), generator=generator).to(self.device)
-        for t in self.timesteps(num_inference_steps, progress):
+        timesteps = self.timesteps(num_inference_steps)
+        for i, t in enumerate(self.progress(timesteps, progress)):
             pred = self.guided_prediction(latents, t, cond, motion_guidance_scale, text_guidance_scale)
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
+            if known is not None:
+                latents[:, :, :known.shape[2]] = self.noised(known, i, timesteps, generator)
         frames = self.latent_map.decode(latents.permute(0, 2, 1, 3, 4))  # back to the latent map's (B, f, C, h, w)
         return frames[0, :call.num_frames].cpu().numpy()

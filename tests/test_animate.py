@@ -169,7 +169,9 @@ def test_animate_from_a_driving_video(tmp_path, checkpoint):
 # ---- long motions ------------------------------------------------------------------------
 def test_long_motion_in_windows_keeps_the_first_pass(pipe):
     """Windows over a 45-frame motion: all 45 frames, and the frames before the second window are the first
-    pass's own (same seed), i.e. windowing changes nothing a single 33-frame call would give there."""
+    pass's own (same seed), i.e. windowing changes nothing a single 33-frame call would give there. The second
+    window holds the 21 frames it shares (1 + 4 * 5), which this latent map reproduces exactly, so they stay the
+    first pass's too; without the hold they are cross-faded with the second window's own."""
     from pipeline.long_animation import animate_in_windows, longest_pass
 
     assert longest_pass(pipe) == 33  # the tiny config's c_m∅ covers its 33-frame training clips
@@ -180,7 +182,11 @@ def test_long_motion_in_windows_keeps_the_first_pass(pipe):
     single = pipe(reference(), motion[:33], num_frames=33, generator=torch.Generator().manual_seed(5), **call)
     assert video.shape == (45, 32, 32, 3) and video.dtype == np.uint8
     np.testing.assert_array_equal(video[:12], single[:12])  # the second window starts at 45 - 33 = 12
-    assert not np.array_equal(video[12:33], single[12:33])  # ... and is cross-faded in from there
+    np.testing.assert_array_equal(video[12:33], single[12:33])  # held
+    faded = animate_in_windows(pipe, reference(), motion, window=33, overlap=9, hold_overlap=False,
+                               generator=torch.Generator().manual_seed(5), **call)
+    np.testing.assert_array_equal(faded[:12], single[:12])
+    assert not np.array_equal(faded[12:33], single[12:33])
 
 
 def test_cli_animates_every_frame_of_a_long_motion(tmp_path, checkpoint, capsys, monkeypatch):
@@ -217,3 +223,17 @@ def test_cli_checks_size_and_token_length_against_the_model_before_sampling(tmp_
     err = run_cli(argv, capsys)
     assert "these tokens' 41 frames are longer than the 33 frames this model's unconditional motion tokens" in err
     assert "error: --steps must be >= 1" in run_cli(argv + ["--steps", "0"], capsys)
+
+
+def test_context_frames_are_held_to_the_end(pipe):
+    """``context``: the first latent frames end as the context's own latents (the last step puts them back clean),
+    so the clip starts with the context as the latent map reproduces it; the rest is still sampled."""
+    context = np.random.default_rng(3).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)  # 1 + 4 * 2: 3 latents
+    call = dict(num_frames=33, height=32, width=32, num_inference_steps=3)
+    held = pipe(reference(), joints(), context=context, generator=torch.Generator().manual_seed(1), **call)
+    free = pipe(reference(), joints(), generator=torch.Generator().manual_seed(1), **call)
+    expected = pipe.latent_map.decode(pipe.latent_map.encode(torch.from_numpy(context)[None]))[0].numpy()
+    np.testing.assert_array_equal(held[:9], expected)
+    assert not np.array_equal(free[:9], expected) and not np.array_equal(held[9:], free[9:])
+    with pytest.raises(ValueError, match="1 \\+ 4k"):
+        pipe(reference(), joints(), context=context[:8], **call)

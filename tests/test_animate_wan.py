@@ -214,3 +214,12 @@ def test_wan_long_motion_in_windows(pipe, monkeypatch):
     assert video.shape == (45, 32, 32, 3)
     np.testing.assert_array_equal(video[:12], single[:12])
     assert len(seen) == 2 and np.array_equal(seen[1], single[12])
+
+
+def test_wan_context_frames_are_held_to_the_end(pipe):
+    """The flow-matching hold: at sigma 0 after the last step the first latent frames are the context's own."""
+    context = np.random.default_rng(3).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)  # 1 + 4: 2 latents
+    call = dict(num_frames=33, height=32, width=32, num_inference_steps=3)
+    held = pipe(reference(), joints(), context=context, generator=torch.Generator().manual_seed(1), **call)
+    expected = pipe.latent_map.decode(pipe.latent_map.encode(torch.from_numpy(context)[None]))[0].numpy()
+    np.testing.assert_array_equal(held[:5], expected)

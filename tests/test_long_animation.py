@@ -51,11 +51,13 @@ class RecordingPipe:
     """Stands in for a sampling pipeline: frame i of a pass is the reference plus how far the joints moved since
     the pass's first frame (the test's joints carry their frame index in x)."""
 
+    latent_map = SimpleNamespace(temporal_factor=4)
+
     def __init__(self):
         self.calls = []
 
-    def __call__(self, reference, joints, num_frames, **call):
-        self.calls.append((reference.copy(), joints.copy(), num_frames, call))
+    def __call__(self, reference, joints, num_frames, context=None, **call):
+        self.calls.append((reference.copy(), joints.copy(), num_frames, call, context))
         offsets = (joints[:num_frames, 0, 0] - joints[0, 0, 0]).astype(np.int64)
         return np.clip(reference[None].astype(np.int64) + offsets[:, None, None, None], 0, 255).astype(np.uint8)
 
@@ -71,9 +73,15 @@ def test_each_window_starts_from_the_frame_already_generated_there():
     assert starts == [0, 40, 51] and len(seen) == 3
     assert video.shape == (frames, 4, 4, 3)
     np.testing.assert_array_equal(pipe.calls[0][0], reference)
-    for (ref, window_joints, num_frames, call), start in zip(pipe.calls[1:], starts[1:]):
+    assert pipe.calls[0][4] is None  # nothing to hold in the first window
+    contexts = []
+    for (ref, window_joints, num_frames, call, context), start in zip(pipe.calls[1:], starts[1:]):
         assert num_frames == 49 and len(window_joints) == 49 and call == {"height": 4}
         assert ref[0, 0, 0] == 10 + start  # the frame generated at the window's start, not the first reference
+        contexts.append(context[:, 0, 0, 0])
+    # held: the 9 shared frames (1 + 4 * 2) of window 2; of the 38 window 3 shares, the longest 1 + 4j (37)
+    np.testing.assert_array_equal(contexts[0], 10 + np.arange(40, 49))
+    np.testing.assert_array_equal(contexts[1], 10 + np.arange(51, 88))
     # every pass continues the same ramp, so the cross-fades are seamless: frame t = reference + t
     np.testing.assert_array_equal(video[:, 0, 0, 0], 10 + np.minimum(np.arange(frames), 245))
 
