@@ -31,8 +31,9 @@ latent map). Bad inputs fail with one clear message each before any model loads.
 Long motions: joints longer than one pass (``--window``, default the longest
 clip the model's c_m∅ covers) are sampled in windows overlapping by
 ``--overlap`` frames, each later window conditioned on the frame already
-generated at its start (`pipeline.long_animation`), so every motion frame is
-animated; motion tokens are sampled in one pass.
+generated at its start and holding the frames it shares with the ones before
+(``context``; `pipeline.long_animation`), so every motion frame is animated;
+motion tokens are sampled in one pass.
 """
 
 from __future__ import annotations
