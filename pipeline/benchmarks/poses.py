@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.config import NLF_WEIGHTS_FILE, PipelineSettings
 from pipeline.subclips import neutral_joints
+
+if TYPE_CHECKING:
+    from pipeline.pose import PoseTrack
 
 JOINTS_SUFFIX = ".joints.npz"
 log = logging.getLogger(__name__)
@@ -80,7 +84,7 @@ def estimate_joints(frames: np.ndarray, settings: PipelineSettings, what: str = 
     return track_joints(track, what, f"the {backend} pose backend")
 
 
-def track_joints(track, what: str, source: str) -> np.ndarray:
+def track_joints(track: PoseTrack, what: str, source: str) -> np.ndarray:
     """FK joints of a primary-person `PoseTrack`, the frames without a person filled when the gap is short
     (`pipeline.pose.gap_filling`: slerp between the poses around it); a long absence is ``PoseUnavailable``."""
     from pipeline.pose.gap_filling import fill_pose_gaps
@@ -93,8 +97,8 @@ def track_joints(track, what: str, source: str) -> np.ndarray:
     except ValueError as err:
         raise PoseUnavailable(f"{what}: {source} found {err}") from err
     if filled:
-        log.warning("%s: %s missed the person in %d of %d frames; filled by interpolation", what, source, filled,
-                 len(pose))
+        log.warning("%s: %s missed the person in %d of %d frames; filled by interpolation",
+                    what, source, filled, len(pose))
     return neutral_joints(pose, transl)
 
 
