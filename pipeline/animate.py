@@ -310,11 +310,13 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
         raise InputError(f"--steps must be >= 1 and --fps > 0, got {args.steps} and {args.fps}")
     if args.frames is not None and (args.frames < MIN_FRAMES or (args.frames - 1) % 8):
         raise InputError(f"--frames must be 1 + 8k and at least {MIN_FRAMES} (e.g. 33, 49, 81), got {args.frames}")
-    if args.overlap < 1 or args.window is not None:
+    if args.window is not None:  # the default window is the model's, checked once it loads
         try:
-            check_window(MIN_FRAMES if args.window is None else args.window, args.overlap)
+            check_window(args.window, args.overlap)
         except ValueError as err:
             raise InputError(f"--window / --overlap: {err}") from err
+    elif args.overlap < 1:
+        raise InputError(f"--window / --overlap: overlap must be at least 1 frame, got {args.overlap}")
     if args.weights is None:
         raise InputError("--weights is required: a diffusers MV-DiT folder or a train_mvdit checkpoint")
     weights = Path(args.weights)
@@ -420,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="frames per sampling pass for long motions (1 + 8k; default: the "
                                               "longest clip the model's unconditional motion tokens cover)")
     p.add_argument("--overlap", type=int, default=RELEASE_OVERLAP,
-                   help=f"frames shared by consecutive windows, cross-faded (default {RELEASE_OVERLAP})")
+                   help=f"frames shared by consecutive windows, held and cross-faded (default {RELEASE_OVERLAP})")
     p.add_argument("--steps", type=int, default=50, help="sampler steps (App. A.3: 50)")
     p.add_argument("--motion-cfg", type=float, default=3.0, help="motion guidance scale (App. A.3: 3.0)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"text prompt, 18B model only (default {DEFAULT_PROMPT!r})")
@@ -441,17 +443,19 @@ def check_against_model(args: argparse.Namespace, inputs: Inputs, pipe: MTVCraft
         value = getattr(args, name)
         if value is not None and (value < factor or value % factor):
             raise InputError(f"--{name} must be a positive multiple of {factor} for this model, got {value}")
-    window = args.window or longest_pass(pipe)
+    longest = longest_pass(pipe)
+    window = args.window or longest
     try:
         check_window(window, args.overlap)
     except ValueError as err:
         raise InputError(f"--window / --overlap: {err}") from err
     guided = pipe.model.unconditional_motion_token is not None and args.motion_cfg != 1
-    one_pass = window if inputs.kind in ("video", "joints") else usable_length(inputs.num_frames)
-    if guided and one_pass > longest_pass(pipe):
-        what = f"--window {window} is" if inputs.kind in ("video", "joints") else f"these tokens' {one_pass} frames are"
-        fix = "lower --window" if inputs.kind in ("video", "joints") else "pass fewer frames (--frames)"
-        raise InputError(f"{what} longer than the {longest_pass(pipe)} frames this model's unconditional motion "
+    joints = inputs.kind in ("video", "joints")
+    one_pass = window if joints else usable_length(inputs.num_frames)
+    if guided and one_pass > longest:
+        what = f"--window {window} is" if joints else f"these tokens' {one_pass} frames are"
+        fix = "lower --window" if joints else "pass fewer frames (--frames)"
+        raise InputError(f"{what} longer than the {longest} frames this model's unconditional motion "
                          f"tokens cover (motion CFG needs them); {fix} or use --motion-cfg 1")
     return window
 

@@ -89,7 +89,7 @@ def animate_in_windows(pipe, reference_image: np.ndarray, joints: np.ndarray, wi
         raise ValueError(f"motion has {len(joints)} frames; MV-DiT needs at least {MIN_FRAMES}")
     starts = window_starts(len(joints), window, overlap)
     if len(starts) == 1:
-        length = min(window, usable_length(len(joints)))
+        length = usable_length(len(joints))  # <= len(joints) <= window
         return pipe(reference_image, joints[:length], num_frames=length, **call)
     video, done = None, 0  # frames [0, done) are generated
     for k, start in enumerate(starts):

@@ -200,6 +200,8 @@ def test_cli_animates_every_frame_of_a_long_motion(tmp_path, checkpoint, capsys,
     err = run_cli(argv + ["--window", "41"], capsys)  # longer than c_m∅ covers: caught before sampling
     assert "--window 41 is longer than the 33 frames this model's unconditional motion tokens cover" in err
     assert main(argv + ["--steps", "1", "--height", "32", "--width", "32", "--window", "41", "--motion-cfg", "1"]) == 0
+    # an overlap is checked against the default window once the model gives it (33 here)
+    assert "overlap must be between 1 and window - 1 = 32 frames, got 33" in run_cli(argv + ["--overlap", "33"], capsys)
     # bad windows are input errors before any model loads
     monkeypatch.setattr(MTVCraftPipeline, "from_train_checkpoint", classmethod(lambda *a, **k: pytest.fail("loaded")))
     assert "--window / --overlap: window must be 1 + 8k" in run_cli(argv + ["--window", "40"], capsys)
