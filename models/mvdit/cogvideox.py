@@ -54,7 +54,7 @@ from torch import nn
 
 from models.mvdit.cfg import motion_condition
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
-from models.mvdit.rope4d import RopeConfig, RopeTable, build_rope_tables
+from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, RopeTable, build_rope_tables, check_position_scale
 
 logger = logging.getLogger(__name__)
 
@@ -291,8 +291,9 @@ class MVDiTConfig:
     unconditional_frames: latent frames covered by c_m∅ (None: paper 33 = 129 video
         frames, the longest training clip; release 13 = 49 frames, i.e. (312, 3072)).
     motion_pe: Table 2 positional-encoding variant (paper layout only).
-    motion_position_scale: multiplies the (metre) joint positions in the motion RoPE
-        (None: paper 1.0, release 1000.0 = millimetres).
+    motion_position_scale: multiplies the (metre) joint positions in the motion RoPE;
+        every layout: ``MOTION_POSITION_SCALE`` = 1000, millimetres as the release (`models.mvdit.rope4d`).
+        Saved in the checkpoint's config; a config without it (saved before) is refused on load.
     train_backbone: paper trains all DiT blocks of the 6B model.
     """
 
@@ -302,7 +303,7 @@ class MVDiTConfig:
     num_joints: int = 24
     unconditional_frames: int | None = None
     motion_pe: str = "4d"
-    motion_position_scale: float | None = None
+    motion_position_scale: float = MOTION_POSITION_SCALE
     train_backbone: bool = True
 
     @classmethod
@@ -392,11 +393,12 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         num_joints: int = 24,
         unconditional_frames: int | None = None,
         motion_pe: str = "4d",
-        motion_position_scale: float | None = None,
+        motion_position_scale: float | None = MOTION_POSITION_SCALE,
         motion_mean_joints: list[list[float]] | None = None,
         train_backbone: bool = True,
     ) -> None:
         check_layout(motion_layout, motion_pe)
+        check_position_scale(motion_position_scale)  # None: a config saved before the millimetre unit
         if ofs_embed_dim is not None or patch_size_t is not None:
             raise ValueError("MV-DiT-6B builds on CogVideoX 1.0 (5B): ofs_embed_dim and patch_size_t must be None")
         if not use_rotary_positional_embeddings:
@@ -455,13 +457,12 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         if c.motion_layout == "release":
             base = MotionAttentionConfig.release_7b()
             rope = RopeConfig(
-                position_scale=1000.0 if c.motion_position_scale is None else c.motion_position_scale,
+                position_scale=c.motion_position_scale,
                 axis_dims=(head_dim // 4,) * 4, vision_axis_dims=cogvideox_rope_split(head_dim),
             )
         else:
             base = MotionAttentionConfig.paper_6b()
-            scale = 1.0 if c.motion_position_scale is None else c.motion_position_scale
-            rope = RopeConfig(pe=c.motion_pe, position_scale=scale)
+            rope = RopeConfig(pe=c.motion_pe, position_scale=c.motion_position_scale)
         return replace(
             base, dim=heads * head_dim, heads=heads, head_dim=head_dim, motion_dim=c.motion_token_dim,
             num_joints=c.num_joints, rope=rope,
