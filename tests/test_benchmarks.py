@@ -38,8 +38,9 @@ from pipeline.benchmarks import (
 )
 from pipeline.config import PipelineSettings
 from pipeline.subclips import neutral_joints
+from conftest import shared_path
 
-PAPER = Path("/work/shared/paper/mtvcraft-paper.txt")
+PAPER = "paper/mtvcraft-paper.txt"  # under ../shared (conftest.shared_path)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
@@ -176,9 +177,8 @@ def test_protocol_defaults_are_app_a3():
         EvalProtocol(num_frames=40)
 
 
-@pytest.mark.skipif(not PAPER.is_file(), reason=f"the paper text is not at {PAPER}")
 def test_quoted_rows_are_the_papers_text_verbatim():
-    text = PAPER.read_text()
+    text = shared_path(PAPER).read_text()
     for benchmark, (title, _) in PAPER_TABLES.items():
         caption = "Table 1: Quantitative Results on TikTok" if benchmark == "tiktok" else "Table 3: Quantitative Results on Fashion"
         block = text.split(caption, 1)[1].split("\n\n", 2)[1]  # the rows after the header line
