@@ -551,7 +551,9 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
 
         The patch embedding gains zero-initialised input channels for the reference
         latent (so the start equals the backbone on the noisy half); the paper layout
-        drops ``text_proj``; motion attention and c_m∅ start fresh.
+        drops ``text_proj``; motion attention and c_m∅ start fresh. An I2V backbone
+        (CogVideoX-5B-I2V, in_channels 32) keeps its patch embedding as is; its
+        persistent learned ``patch_embed.pos_embedding`` is dropped (RoPE only).
         """
         if not isinstance(backbone, CogVideoXTransformer3DModel):
             backbone = CogVideoXTransformer3DModel.from_pretrained(str(transformer_folder(backbone)))
@@ -567,6 +569,13 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
             state["patch_embed.proj.weight"] = torch.cat([w, torch.zeros_like(w)], dim=1)
         if model.config.motion_layout == "paper":
             state = {k: v for k, v in state.items() if not k.startswith("patch_embed.text_proj.")}
+        if "patch_embed.pos_embedding" in state:
+            # CogVideoX-5B-I2V saves its learned positional embedding (use_learned_positional_embeddings=True,
+            # fixed to 720 x 480 x 49 and to 226 text tokens); MV-DiT positions vision tokens by RoPE only,
+            # as the released Transformer7B does with the same flag, so the table is not used.
+            logger.warning("from_backbone: dropping the backbone's learned patch_embed.pos_embedding %s "
+                           "(MV-DiT uses the 3D RoPE only, as the release does)", tuple(state["patch_embed.pos_embedding"].shape))
+            del state["patch_embed.pos_embedding"]
         missing, unexpected = model.load_state_dict(state, strict=False)
         fresh = [k for k in missing if ".attn0." not in k and k != "unconditional_motion_token"]
         if fresh or unexpected:
