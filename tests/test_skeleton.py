@@ -54,8 +54,8 @@ def test_rest_joints_from_model_file_match_regressor(tmp_path):
     np.testing.assert_allclose(rest, arrays["J_regressor"] @ arrays["v_template"], atol=1e-5)
 
 
-def test_missing_model_file_names_the_setting(tmp_path):
-    with pytest.raises(FileNotFoundError, match="MTVCRAFT_SMPL_MODEL"):
+def test_missing_model_file_names_what_reads_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_path: an SMPL neutral model"):
         rest_joints_from_model_file(tmp_path / "nope.npz")
 
 
