@@ -1,7 +1,8 @@
 """Animate a reference image with a motion (paper Sec. 3.2 Eq. 3, App. A.3): ``MTVCraftPipeline`` and its CLI.
 
     python -m pipeline.animate --image ref.png --motion {video.mp4|motion.npz|tokens.npz} --out out.mp4 \
-        {--weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] | --release-checkpoint DIR} [--frames N] [--height H --width W] \
+        {--weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] | --release-checkpoint DIR} \
+        [--frames N] [--height H --width W] \
         [--window W --overlap 9] [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR]
 
 The reference image is the first frame: its latent z_ref = E(x_0) is repeated over

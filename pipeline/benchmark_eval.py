@@ -607,7 +607,8 @@ def sample_count_table(overall: dict[str, dict[str, float | str]],
     from pipeline.metrics import FEATURE_DIMS, SAMPLE_UNITS
 
     lines = ["### Distribution metrics: samples and feature dimension", "",
-             "| Model | metric | value | samples: generated / real | feature dim d | n >= d |", "|---|---|---|---|---|---|"]
+             "| Model | metric | value | samples: generated / real | feature dim d | n >= d |",
+             "|---|---|---|---|---|---|"]
     for method in METHODS:
         for metric, header in zip(METRIC_COLUMNS, METRIC_HEADERS):
             if metric not in FEATURE_DIMS or metric not in counts.get(method, {}):
@@ -616,8 +617,9 @@ def sample_count_table(overall: dict[str, dict[str, float | str]],
             shown = "n/c" if isinstance(value, str) else "-" if value is None else f"{value:.{DECIMALS[metric]}f}"
             ours, real = counts[method][metric]
             low = below_dimension(counts[method], metric)
-            verdict = ("no: rank-deficient covariance, not comparable with published values" if low else "yes")
-            lines.append(f"| {METHOD_LABELS[method]} | {header} | {shown}{' (n < d)' if low and shown != 'n/c' else ''} "
+            verdict = "no: rank-deficient covariance, not comparable with published values" if low else "yes"
+            mark = " (n < d)" if low and shown != "n/c" else ""
+            lines.append(f"| {METHOD_LABELS[method]} | {header} | {shown}{mark} "
                          f"| {ours} / {real} {SAMPLE_UNITS[metric]} | {FEATURE_DIMS[metric]} | {verdict} |")
     return lines
 

@@ -89,10 +89,12 @@ def load_release_tokenizer(root: str | Path, device: str | torch.device = "cpu")
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(f"{path} holds more than tensors and plain values, which weights_only loading refuses; "
-                         f"save its 'module' state_dict alone (torch.save(sd['module'], ...)) and retry: {err}") from err
+                         f"re-save its weights alone, torch.save({{'module': sd['module']}}, path), and retry: "
+                         f"{err}") from err
     state = data.get("module") if isinstance(data, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a DeepSpeed model-states dict with the weights under 'module'")
+        raise ValueError(f"{path}: expected a DeepSpeed model-states dict with the weights under 'module', "
+                         f"got {type(data).__name__} with keys {list(data)[:5] if isinstance(data, dict) else '-'}")
     config_file = path.parent / "config.json"
     config = (TokenizerConfig.from_dict(json.loads(config_file.read_text())) if config_file.is_file()
               else TokenizerConfig.release())

@@ -176,3 +176,10 @@ def test_missing_release_files_are_named(release_dir, tmp_path):
     shutil.copytree(root / "data", partial / "data")
     with pytest.raises(FileNotFoundError, match="CogVideoX-5B VAE"):
         load_release_pipeline(partial)
+    # a DeepSpeed file with pickled objects beyond tensors is refused (weights_only), with how to convert it
+    import argparse
+
+    weights = partial / "4DMoT" / "mp_rank_00_model_states.pt"
+    torch.save({"module": release_dir[3].state_dict(), "args": argparse.Namespace(lr=1e-4)}, weights)
+    with pytest.raises(ValueError, match="weights_only"):
+        load_release_tokenizer(partial)
