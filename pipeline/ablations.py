@@ -148,7 +148,8 @@ def table_2_markdown(results: dict[str, dict[str, Any]], config: AblationConfig)
         f"paper {h}" for h in METRIC_HEADERS) + " |"
     lines = [
         f"Table 2 at laptop size: tiny 4DMoT ({config.tokenizer_steps} steps) and tiny MV-DiT ({config.mvdit_steps} "
-        f"steps) per row, generated benchmark ({p.max_videos} videos x {p.num_frames} frames at {p.height} x "
+        f"steps) per row, generated benchmark ({p.max_videos} videos, "
+        f"{'whole' if p.num_frames is None else f'first {p.num_frames} frames'}, at {p.height} x "
         f"{p.width}, DDIM {p.num_inference_steps}, motion CFG {p.motion_guidance_scale}). Paper columns: quoted "
         "from Table 2 (TikTok, full models). n/c: not computed (feature-network weights absent).", "",
         header, "|" + " --- |" * (1 + 2 * len(METRIC_COLUMNS)),

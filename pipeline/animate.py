@@ -1,7 +1,8 @@
 """Animate a reference image with a motion (paper Sec. 3.2 Eq. 3, App. A.3): ``MTVCraftPipeline`` and its CLI.
 
     python -m pipeline.animate --image ref.png --motion {video.mp4|motion.npz|tokens.npz} --out out.mp4 \
-        --weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] [--frames N] [--height H --width W] \
+        {--weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] | --release-checkpoint DIR} \
+        [--frames N] [--height H --width W] \
         [--window W --overlap 9] [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR]
 
 The reference image is the first frame: its latent z_ref = E(x_0) is repeated over
@@ -317,11 +318,14 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
             raise InputError(f"--window / --overlap: {err}") from err
     elif args.overlap < 1:
         raise InputError(f"--window / --overlap: overlap must be at least 1 frame, got {args.overlap}")
-    if args.weights is None:
-        raise InputError("--weights is required: a diffusers MV-DiT folder or a train_mvdit checkpoint")
-    weights = Path(args.weights)
-    if not (weights.is_dir() or weights.is_file()):
-        raise InputError(f"--weights not found: {weights}")
+    if args.release_checkpoint is not None:
+        if not Path(args.release_checkpoint).is_dir():
+            raise InputError(f"--release-checkpoint not found: {args.release_checkpoint}")
+    elif args.weights is None:
+        raise InputError("--weights is required: a diffusers MV-DiT folder or a train_mvdit checkpoint "
+                         "(or --release-checkpoint DIR)")
+    elif not (Path(args.weights).is_dir() or Path(args.weights).is_file()):
+        raise InputError(f"--weights not found: {args.weights}")
     if args.tokenizer is not None and not Path(args.tokenizer).is_file():
         raise InputError(f"--tokenizer checkpoint not found: {args.tokenizer}")
     if motion.suffix.lower() in VIDEO_SUFFIXES:
@@ -414,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--weights", help="diffusers MV-DiT folder or train_mvdit checkpoint (.safetensors)")
     p.add_argument("--tokenizer", help="4DMoT checkpoint (default: the one the training checkpoint names)")
+    p.add_argument("--release-checkpoint", help="the official MTVCrafter release instead of --weights: its snapshot "
+                                                "(MV-DiT-7B) or its MV-DiT/Wan-2-1 folder (17B); see "
+                                                "pipeline/release_checkpoint.py")
     p.add_argument("--frames", type=int, help="frames to generate (1 + 8k, >= 33; default: every frame of a video "
                                               "or joints motion, the longest 1 + 8k of tokens)")
     p.add_argument("--height", type=int, help="output height (default: the reference image's, rounded down to a "
@@ -462,8 +469,12 @@ def check_against_model(args: argparse.Namespace, inputs: Inputs, pipe: MTVCraft
 
 def run(args: argparse.Namespace) -> Path:
     inputs = check_inputs(args)  # all input errors surface here, before any model loads
-    weights = Path(args.weights)
-    if weights.is_dir():
+    weights = Path(args.weights or "")
+    if args.release_checkpoint is not None:
+        from pipeline.release_checkpoint import load_release_pipeline
+
+        pipe = load_release_pipeline(args.release_checkpoint, wan_encoders=args.wan_encoders)
+    elif weights.is_dir():
         pipe = MTVCraftPipeline.from_pretrained(weights, tokenizer=args.tokenizer)
     else:
         pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer,

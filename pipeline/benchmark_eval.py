@@ -6,8 +6,21 @@ test video's own poses (sidecar joints or the pose backend, ``pipeline.benchmark
 50 steps with motion CFG 3.0 (the 6B model: the pipeline's ``CogVideoXDDIMScheduler``). The text prompt "a person
 is dancing" with text CFG 6.0 belongs to the 18B model (a Wan checkpoint loads as
 `pipeline.animate_wan.WanMotionPipeline`: rectified flow, two-condition CFG); the 6B (CogVideoX) MV-DiT has no
-text branch, so for it both are recorded but unused. The frame count, resolution and stride are config; their defaults are the
-released 7B inference's (49 frames, 512 x 512 centre crop; the paper states neither).
+text branch, so for it both are recorded but unused. Resolution and stride are config; their defaults are the
+released 7B inference's (512 x 512 centre crop; the paper states neither).
+
+Every test sequence is animated whole (``num_frames=None``): the long-motion windows of
+`pipeline.long_animation` (the model's longest pass, overlap 9, as the released 17B sampler) cover every
+frame, and the frame metrics are averaged over every frame. Why whole: the test sets are small. DisCo's
+TikTok split, which the later papers (MagicAnimate, Champ, UniAnimate, RealisDance-DiT ...) cite, is 10
+sequences (DisCo issues #27, #103: TikTok 335-340 plus company-collected ones never released), the UBC
+Fashion test split 100 videos; RealisDance-DiT's evaluation code is not public (its issue #73 asks how
+sequences longer than its 81 frames were sampled, unanswered). Cut to 49 frames, 5 TikTok sequences give
+240 frames for Inception's 2048-d covariance, 15 segments for I3D's 400-d one and 5 vectors for FID-VID.
+Whole sequences give the most samples the set has; the report prints each distribution metric's sample
+count and feature dimension, and a metric fitted to fewer samples than dimensions (a rank-deficient
+covariance) is listed apart, never in the row beside the paper's published values. ``num_frames=N`` keeps
+the old protocol (the first N frames, one pass).
 
 Methods, each on the same videos in one run:
 
@@ -28,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,6 +56,7 @@ from pipeline.animate_wan import WanMotionPipeline
 from pipeline.benchmarks import BENCHMARKS, BenchmarkVideo, load_benchmark, motion_joints
 from pipeline.config import PipelineSettings
 from pipeline.curation import StageResult
+from pipeline.long_animation import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
 from pipeline.progress import Log, default_log
 
 TABLE = "benchmark_eval"
@@ -63,7 +77,7 @@ BENCHMARK_EVAL = pa.schema([
     ("row_kind", pa.string()),      # video | aggregate
     ("checkpoint", pa.string()),
     ("num_videos", pa.int32()),
-    ("frames_evaluated", pa.int32()),  # per video
+    ("frames_evaluated", pa.int32()),  # per video; the aggregate row: all videos together
     ("height", pa.int32()),
     ("width", pa.int32()),
     ("num_inference_steps", pa.int32()),
@@ -121,7 +135,10 @@ class EvalProtocol:
     motion_guidance_scale: float = 3.0    # motion CFG (App. A.3)
     text_prompt: str = "a person is dancing"  # 18B model only (App. A.3)
     text_guidance_scale: float = 6.0      # 18B model only (App. A.3)
-    num_frames: int = 49                  # generated per video (1 + 8k); released 7B inference: 49
+    num_frames: int | None = None         # None: every frame of each test video (long-motion windows);
+                                          # N (1 + 8k): its first N frames, one pass (the former protocol)
+    window: int | None = None             # frames per pass (1 + 8k); None: the longest the model's c_m∅ covers
+    overlap: int = RELEASE_OVERLAP        # frames consecutive windows share (held and cross-faded)
     height: int = 512                     # released 7B inference: 512 x 512 centre crop
     width: int = 512
     frame_stride: int = 1                 # take every k-th frame of the test video
@@ -132,8 +149,16 @@ class EvalProtocol:
     seed: int = 0                         # noise of video i: seed + i (the same for mtvcraft and null_motion)
 
     def __post_init__(self) -> None:
-        if self.num_frames < 9 or (self.num_frames - 1) % 8:
-            raise ValueError(f"EvalProtocol.num_frames must be 1 + 8k (e.g. 33, 49), got {self.num_frames}")
+        if self.num_frames is not None and (self.num_frames < 9 or (self.num_frames - 1) % 8):
+            raise ValueError(f"EvalProtocol.num_frames must be None (whole videos) or 1 + 8k (e.g. 33, 49), "
+                             f"got {self.num_frames}")
+        if self.window is not None:
+            try:
+                check_window(self.window, self.overlap)
+            except ValueError as err:
+                raise ValueError(f"EvalProtocol.window / overlap: {err}") from err
+        elif self.overlap < 1:
+            raise ValueError(f"EvalProtocol.overlap must be >= 1, got {self.overlap}")
         if self.height < 16 or self.width < 16:
             raise ValueError(f"EvalProtocol.height and width must be >= 16, got {self.height}x{self.width}")
         if self.num_inference_steps < 1 or self.frame_stride < 1:
@@ -147,8 +172,8 @@ class EvalProtocol:
 
     @classmethod
     def tiny(cls, **changes) -> EvalProtocol:
-        """Laptop preset for the tiny demo model: 4 videos x 33 frames at 48 x 64, DDIM 50, eigh Fréchet."""
-        base = dict(num_frames=33, height=48, width=64, num_inference_steps=50, max_videos=4, frechet_method="eigh")
+        """Laptop preset for the tiny demo model: 4 whole videos at 48 x 64, DDIM 50, eigh Fréchet."""
+        base = dict(height=48, width=64, num_inference_steps=50, max_videos=4, frechet_method="eigh")
         return cls(**{**base, **changes})
 
     def with_changes(self, **changes) -> EvalProtocol:
@@ -229,19 +254,23 @@ def fit_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def benchmark_clip(video: BenchmarkVideo, protocol: EvalProtocol, settings: PipelineSettings,
               benchmark: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ground truth uint8 (N, height, width, 3), joints (N, 24, 3)) of the protocol's frames of one test video."""
+    """(ground truth uint8 (N, height, width, 3), joints (N, 24, 3)) of the protocol's frames of one test video:
+    every ``frame_stride``-th frame of the whole video, or of its first ``num_frames`` (x stride)."""
     n, stride = protocol.num_frames, protocol.frame_stride
-    needed = (n - 1) * stride + 1
+    needed = None if n is None else (n - 1) * stride + 1
     what = f"{benchmark} video {video.id} ({video.source})"
+    wanted = "every frame" if n is None else f"{needed} frames (num_frames={n}, frame_stride={stride})"
     try:
         frames = video.load_frames(needed)
     except ValueError as err:
-        raise ValueError(f"{what}: {err}; the protocol needs {needed} frames (num_frames={n}, frame_stride={stride})") from err
-    if len(frames) < needed:
-        raise ValueError(f"{what} has {len(frames)} frames; the protocol needs {needed} "
-                         f"(num_frames={n}, frame_stride={stride})")
-    frames = frames[:needed:stride]
-    sidecar = None if video.joints is None else video.joints[:needed:stride]
+        raise ValueError(f"{what}: {err}; the protocol needs {wanted}") from err
+    if needed is not None and len(frames) < needed:
+        raise ValueError(f"{what} has {len(frames)} frames; the protocol needs {wanted}")
+    loaded = len(frames)
+    frames = frames[::stride]
+    sidecar = None if video.joints is None else video.joints[:loaded:stride]
+    if sidecar is not None and len(sidecar) != len(frames):
+        raise ValueError(f"{what}: its joints sidecar has {len(video.joints)} frames, the video {loaded}")
     joints = motion_joints(sidecar, frames, settings, what)
     return fit_frames(frames, protocol.height, protocol.width), joints
 
@@ -266,6 +295,16 @@ def resolve_checkpoint(settings: PipelineSettings, checkpoint: str | Path | None
 def device() -> str:
     """Where the model and the metric networks run: the GPU when there is one."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def animate_video(pipe: MTVCraftPipeline, reference: np.ndarray, joints: np.ndarray, protocol: EvalProtocol,
+                  window: int, seed: int) -> np.ndarray:
+    """Every frame the joints drive (a motion no longer than ``window``: its longest 1 + 8k), window by window."""
+    call = dict(height=protocol.height, width=protocol.width, num_inference_steps=protocol.num_inference_steps,
+                motion_guidance_scale=protocol.motion_guidance_scale,
+                text_guidance_scale=protocol.text_guidance_scale, prompt=protocol.text_prompt)
+    return animate_in_windows(pipe, reference, joints, window, protocol.overlap,
+                              generator=torch.Generator().manual_seed(seed), **call)
 
 
 def load_pipeline(checkpoint: Path) -> MTVCraftPipeline:
@@ -295,6 +334,7 @@ class MethodScores:
 
     per_video: list[dict[str, float | str]]
     overall: dict[str, float | str]
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # metric -> (generated, real) samples
 
 
 def _load_network(loader, weights: str | None, where: str):
@@ -373,13 +413,16 @@ class MetricSuite:
         return self._truth_features[key]
 
     def score(self, generated: list[np.ndarray]) -> MethodScores:
+        from pipeline.metrics import sample_counts
+
         per_video = [self.paired(g, t) for g, t in zip(generated, self.truths)]
         overall: dict[str, float | str] = {}
         for name in ("psnr", "ssim", "lpips"):
             values = [v[name] for v in per_video]
             overall[name] = values[0] if isinstance(values[0], str) else float(np.mean(values))
         overall.update(self.distribution(generated))
-        return MethodScores(per_video, overall)
+        ours, real = sample_counts(generated), sample_counts(self.truths)
+        return MethodScores(per_video, overall, {m: (ours[m], real[m]) for m in ours})
 
 
 # ---- the stage -----------------------------------------------------------------------------------------------
@@ -403,7 +446,8 @@ def evaluate_benchmark(settings: PipelineSettings, benchmark: str = "generated",
     run = run_id(checkpoint, protocol)
     log(f"benchmark_eval {benchmark}: {len(videos)} videos, checkpoint {checkpoint}, run {run}")
     pipe = load_pipeline(checkpoint)
-    null_reason = null_motion_unavailable(pipe, protocol.num_frames)
+    window = protocol.window or longest_pass(pipe)
+    null_reason = null_motion_unavailable(pipe, window)
     null_pipe = null_motion_pipeline(pipe) if null_reason is None else None
 
     skip = slice(protocol.first_frame_evaluated, None)
@@ -412,22 +456,18 @@ def evaluate_benchmark(settings: PipelineSettings, benchmark: str = "generated",
     for index, video in enumerate(videos):
         truth, joints = benchmark_clip(video, protocol, settings, benchmark)
         reference = truth[0]
-        call = dict(num_frames=protocol.num_frames, height=protocol.height, width=protocol.width,
-                    num_inference_steps=protocol.num_inference_steps,
-                    motion_guidance_scale=protocol.motion_guidance_scale,
-                    text_guidance_scale=protocol.text_guidance_scale, prompt=protocol.text_prompt)
-        generated = {"mtvcraft": pipe(reference, joints, generator=torch.Generator().manual_seed(protocol.seed + index),
-                                      **call),
-                     "copy_reference": np.repeat(reference[None], protocol.num_frames, axis=0)}
+        ours = animate_video(pipe, reference, joints, protocol, window, protocol.seed + index)
+        truth = truth[:len(ours)]  # a motion no longer than one window is sampled over its longest 1 + 8k frames
+        generated = {"mtvcraft": ours, "copy_reference": np.repeat(reference[None], len(ours), axis=0)}
         if null_pipe is not None:
-            generated["null_motion"] = null_pipe(reference, joints, **call,
-                                                 generator=torch.Generator().manual_seed(protocol.seed + index))
+            generated["null_motion"] = animate_video(null_pipe, reference, joints, protocol, window,
+                                                     protocol.seed + index)
         if index == 0:
             first = {"truth": truth, **generated}
         truths.append(truth[skip])
         for method, frames in generated.items():
             outputs[method].append(frames[skip])
-        log(f"benchmark_eval {benchmark}: video {index + 1}/{len(videos)} {video.id} done")
+        log(f"benchmark_eval {benchmark}: video {index + 1}/{len(videos)} {video.id} done ({len(ours)} frames)")
 
     suite = MetricSuite(settings.weights, protocol, truths)
     scores = {m: suite.score(outputs[m]) for m in METHODS if outputs[m]}
@@ -436,14 +476,15 @@ def evaluate_benchmark(settings: PipelineSettings, benchmark: str = "generated",
 
     out_dir = settings.root / "benchmark_eval" / benchmark / run
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = result_rows(benchmark, run, checkpoint, protocol, videos, scores, truths[0].shape[0])
+    frames = [len(t) for t in truths]
+    rows = result_rows(benchmark, run, checkpoint, protocol, videos, scores, frames)
     uri = settings.table_uri(TABLE)
     version = tables.upsert(uri, rows)
     png = strip_png(first)
     previews.save_png(png, out_dir / "strip.png")
     write_mp4(out_dir / "side_by_side.mp4", side_by_side(first), fps=videos[0].fps)
     report = report_markdown(benchmark, run, checkpoint, protocol, {m: s.overall for m, s in scores.items()},
-                             len(videos), truths[0].shape[0])
+                             len(videos), frames, {m: s.counts for m, s in scores.items() if s.counts}, window)
     (out_dir / "report.md").write_text(report)
     log(f"benchmark_eval {benchmark}: wrote {out_dir / 'report.md'} and table {uri} version {version}")
     aggregates = {m: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.overall.items()}
@@ -454,6 +495,7 @@ def evaluate_benchmark(settings: PipelineSettings, benchmark: str = "generated",
                        extra={"benchmark": benchmark, "run_id": run, "checkpoint": str(checkpoint),
                               "report": str(out_dir / "report.md"), "strip": str(out_dir / "strip.png"),
                               "side_by_side": str(out_dir / "side_by_side.mp4"), "aggregates": aggregates,
+                              "sample_counts": {m: s.counts for m, s in scores.items()}, "window": window,
                               "protocol": protocol.to_dict()})
 
 
@@ -465,19 +507,20 @@ def _numbers_and_reasons(scores: dict[str, float | str]) -> tuple[dict[str, floa
 
 
 def result_rows(benchmark: str, run: str, checkpoint: Path, protocol: EvalProtocol, videos: list[BenchmarkVideo],
-                scores: dict[str, MethodScores], frames_evaluated: int) -> pa.Table:
-    """Per-video rows and one aggregate row per method, in the ``BENCHMARK_EVAL`` schema."""
+                scores: dict[str, MethodScores], frames_evaluated: list[int]) -> pa.Table:
+    """Per-video rows and one aggregate row per method, in the ``BENCHMARK_EVAL`` schema; ``frames_evaluated``
+    per video (the aggregate row holds their sum)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     records = []
     for method, method_scores in scores.items():
-        entries = [(v.id, "video", s) for v, s in zip(videos, method_scores.per_video)]
-        entries.append((ALL_VIDEOS, "aggregate", method_scores.overall))
-        for video_id, kind, values in entries:
+        entries = [(v.id, "video", s, n) for v, s, n in zip(videos, method_scores.per_video, frames_evaluated)]
+        entries.append((ALL_VIDEOS, "aggregate", method_scores.overall, sum(frames_evaluated)))
+        for video_id, kind, values, frames in entries:
             numbers, reasons = _numbers_and_reasons(values)
             records.append({
                 "id": "|".join((benchmark, method, video_id, run)), "benchmark": benchmark, "method": method,
                 "video_id": video_id, "run_id": run, "row_kind": kind, "checkpoint": str(checkpoint),
-                "num_videos": 1 if kind == "video" else len(videos), "frames_evaluated": frames_evaluated,
+                "num_videos": 1 if kind == "video" else len(videos), "frames_evaluated": frames,
                 "height": protocol.height, "width": protocol.width,
                 "num_inference_steps": protocol.num_inference_steps,
                 "motion_guidance_scale": protocol.motion_guidance_scale, **numbers,
@@ -498,13 +541,35 @@ def _cell(value: float | str | None, metric: str, notes: list[str]) -> str:
     return f"{value:.{DECIMALS[metric]}f}"
 
 
+def below_dimension(counts: dict[str, tuple[int, int]], metric: str) -> bool:
+    """Whether either side of ``metric`` has fewer samples than its feature dimension (a rank-deficient covariance)."""
+    from pipeline.metrics import FEATURE_DIMS
+
+    return metric in counts and min(counts[metric]) < FEATURE_DIMS[metric]
+
+
+def _frames_text(frames_evaluated: int | list[int]) -> str:
+    if isinstance(frames_evaluated, int):
+        return f"{frames_evaluated} frames each"
+    low, high = min(frames_evaluated), max(frames_evaluated)
+    each = f"{low}" if low == high else f"{low}-{high}"
+    return f"{sum(frames_evaluated)} frames in all ({each} per video)"
+
+
 def report_markdown(benchmark: str, run: str, checkpoint: Path, protocol: EvalProtocol,
-                    overall: dict[str, dict[str, float | str]], num_videos: int, frames_evaluated: int) -> str:
-    """The Table 1 / Table 3 style Markdown: the paper's rows (quoted) above this run's rows (measured)."""
+                    overall: dict[str, dict[str, float | str]], num_videos: int, frames_evaluated: int | list[int],
+                    counts: dict[str, dict[str, tuple[int, int]]] | None = None, window: int | None = None) -> str:
+    """The Table 1 / Table 3 style Markdown: the paper's rows (quoted) above this run's rows (measured), then each
+    distribution metric with its sample counts and feature dimension. A distribution metric fitted to fewer
+    samples than dimensions is not put in the row beside the published values: its cell says "n < d" and the
+    number stands in the counts table, marked."""
+    counts = counts or {}
+    span = ("whole videos" + (f", in windows of {window} frames overlapping by {protocol.overlap}" if window else "")
+            if protocol.num_frames is None else f"the first {protocol.num_frames} frames of each video")
     header = "| Model | Source | " + " | ".join(METRIC_HEADERS) + " |"
     lines = [f"## benchmark_eval: {benchmark} (run {run})", "",
-             f"Checkpoint `{checkpoint.name}`; {num_videos} videos x {frames_evaluated} frames evaluated at "
-             f"{protocol.height}x{protocol.width} ({protocol.num_frames} generated, frame 0 "
+             f"Checkpoint `{checkpoint.name}`; {num_videos} videos, {_frames_text(frames_evaluated)} evaluated at "
+             f"{protocol.height}x{protocol.width} ({span}; frame 0 "
              f"{'left out: it is the reference' if protocol.skip_reference_frame else 'included'}); DDIM "
              f"{protocol.num_inference_steps} steps, motion CFG {protocol.motion_guidance_scale}, stride "
              f"{protocol.frame_stride}, SSIM {protocol.ssim_mode}. Text prompt \"{protocol.text_prompt}\" / text CFG "
@@ -518,7 +583,9 @@ def report_markdown(benchmark: str, run: str, checkpoint: Path, protocol: EvalPr
     for method in METHODS:
         if method not in overall:
             continue
-        cells = [_cell(overall[method].get(m), m, notes) for m in METRIC_COLUMNS]
+        cells = ["n < d (below)" if below_dimension(counts.get(method, {}), m) and not isinstance(
+                     overall[method].get(m), str) else _cell(overall[method].get(m), m, notes)
+                 for m in METRIC_COLUMNS]
         name = f"**{METHOD_LABELS[method]}**" if method == "mtvcraft" else METHOD_LABELS[method]
         lines.append(f"| {name} | this run | " + " | ".join(cells) + " |")
     lines.append("")
@@ -529,7 +596,32 @@ def report_markdown(benchmark: str, run: str, checkpoint: Path, protocol: EvalPr
         lines.append("The paper has no generated benchmark, so no published row is comparable; read our model "
                      "against the two baselines.")
     lines += [f"n/c[{i + 1}]: {note}" for i, note in enumerate(notes)]
+    if counts:
+        lines += ["", *sample_count_table(overall, counts)]
     return "\n".join(lines) + "\n"
+
+
+def sample_count_table(overall: dict[str, dict[str, float | str]],
+                       counts: dict[str, dict[str, tuple[int, int]]]) -> list[str]:
+    """Markdown lines: every distribution metric's value beside its sample counts and feature dimension."""
+    from pipeline.metrics import FEATURE_DIMS, SAMPLE_UNITS
+
+    lines = ["### Distribution metrics: samples and feature dimension", "",
+             "| Model | metric | value | samples: generated / real | feature dim d | n >= d |",
+             "|---|---|---|---|---|---|"]
+    for method in METHODS:
+        for metric, header in zip(METRIC_COLUMNS, METRIC_HEADERS):
+            if metric not in FEATURE_DIMS or metric not in counts.get(method, {}):
+                continue
+            value = overall[method].get(metric)
+            shown = "n/c" if isinstance(value, str) else "-" if value is None else f"{value:.{DECIMALS[metric]}f}"
+            ours, real = counts[method][metric]
+            low = below_dimension(counts[method], metric)
+            verdict = "no: rank-deficient covariance, not comparable with published values" if low else "yes"
+            mark = " (n < d)" if low and shown != "n/c" else ""
+            lines.append(f"| {METHOD_LABELS[method]} | {header} | {shown}{mark} "
+                         f"| {ours} / {real} {SAMPLE_UNITS[metric]} | {FEATURE_DIMS[metric]} | {verdict} |")
+    return lines
 
 
 def strip_png(first: dict[str, np.ndarray], columns: int = 6) -> bytes:

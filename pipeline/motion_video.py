@@ -2,8 +2,9 @@
 
 Every curation run writes ``motion_video`` as a new Lance version holding exactly the clips kept by that
 run, tagged with the run id; older versions stay readable, and training picks one with
-``MTVCRAFT_MOTION_VIDEO_VERSION`` (0 = latest). ``motion_stats`` are computed from one version: the global
-mean/std of joint coordinates that normalise 4DMoT's input (Sec. 3.1) and the dataset-mean joint positions
+``MTVCRAFT_MOTION_VIDEO_VERSION`` (0 = latest). ``motion_stats`` are computed from one version: the per-joint,
+per-axis (24, 3) mean/std of joint coordinates over every frame, which normalise 4DMoT's input (Sec. 3.1; the
+release's ``mean.npy`` / ``std.npy`` have the same shape), the per-axis std (3,), and the dataset-mean joint positions
 whose centred coordinates place motion tokens in 4D RoPE (App. F, Alg. 1, Fig. 10b).
 """
 

@@ -503,6 +503,11 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
         ckpt = load_checkpoint(last)
         if ckpt.sampler.get("seed") != cfg.seed:
             raise ValueError(f"{last} was trained with seed {ckpt.sampler.get('seed')}, this run has seed {cfg.seed}")
+        theirs = ckpt.tokenizer_config.get("mvdit", {}).get("motion_position_scale")
+        if theirs != job["model_kwargs"].get("motion_position_scale"):  # the 4D RoPE unit (models/mvdit/rope4d.py)
+            raise ValueError(f"{last} was trained with motion_position_scale={theirs} (None: before the RoPE unit "
+                             f"became millimetres), this run has {job['model_kwargs'].get('motion_position_scale')}; "
+                             f"resuming would change its RoPE angles: start in a new folder")
         restore_model(model, ckpt)
         if ckpt.optimizer_state is not None:
             optimizer.load_state_dict(ckpt.optimizer_state)

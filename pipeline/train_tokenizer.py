@@ -9,7 +9,8 @@ One training loop (`train_loop`) serves both backends:
   debugging, a single GPU).
 
 Per step: draw a bucket of windows (`pipeline.motion_windows`), normalise
-them (global mean/std, first frame subtracted), run the VQ-VAE and minimise
+them (the ``stats`` mean/std: per joint and axis (24, 3) from ``motion_stats``, or per axis (3,); first
+frame subtracted), run the VQ-VAE and minimise
 Eq. 2, L = ||M - M_hat||_1 + beta ||E - sg[C]||^2 (beta from the model
 config), with AdamW (betas 0.9/0.99, weight decay 1e-4), lr 1e-4 for
 ``steps_lr1`` steps then 1e-5 for ``steps_lr2`` (paper: 200K + 100K), in

@@ -143,6 +143,20 @@ def child_env(**extra: str) -> dict:
 
 # ---------------------------------------------------------------------------- shared data
 
+SHARED = REPO_ROOT.parent / "shared"  # the project's shared data folder beside the clone (../shared)
+
+
+def shared_path(relative: str) -> Path:
+    """``../shared/<relative>``, or skip the calling test naming the missing path (fail under
+    MTVCRAFT_REQUIRE_ALL_TESTS=1, as CI sets it): a clone without ../shared runs with skips only."""
+    path = SHARED / relative
+    if not path.exists():
+        message = f"shared test data missing: {path} (../shared/{relative} beside the repository)"
+        if require_all():
+            pytest.fail(f"{message}; {REQUIRE_ALL_ENV}=1 makes missing shared data a failure", pytrace=False)
+        pytest.skip(message)
+    return path
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Torch on one thread for a module of small models: faster than two threads on a shared 2-core machine."""

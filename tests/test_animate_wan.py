@@ -171,7 +171,8 @@ def test_benchmark_eval_scores_a_wan_checkpoint(checkpoint, tmp_path, monkeypatc
     assert result.processed == 1 and set(result.extra["aggregates"]) == {"mtvcraft", "copy_reference", "null_motion"}
     assert all(np.isfinite(s["psnr"]) for s in result.extra["aggregates"].values())
     # The null baseline drops motion in every branch, so it combines with w_m = 1 (no eps(∅, ∅) branch needed).
-    assert calls == [("WanMotionPipeline", (3.0, 5.0)), ("WanNullMotionPipeline", (1.0, 5.0))]
+    # the whole 52-frame video in two 33-frame windows, one step each
+    assert calls == [("WanMotionPipeline", (3.0, 5.0))] * 2 + [("WanNullMotionPipeline", (1.0, 5.0))] * 2
 
 
 def test_bf16_cast_keeps_wan_float32_modules(pipe):

@@ -38,8 +38,9 @@ from pipeline.benchmarks import (
 )
 from pipeline.config import PipelineSettings
 from pipeline.subclips import neutral_joints
+from conftest import shared_path
 
-PAPER = Path("/work/shared/paper/mtvcraft-paper.txt")
+PAPER = "paper/mtvcraft-paper.txt"  # under ../shared (conftest.shared_path)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
@@ -168,17 +169,20 @@ def test_protocol_defaults_are_app_a3():
     p = EvalProtocol()
     assert (p.num_inference_steps, p.motion_guidance_scale, p.text_guidance_scale) == (50, 3.0, 6.0)
     assert p.text_prompt == "a person is dancing" and p.ssim_mode == "per_channel"
-    assert (p.num_frames, p.height, p.width, p.frame_stride, p.max_videos) == (49, 512, 512, 1, None)
+    # whole videos (None) in the released sampler's windows (overlap 9; window: the model's longest pass)
+    assert (p.num_frames, p.window, p.overlap, p.height, p.width, p.frame_stride, p.max_videos) == (
+        None, None, 9, 512, 512, 1, None)
     tiny = EvalProtocol.tiny()
-    assert (tiny.num_frames, tiny.height, tiny.width, tiny.motion_guidance_scale) == (33, 48, 64, 3.0)
+    assert (tiny.num_frames, tiny.height, tiny.width, tiny.motion_guidance_scale) == (None, 48, 64, 3.0)
     assert tiny.num_inference_steps == 50  # App. A.3 DDIM 50 at laptop size too
     with pytest.raises(ValueError, match="1 \\+ 8k"):
         EvalProtocol(num_frames=40)
+    with pytest.raises(ValueError, match="window"):
+        EvalProtocol(window=40)
 
 
-@pytest.mark.skipif(not PAPER.is_file(), reason=f"the paper text is not at {PAPER}")
 def test_quoted_rows_are_the_papers_text_verbatim():
-    text = PAPER.read_text()
+    text = shared_path(PAPER).read_text()
     for benchmark, (title, _) in PAPER_TABLES.items():
         caption = "Table 1: Quantitative Results on TikTok" if benchmark == "tiktok" else "Table 3: Quantitative Results on Fashion"
         block = text.split(caption, 1)[1].split("\n\n", 2)[1]  # the rows after the header line
@@ -196,6 +200,31 @@ def test_report_puts_quoted_paper_rows_beside_ours():
     assert "| **MTVCraft (ours, this checkpoint)** | this run | 12.35 | 0.500 | n/c[1] |" in md
     assert "n/c[1]: not computed: missing a.pth" in md and md.count("n/c[1]:") == 1
     assert "quoted" not in report_markdown("generated", "abc", Path("x"), EvalProtocol(), overall, 3, 48)
+
+
+def test_report_keeps_a_rank_deficient_metric_out_of_the_row_beside_the_paper():
+    """5 TikTok-like videos of 49 frames: 240 frames for Inception's 2048-d covariance (n < d: below, marked),
+    15 segments and 5 videos for I3D's 400-d ones; 30 videos of 300 frames give enough frames and segments."""
+    from pipeline.metrics import sample_counts
+
+    overall = {m: {"psnr": 15.0, "ssim": 0.5, "lpips": 0.3, "fid": 91.25, "fvd": 812.5, "fid_vid": 33.0}
+               for m in ("mtvcraft", "copy_reference")}
+    short = sample_counts([np.zeros((48, 2, 2, 3), np.uint8)] * 5)
+    assert short == {"fid": 240, "fvd": 15, "fid_vid": 5}
+    counts = {m: {k: (n, n) for k, n in short.items()} for m in overall}
+    md = report_markdown("tiktok", "abc", Path("x"), EvalProtocol(), overall, 5, [48] * 5, counts, 33)
+    row = next(line for line in md.splitlines() if line.startswith("| **MTVCraft"))
+    assert "91.25" not in row and "812.50" not in row and row.count("n < d (below)") == 3
+    assert "| 15.00 | 0.500 | 0.300 |" in row  # frame metrics stay beside the paper's
+    assert ("| MTVCraft (ours, this checkpoint) | FID↓ | 91.25 (n < d) | 240 / 240 frames | 2048 | no: "
+            "rank-deficient covariance, not comparable with published values |") in md
+    assert "| 15 / 15 16-frame segments | 400 | no:" in md and "whole videos, in windows of 33 frames" in md
+    long = sample_counts([np.zeros((300, 2, 2, 3), np.uint8)] * 30)
+    counts = {m: {k: (n, n) for k, n in long.items()} for m in overall}
+    row = next(line for line in report_markdown("tiktok", "abc", Path("x"), EvalProtocol(), overall, 30, [299] * 30,
+                                                counts).splitlines() if line.startswith("| **MTVCraft"))
+    # FID 9000 frames >= 2048 and FVD 540 segments >= 400 stand beside the paper's; FID-VID (30 videos) does not
+    assert "91.25" in row and "812.50" in row and row.count("n < d (below)") == 1
 
 
 def test_fit_frames_centre_crops_to_the_aspect_then_resizes():
@@ -236,13 +265,22 @@ def test_evaluate_generated_benchmark_three_methods_and_lance_rows(tmp_path, che
     assert {r["method"] for r in rows} == set(METHODS)
     assert len({(r["benchmark"], r["method"], r["video_id"], r["run_id"]) for r in rows}) == len(rows)
 
-    # copy-the-reference PSNR, by hand from the rendered video: frames 1..32 against frame 0 (48 x 64, no crop)
+    # copy-the-reference PSNR, by hand from the whole rendered video (52 and 56 frames: two 33-frame windows
+    # each): every frame after frame 0 against frame 0 (48 x 64, no crop)
     videos = load_benchmark("generated", settings, max_videos=2)
+    total = segments = 0
     for video in videos:
-        truth = np.stack([cv2.resize(f, (64, 48), interpolation=cv2.INTER_AREA) for f in read_frames(video.source, 0, 33)])
+        truth = np.stack([cv2.resize(f, (64, 48), interpolation=cv2.INTER_AREA) for f in read_frames(video.source)])
+        assert len(truth) > 33
         row = next(r for r in rows if r["method"] == "copy_reference" and r["video_id"] == video.id)
-        assert row["psnr"] == pytest.approx(psnr_by_hand(np.repeat(truth[:1], 32, 0), truth[1:]), abs=1e-5)
-        assert row["frames_evaluated"] == 32 and row["fid"] is None
+        n = len(truth) - 1
+        assert row["psnr"] == pytest.approx(psnr_by_hand(np.repeat(truth[:1], n, 0), truth[1:]), abs=1e-5)
+        assert row["frames_evaluated"] == n and row["fid"] is None
+        total, segments = total + n, segments + n // 16
+    assert result.extra["window"] == 33  # the longest pass the tiny model's c_m∅ covers
+    counts = {"fid": (total, total), "fvd": (segments, segments), "fid_vid": (2, 2)}
+    assert result.extra["sample_counts"]["mtvcraft"] == counts
+    assert "| MTVCraft (ours, this checkpoint) | FID↓ | n/c |" in result.preview_markdown
     for method in METHODS:
         aggregate = next(r for r in rows if r["method"] == method and r["row_kind"] == "aggregate")
         per_video = [r["psnr"] for r in rows if r["method"] == method and r["row_kind"] == "video"]

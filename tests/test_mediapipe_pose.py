@@ -3,7 +3,6 @@ real footage against NLF's joints (../shared/real, see its README)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +28,9 @@ from pipeline.pose.joint_map import (
     mediapipe_to_smpl,
 )
 from pipeline.pose.mediapipe_pose import backend_frame_step, run_mediapipe, smooth_runs
+from conftest import SHARED, shared_path
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
+REAL = SHARED / "real" / "mtvcrafter-samples"
 REAL_VIDEO = "00017"  # full body in frame; 1024 x 1024
 REAL_FRAMES = 30
 
@@ -268,8 +268,7 @@ def test_backend_on_real_dance_video_against_nlf(estimator):
     MediaPipe measured 52 mm on these frames and the fit 36 mm (bench/bench_pose_real.py).
     """
     video = REAL / f"{REAL_VIDEO}.mp4"
-    if not video.is_file():
-        pytest.skip(f"real test data not found: {video} (../shared/real/mtvcrafter-samples)")
+    shared_path(f"real/mtvcrafter-samples/{REAL_VIDEO}.mp4")
     from pipeline.video_io import read_frames
 
     frames = read_frames(video, 0, REAL_FRAMES)
@@ -310,8 +309,7 @@ def test_backend_on_real_dance_video_against_nlf(estimator):
 
 def test_backend_estimate_reads_the_frame_range(estimator):
     video = REAL / f"{REAL_VIDEO}.mp4"
-    if not video.is_file():
-        pytest.skip(f"real test data not found: {video} (../shared/real/mtvcrafter-samples)")
+    shared_path(f"real/mtvcrafter-samples/{REAL_VIDEO}.mp4")
     assert isinstance(estimator, PoseEstimator) and estimator.name == "mediapipe"
     track = estimator.estimate(str(video), 40, 45)
     assert track.frame_index.tolist() == [40, 41, 42, 43, 44]
@@ -320,8 +318,7 @@ def test_backend_estimate_reads_the_frame_range(estimator):
 
 def test_repeated_frames_copy_landmarks_and_frame_step_interpolates(estimator):
     video = REAL / f"{REAL_VIDEO}.mp4"
-    if not video.is_file():
-        pytest.skip(f"real test data not found: {video} (../shared/real/mtvcrafter-samples)")
+    shared_path(f"real/mtvcrafter-samples/{REAL_VIDEO}.mp4")
     from pipeline.video_io import read_frames
 
     frames = read_frames(video, 0, 5)

@@ -317,6 +317,39 @@ def test_6b_starts_from_a_stock_cogvideox_folder(tmp_path):
     torch.testing.assert_close(ours, bare, rtol=1e-5, atol=1e-5)  # reference channels start at zero weight
 
 
+def test_6b_starts_from_a_stock_cogvideox_i2v_folder_with_its_learned_pos_embedding(tmp_path):
+    """CogVideoX-5B-I2V's layout: in_channels 2 x latent, use_learned_positional_embeddings=True (a persistent
+    ``patch_embed.pos_embedding`` in its state_dict). It loads; the table is dropped (RoPE only, as the release)."""
+    torch.manual_seed(2)
+    tiny = MVDiTConfig.tiny()
+    i2v = CogVideoXTransformer3DModel(**{**tiny.backbone, "use_learned_positional_embeddings": True}).eval()
+    assert "patch_embed.pos_embedding" in i2v.state_dict() and i2v.config.in_channels == 8
+    i2v.save_pretrained(tmp_path / "transformer")
+    for layout in ("paper", "release"):
+        model = MVDiTCogVideoX.from_backbone(
+            tmp_path, motion_layout=layout, motion_token_dim=tiny.motion_token_dim, unconditional_frames=4
+        ).eval()
+        ours = model.state_dict()
+        for name, value in i2v.state_dict().items():
+            if name == "patch_embed.pos_embedding" or (layout == "paper" and "text_proj" in name):
+                continue
+            torch.testing.assert_close(ours[name], value, rtol=0, atol=0)  # incl. the 8-channel patch embedding
+    # the same weights without the learned table: the model starts as that backbone (zero motion attention)
+    rope_only = CogVideoXTransformer3DModel(**tiny.backbone).eval()
+    rope_only.load_state_dict({k: v for k, v in i2v.state_dict().items() if k != "patch_embed.pos_embedding"})
+    inputs = cog_inputs(model)
+    batch, frames, _, h, w = inputs["hidden_states"].shape
+    reference = inputs["reference_latent"]
+    reference = reference.unsqueeze(1) if reference.ndim == 4 else reference
+    with torch.no_grad():
+        bare = rope_only(
+            torch.cat([inputs["hidden_states"], reference.expand_as(inputs["hidden_states"])], 2),
+            torch.zeros(batch, 0, tiny.backbone["text_embed_dim"]), inputs["timestep"],
+            image_rotary_emb=model.backbone_rope(frames, h // 2, w // 2, "cpu"),
+        ).sample
+        torch.testing.assert_close(model(**inputs).sample, bare, rtol=1e-5, atol=1e-5)
+
+
 def test_18b_starts_from_a_stock_wan_folder(tmp_path):
     torch.manual_seed(1)
     tiny = MVDiTWanConfig.tiny()

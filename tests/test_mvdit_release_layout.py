@@ -3,7 +3,6 @@
 from the JSON load with strict=True."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,13 +18,10 @@ from models.mvdit.wan import (
     release_name,
     to_release_state_dict,
 )
-
-RELEASE = Path(__file__).resolve().parents[2] / "shared" / "release-format"
-pytestmark = pytest.mark.skipif(not RELEASE.is_dir(), reason=f"release-format JSON not found at {RELEASE}")
-
+from conftest import shared_path
 
 def _spec(name):
-    return json.loads((RELEASE / name).read_text())
+    return json.loads(shared_path(f"release-format/{name}").read_text())
 
 
 def _entries(items, i=None):

@@ -3,14 +3,14 @@ rendered and real frames, the spreading of sampled counts, and the pose backend'
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.pose.person_count import PersonCounter, spread_counts
+from conftest import SHARED, shared_path
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
+REAL = SHARED / "real" / "mtvcrafter-samples"
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,7 @@ def test_rendered_frames_count_two_one_and_zero_people(counter):
 
 
 def test_real_dancer_counts_one_and_two_real_dancers_count_two(counter):
-    if not (REAL / "00017.mp4").is_file():
-        pytest.skip(f"real test data not found: {REAL}")
+    shared_path("real/mtvcrafter-samples/00017.mp4")
     from pipeline.video_io import read_frames
 
     first = read_frames(REAL / "00017.mp4", 0, 1)[0]

@@ -189,7 +189,7 @@ def test_dynamic_pe_uses_first_frame_joints_per_clip():
     first = torch.randn(2, J, 3, dtype=torch.float64)
     vision, motion = table("dynamic", first_frame_joints=first)
     assert motion[0].shape == (2, T * J, D)
-    torch.testing.assert_close(motion[0][1], motion_rope_4d(first[1], T, D)[0])
+    torch.testing.assert_close(motion[0][1], motion_rope_4d(first[1], T, D, position_scale=1000.0)[0])
     assert not torch.allclose(motion[0][0], table("4d").motion[0])
     torch.testing.assert_close(vision[0], table("4d").vision[0])
     with pytest.raises(ValueError, match="first_frame_joints"):
@@ -224,3 +224,82 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="apply_rope"):
         apply_rope(torch.zeros(3, 8), *rope_1d(torch.arange(3.0), 6))
     assert math.isclose(float(rope_1d(torch.tensor([0.0]), 4)[0].min()), 1.0)
+
+
+# ---- the RoPE unit on the published mean skeleton (issue: metres left the spatial blocks nearly blind)
+
+def _joints_metres(source: str):
+    """The release's mean skeleton (mm -> m) or SMPL's neutral rest joints (m), from ../shared."""
+    import numpy as np
+
+    from conftest import shared_path
+
+    if source == "release_mean":
+        return np.load(shared_path("real/mtvcrafter-samples/release_mean_mm.npy")).astype(np.float64) / 1000.0
+    table = np.genfromtxt(shared_path("smpl/neutral_rest_joints.csv"), delimiter=",", names=True)
+    return np.stack([table["x_m"], table["y_m"], table["z_m"]], -1)
+
+
+def separating_pairs(joints_m, position_scale: float, block: int = 16, theta: float = 10000.0) -> list[int]:
+    """Per spatial axis x, y, z: how many of the block's frequency pairs turn some two joints > 0.3 rad apart.
+
+    Read off the motion RoPE tables themselves (the angle of pair i of joint j is atan2(sin, cos) unwrapped
+    by its closed form), so this checks what ``RopeConfig`` actually feeds the attention."""
+    cfg = RopeConfig(position_scale=position_scale)
+    _, motion = build_rope_tables(cfg, 4 * block, 1, 1, 1, mean_joints=torch.as_tensor(joints_m))
+    cos, sin = motion
+    counts = []
+    for axis in range(1, 4):  # blocks t | x | y | z
+        c = cos[:, axis * block : (axis + 1) * block : 2].double()
+        s = sin[:, axis * block : (axis + 1) * block : 2].double()
+        # angle difference between every two joints, per pair, wrapped to [0, pi]
+        diff = torch.atan2(s[:, None] * c[None] - c[:, None] * s[None], c[:, None] * c[None] + s[:, None] * s[None])
+        counts.append(int((diff.abs().amax(dim=(0, 1)) > 0.3).sum()))
+    return counts
+
+
+@pytest.mark.parametrize("source", ["release_mean", "smpl_rest"])
+def test_default_rope_unit_separates_joints_on_every_spatial_axis(source):
+    """Default (millimetres): for each of x, y, z at least half the 8 pairs tell some two joints apart."""
+    joints = _joints_metres(source)
+    counts = separating_pairs(joints, RopeConfig().position_scale)
+    assert all(n >= 4 for n in counts), counts
+    old = separating_pairs(joints, 1.0)  # the former paper-layout default: metres
+    assert min(old) < 4 and sum(old) <= 4, old  # 1 / 2 / 0 of 8 on the release mean: the depth block was blind
+
+
+def test_every_layout_uses_the_one_position_scale():
+    from models.mvdit.cogvideox import MVDiTConfig
+    from models.mvdit.rope4d import MOTION_POSITION_SCALE
+    from models.mvdit.wan import MVDiTWanConfig
+
+    with torch.device("meta"):
+        models = [cfg.build() for cfg in (MVDiTConfig.tiny("paper"), MVDiTConfig.tiny("release"),
+                                          MVDiTWanConfig.tiny("paper"), MVDiTWanConfig.tiny("release"))]
+    for model in models:
+        assert model.motion_attention_config.rope.position_scale == MOTION_POSITION_SCALE == 1000.0
+        assert model.config.motion_position_scale == 1000.0  # saved with the checkpoint's config
+
+
+def test_config_saved_before_the_unit_change_is_refused_naming_the_setting(tmp_path):
+    """A checkpoint config with motion_position_scale null (old default 1.0) must not load as millimetres."""
+    import json
+
+    from models.mvdit.cogvideox import MVDiTCogVideoX, MVDiTConfig
+    from pipeline.train_mvdit import build_model
+
+    kwargs = {**MVDiTConfig.tiny().model_kwargs(), "motion_position_scale": None}
+    with pytest.raises(ValueError, match="motion_position_scale"):
+        build_model(kwargs)  # a train_mvdit checkpoint's recorded kwargs
+    model = MVDiTConfig.tiny().build()
+    model.save_pretrained(tmp_path / "m", safe_serialization=True)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["motion_position_scale"] == 1000.0
+    config["motion_position_scale"] = None
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="motion_position_scale"):
+        MVDiTCogVideoX.from_pretrained(str(tmp_path / "m"))
+    config["motion_position_scale"] = 1.0  # the explicit old unit still loads, as trained
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    old = MVDiTCogVideoX.from_pretrained(str(tmp_path / "m"))
+    assert old.motion_attention_config.rope.position_scale == 1.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -39,8 +38,9 @@ from pipeline.scores.aesthetic import classical_iq, colourfulness, iq_components
 from pipeline.scores.blur import LaplacianBlur, laplacian_variance
 from pipeline.scores.flow import RAFT_WEIGHTS_FILE, DISFlow, mean_magnitude
 from pipeline.scores.ocr import CRAFT_WEIGHTS_FILE, text_ratio
+from conftest import shared_path
 
-REAL_VIDEOS = sorted(Path("/work/shared/real/mtvcrafter-samples").glob("*.mp4"))
+REAL = "real/mtvcrafter-samples"  # under ../shared (conftest.shared_path)
 
 
 def _texture(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -436,9 +436,9 @@ def test_laion_aesthetic_loads_clip_and_head_files(tmp_path, tiny_clip_name):
 # --- Real footage and the generated sample ---------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_VIDEOS, reason="shared/real/mtvcrafter-samples is not there")
 def test_embedded_scorers_on_real_dance_videos(capsys):
     """Real dance videos: sharp enough, moving, little text, decent exposure (printed for the record)."""
+    REAL_VIDEOS = sorted(shared_path(f"{REAL}/00001.mp4").parent.glob("*.mp4"))
     scorers = [make_scorer(metric) for metric in ("blur", "flow", "aesthetic")]
     ocr = make_scorer("ocr")
     results = {}

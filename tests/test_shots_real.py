@@ -14,17 +14,14 @@ import pytest
 
 from pipeline.shots import make_shot_detector
 from pipeline.video_io import read_frames
-from conftest import missing
+from conftest import shared_path
 from media import write_video
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real" / "mtvcrafter-samples"
 
 
 @pytest.fixture(scope="module")
 def real_videos() -> Path:
-    if not (REAL / "00016.mp4").is_file():
-        missing(f"the real videos are not at {REAL}")
-    return REAL
+    return shared_path("real/mtvcrafter-samples/00016.mp4").parent
 
 
 def _square(frames: np.ndarray, size: int = 256) -> np.ndarray:

@@ -11,8 +11,8 @@ from smplx.utils import Struct
 from models.motion.skeleton import (
     NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, SMPL_PARENTS, forward_kinematics, rest_joints_from_model_file,
 )
+from conftest import shared_path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "smpl" / "neutral_rest_joints.csv"
 NUM_VERTS = 6890
 
 
@@ -42,9 +42,8 @@ def test_tree_is_the_standard_smpl_tree():
     assert SMPL_PARENTS == (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
 
-@pytest.mark.skipif(not SHARED.is_file(), reason="shared/smpl not present")
 def test_rest_joints_match_published_table():
-    rows = np.genfromtxt(SHARED, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    rows = np.genfromtxt(shared_path("smpl/neutral_rest_joints.csv"), delimiter=",", names=True, dtype=None, encoding="utf-8")
     np.testing.assert_allclose(SMPL_NEUTRAL_REST_JOINTS, np.stack([rows["x_m"], rows["y_m"], rows["z_m"]], 1), atol=1e-8)
     assert tuple(rows["parent"]) == SMPL_PARENTS
 
@@ -55,8 +54,8 @@ def test_rest_joints_from_model_file_match_regressor(tmp_path):
     np.testing.assert_allclose(rest, arrays["J_regressor"] @ arrays["v_template"], atol=1e-5)
 
 
-def test_missing_model_file_names_the_setting(tmp_path):
-    with pytest.raises(FileNotFoundError, match="MTVCRAFT_SMPL_MODEL"):
+def test_missing_model_file_names_what_reads_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_path: an SMPL neutral model"):
         rest_joints_from_model_file(tmp_path / "nope.npz")
 
 

@@ -23,10 +23,10 @@ from models.tokenizer import (
     load_release_checkpoint,
     window_slices,
 )
+from conftest import shared_path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-RELEASE_JSON = SHARED / "release-format" / "4dmot.json"
-REAL = SHARED / "real" / "mtvcrafter-samples"
+RELEASE_JSON = "release-format/4dmot.json"  # ../shared paths, read through conftest.shared_path
+REAL = "real/mtvcrafter-samples"
 BUCKETS = (33, 49, 81, 97, 129)
 
 
@@ -221,7 +221,7 @@ def test_config_dict_round_trip():
 
 # ---- sizes and the release layout -------------------------------------------------------------
 def test_parameter_counts():
-    layout = json.loads(RELEASE_JSON.read_text())
+    layout = json.loads(shared_path(RELEASE_JSON).read_text())
     full = count_parameters(build_on_meta(TokenizerConfig.full()))
     release_model = build_on_meta(TokenizerConfig.release())
     release = count_parameters(release_model)
@@ -236,7 +236,7 @@ def test_parameter_counts():
 
 
 def test_release_layout_loads_a_zero_state_dict_strictly():
-    layout = json.loads(RELEASE_JSON.read_text())
+    layout = json.loads(shared_path(RELEASE_JSON).read_text())
     model = build_on_meta(TokenizerConfig.release())
     sd = model.state_dict()
     assert list(sd) == [e["name"] for e in layout["entries"]]  # same names, same order
@@ -347,8 +347,9 @@ def test_differential_switch_reaches_the_representation():
 
 # ---- real data, training --------------------------------------------------------------------------------
 def test_real_nlf_joints_tokenize_in_release_layout():
-    clip = np.load(REAL / "nlf_joints_mm.npz")["00001"][:49]
-    norm = MotionNormalizer.from_files(REAL / "release_mean_mm.npy", REAL / "release_std_mm.npy", differential=False)
+    real = shared_path(REAL)
+    clip = np.load(real / "nlf_joints_mm.npz")["00001"][:49]
+    norm = MotionNormalizer.from_files(real / "release_mean_mm.npy", real / "release_std_mm.npy", differential=False)
     x = norm(torch.from_numpy(clip))[None]
     assert x.dtype == torch.float32 and float(x.abs().max()) < 20  # release statistics fit NLF joints in mm
     torch.manual_seed(0)

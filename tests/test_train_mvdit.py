@@ -170,6 +170,22 @@ def test_training_reduces_loss_and_resume_matches(tokenizer_ckpt, tmp_path):
     assert a.extra["loss_curve"] == b.extra["loss_curve"]
 
 
+def test_resume_refuses_a_checkpoint_of_another_rope_unit(tokenizer_ckpt, tmp_path, monkeypatch):
+    """A run killed before the RoPE unit became millimetres must not continue with the new angles."""
+    import pipeline.train_mvdit as train_module
+
+    samples = synthetic_samples(n=1)
+    original = train_module.model_kwargs
+    monkeypatch.setattr(train_module, "model_kwargs",
+                        lambda *a, **k: {**original(*a, **k), "motion_position_scale": 1.0})  # the old metres
+    train_mvdit(samples, tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1, checkpoint_every=1), tmp_path,
+                log=lambda s: None)
+    monkeypatch.setattr(train_module, "model_kwargs", original)
+    with pytest.raises(ValueError, match="motion_position_scale=1.0"):
+        train_mvdit(samples, tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=2, checkpoint_every=1), tmp_path,
+                    log=lambda s: None)
+
+
 def test_preview_sample_and_bad_inputs(tokenizer_ckpt, tmp_path):
     samples = synthetic_samples(n=1)
     cfg = MVDiTTrainConfig.tiny(steps=1, sample_steps=2)

@@ -4,7 +4,6 @@ import csv
 import hashlib
 import pickle
 import shutil
-from pathlib import Path
 
 import cv2
 import media
@@ -22,6 +21,7 @@ from pipeline.video_io import (
     probe_video,
     read_frames,
 )
+from conftest import SHARED, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -181,12 +181,12 @@ def test_is_video_file_by_extension(name, expected):
     assert is_video_file(name) is expected
 
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
+REAL = SHARED / "real" / "mtvcrafter-samples"
 
 
-@pytest.mark.skipif(not (REAL / "index.csv").exists(), reason="shared/real samples not present")
 def test_probe_real_videos_matches_their_index():
     """Real phone/web encodes (h264 and mpeg4, portrait and square) against the samples' index."""
+    shared_path("real/mtvcrafter-samples/index.csv")
     with open(REAL / "index.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     for row in rows:

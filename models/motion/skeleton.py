@@ -125,8 +125,9 @@ def rest_joints_from_model_file(model_path: str | Path) -> np.ndarray:
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"SMPL model file not found: {path} (setting MTVCRAFT_SMPL_MODEL; expected an SMPL "
-            "neutral model as .npz or a chumpy-free .pkl)"
+            f"SMPL model file not found: {path} (rest_joints_from_model_file's model_path: an SMPL neutral "
+            "model as .npz or a chumpy-free .pkl; no pipeline setting reads one, the stages use the published "
+            "neutral rest joints SMPL_NEUTRAL_REST_JOINTS)"
         )
     if path.suffix == ".npz":
         arrays = dict(np.load(path, allow_pickle=False))

@@ -54,7 +54,7 @@ from torch import nn
 
 from models.mvdit.cfg import motion_condition
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
-from models.mvdit.rope4d import RopeConfig, RopeTable, build_rope_tables
+from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, RopeTable, build_rope_tables, check_position_scale
 
 logger = logging.getLogger(__name__)
 
@@ -291,8 +291,9 @@ class MVDiTConfig:
     unconditional_frames: latent frames covered by c_m∅ (None: paper 33 = 129 video
         frames, the longest training clip; release 13 = 49 frames, i.e. (312, 3072)).
     motion_pe: Table 2 positional-encoding variant (paper layout only).
-    motion_position_scale: multiplies the (metre) joint positions in the motion RoPE
-        (None: paper 1.0, release 1000.0 = millimetres).
+    motion_position_scale: multiplies the (metre) joint positions in the motion RoPE;
+        every layout: ``MOTION_POSITION_SCALE`` = 1000, millimetres as the release (`models.mvdit.rope4d`).
+        Saved in the checkpoint's config; a config without it (saved before) is refused on load.
     train_backbone: paper trains all DiT blocks of the 6B model.
     """
 
@@ -302,7 +303,7 @@ class MVDiTConfig:
     num_joints: int = 24
     unconditional_frames: int | None = None
     motion_pe: str = "4d"
-    motion_position_scale: float | None = None
+    motion_position_scale: float = MOTION_POSITION_SCALE
     train_backbone: bool = True
 
     @classmethod
@@ -392,11 +393,12 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         num_joints: int = 24,
         unconditional_frames: int | None = None,
         motion_pe: str = "4d",
-        motion_position_scale: float | None = None,
+        motion_position_scale: float | None = MOTION_POSITION_SCALE,
         motion_mean_joints: list[list[float]] | None = None,
         train_backbone: bool = True,
     ) -> None:
         check_layout(motion_layout, motion_pe)
+        check_position_scale(motion_position_scale)  # None: a config saved before the millimetre unit
         if ofs_embed_dim is not None or patch_size_t is not None:
             raise ValueError("MV-DiT-6B builds on CogVideoX 1.0 (5B): ofs_embed_dim and patch_size_t must be None")
         if not use_rotary_positional_embeddings:
@@ -455,13 +457,12 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         if c.motion_layout == "release":
             base = MotionAttentionConfig.release_7b()
             rope = RopeConfig(
-                position_scale=1000.0 if c.motion_position_scale is None else c.motion_position_scale,
+                position_scale=c.motion_position_scale,
                 axis_dims=(head_dim // 4,) * 4, vision_axis_dims=cogvideox_rope_split(head_dim),
             )
         else:
             base = MotionAttentionConfig.paper_6b()
-            scale = 1.0 if c.motion_position_scale is None else c.motion_position_scale
-            rope = RopeConfig(pe=c.motion_pe, position_scale=scale)
+            rope = RopeConfig(pe=c.motion_pe, position_scale=c.motion_position_scale)
         return replace(
             base, dim=heads * head_dim, heads=heads, head_dim=head_dim, motion_dim=c.motion_token_dim,
             num_joints=c.num_joints, rope=rope,
@@ -550,7 +551,9 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
 
         The patch embedding gains zero-initialised input channels for the reference
         latent (so the start equals the backbone on the noisy half); the paper layout
-        drops ``text_proj``; motion attention and c_m∅ start fresh.
+        drops ``text_proj``; motion attention and c_m∅ start fresh. An I2V backbone
+        (CogVideoX-5B-I2V, in_channels 32) keeps its patch embedding as is; its
+        persistent learned ``patch_embed.pos_embedding`` is dropped (RoPE only).
         """
         if not isinstance(backbone, CogVideoXTransformer3DModel):
             backbone = CogVideoXTransformer3DModel.from_pretrained(str(transformer_folder(backbone)))
@@ -566,6 +569,13 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
             state["patch_embed.proj.weight"] = torch.cat([w, torch.zeros_like(w)], dim=1)
         if model.config.motion_layout == "paper":
             state = {k: v for k, v in state.items() if not k.startswith("patch_embed.text_proj.")}
+        if "patch_embed.pos_embedding" in state:
+            # CogVideoX-5B-I2V saves its learned positional embedding (use_learned_positional_embeddings=True,
+            # fixed to 720 x 480 x 49 and to 226 text tokens); MV-DiT positions vision tokens by RoPE only,
+            # as the released Transformer7B does with the same flag, so the table is not used.
+            logger.warning("from_backbone: dropping the backbone's learned patch_embed.pos_embedding %s "
+                           "(MV-DiT uses the 3D RoPE only, as the release does)", tuple(state["patch_embed.pos_embedding"].shape))
+            del state["patch_embed.pos_embedding"]
         missing, unexpected = model.load_state_dict(state, strict=False)
         fresh = [k for k in missing if ".attn0." not in k and k != "unconditional_motion_token"]
         if fresh or unexpected:

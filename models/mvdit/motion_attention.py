@@ -116,7 +116,7 @@ class MotionAttentionConfig:
         return cls(
             dim=3072, heads=48, head_dim=64, motion_dim=3072,
             qk_norm="layernorm", norm_scope="per_head", v_norm=False, pre_norm=False,
-            rope=RopeConfig(position_scale=1000.0, axis_dims=(16, 16, 16, 16), vision_axis_dims=(16, 24, 24)),
+            rope=RopeConfig(axis_dims=(16, 16, 16, 16), vision_axis_dims=(16, 24, 24)),
         )
 
     @classmethod
@@ -125,7 +125,7 @@ class MotionAttentionConfig:
         return cls(
             dim=5120, heads=40, head_dim=128, motion_dim=3072,
             qk_norm="rms", norm_scope="full", v_norm=False, pre_norm=True, key_split="release_17b",
-            rope=RopeConfig(position_scale=1000.0, axis_dims=(44, 28, 28, 28), vision_axis_dims=(44, 42, 42)),
+            rope=RopeConfig(axis_dims=(44, 28, 28, 28), vision_axis_dims=(44, 42, 42)),
         )
 
 

@@ -20,10 +20,24 @@ where d is the width of the axis block (Alg. 1 calls ``RoPE(t, D/4)``). Tables
 are therefore *interleaved*: ``cos[..., 2i] == cos[..., 2i+1]``, as in the
 released code (diffusers' ``repeat_interleave_real=True`` layout).
 
-Units: vision positions are latent-grid indices. Motion positions are the
-centred joints in the unit they are given in (the project passes metres),
-times ``position_scale``. The paper does not state a unit; the release uses raw
-millimetres, so metres with ``position_scale=1000`` reproduce it.
+Units (the one place they are fixed): the project passes joints in metres and
+every layout multiplies them by ``MOTION_POSITION_SCALE`` = 1000, i.e. the motion
+RoPE sees millimetres, the unit of the released code (its ``mean.npy`` skeleton,
+unscaled). The paper does not state a unit. The unit decides whether the spatial
+blocks see the skeleton at all: with theta 10000 and D/4 = 16 channels per axis
+the pair frequencies are 10000^(-i/8) = 1, 0.32, 0.1, ... 3e-4 rad per unit. The
+mean skeleton spans about 0.34 x 1.09 x 0.17 m, so in metres only 1, 2 and 0 of
+the 8 pairs of x, y, z turn two joints more than 0.3 rad apart (the depth block
+is blind); in millimetres 7, 8 and 6 do (``tests/test_rope4d.py``).
+
+Vision positions are latent-patch indices (integers: row h, column w, latent
+frame t), the unit of the backbone's own 3D RoPE (CogVideoX, Wan) and of the
+release's query table: adjacent patches differ by 1, so every block separates
+the patches of a 30 x 45 or 60 x 104 grid, and the pretrained self-attention's
+positions stay as they were. The two streams' units are not converted into each
+other (a patch is ~16 px, not a distance on the body): the paper shares only the
+(t, x, y, z) layout of the channels, and the motion attention learns how query
+and key rotations relate; both share the time unit (latent frame index).
 
 Positional-encoding variants of the paper's Table 2 (``pe``) and how each splits
 the head dimension D among the axes it uses (``split_head_dim``: even blocks,
@@ -45,7 +59,7 @@ pe              axes (motion / vision)     head-dim split (D = 64)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -69,6 +83,9 @@ PE_AXES: dict[str, tuple[Axis, ...]] = {
 }
 
 RopeTable = tuple[torch.Tensor, torch.Tensor]  # (cos, sin), each (..., N, D)
+
+# Joints come in metres; x1000 = millimetres, the release's RoPE unit (module docstring "Units").
+MOTION_POSITION_SCALE = 1000.0
 
 
 def split_head_dim(head_dim: int, num_axes: int) -> tuple[int, ...]:
@@ -264,12 +281,12 @@ class RopeConfig:
     ``vision_axis_dims``: a separate (t, h, w) split with no z block for the vision
     table, i.e. the backbone's own 3D RoPE (release: 7B (16, 24, 24), 17B (44, 42, 42)).
     ``position_scale``: multiplies the centred joints (metres in this project;
-    1000.0 gives the release's millimetres).
+    the default ``MOTION_POSITION_SCALE`` gives the release's millimetres).
     """
 
     pe: PEVariant = "4d"
     theta: float = 10000.0
-    position_scale: float = 1.0
+    position_scale: float = MOTION_POSITION_SCALE
     axis_dims: tuple[int, ...] | None = None
     vision_axis_dims: tuple[int, int, int] | None = None
     vision_xy: Literal["hw", "wh"] = "hw"
@@ -285,6 +302,7 @@ class RopeConfig:
             raise ValueError("RopeConfig.vision_axis_dims (t, h, w) applies only to pe='4d' or 'dynamic'")
         if self.vision_xy not in ("hw", "wh"):
             raise ValueError(f"RopeConfig.vision_xy must be 'hw' or 'wh', got {self.vision_xy!r}")
+        check_position_scale(self.position_scale)
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -293,6 +311,20 @@ class RopeConfig:
     @property
     def uses_rope(self) -> bool:
         return bool(self.axes)
+
+
+def check_position_scale(scale: Any, where: str = "motion_position_scale") -> float:
+    """A positive number, or an error naming the setting; None marks a config saved before the unit change."""
+    if scale is None:
+        raise ValueError(
+            f"{where} is not set: this MV-DiT config was saved before the 4D RoPE unit became millimetres "
+            f"(it trained with the old default 1.0, joints in metres, whose spatial RoPE blocks barely turn). "
+            f"Retrain it, or set {where}=1.0 in its config to load it as it was trained "
+            f"(the current default is {MOTION_POSITION_SCALE}: metres x 1000 = millimetres, as the release)"
+        )
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ValueError(f"{where} must be a positive number (metres -> RoPE unit), got {scale!r}")
+    return float(scale)
 
 
 class RopeTables(NamedTuple):

@@ -61,7 +61,7 @@ from models.mvdit.cogvideox import (
     new_unconditional_tokens,
 )
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
-from models.mvdit.rope4d import RopeConfig
+from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, check_position_scale
 
 # --- Eq. 9-10: reference latents with the frame mask -------------------------------------------
 
@@ -239,7 +239,7 @@ class MVDiTWanConfig:
     num_joints: int = 24
     unconditional_frames: int | None = None
     motion_pe: str = "4d"
-    motion_position_scale: float | None = None
+    motion_position_scale: float = MOTION_POSITION_SCALE
     train_backbone: bool = False
 
     @classmethod
@@ -313,11 +313,12 @@ class MVDiTWan(WanTransformer3DModel):
         num_joints: int = 24,
         unconditional_frames: int | None = None,
         motion_pe: str = "4d",
-        motion_position_scale: float | None = None,
+        motion_position_scale: float | None = MOTION_POSITION_SCALE,
         motion_mean_joints: list[list[float]] | None = None,
         train_backbone: bool = False,
     ) -> None:
         check_layout(motion_layout, motion_pe)
+        check_position_scale(motion_position_scale)  # None: a config saved before the millimetre unit
         patch_size = tuple(patch_size)
         if in_channels != 2 * out_channels + 4:
             raise ValueError(
@@ -361,13 +362,12 @@ class MVDiTWan(WanTransformer3DModel):
         if c.motion_layout == "release":
             base = MotionAttentionConfig.release_17b()
             rope = RopeConfig(
-                position_scale=1000.0 if c.motion_position_scale is None else c.motion_position_scale,
+                position_scale=c.motion_position_scale,
                 axis_dims=wan_motion_split(head_dim), vision_axis_dims=wan_rope_split(head_dim),
             )
         else:
             base = MotionAttentionConfig.paper_18b()
-            scale = 1.0 if c.motion_position_scale is None else c.motion_position_scale
-            rope = RopeConfig(pe=c.motion_pe, position_scale=scale)
+            rope = RopeConfig(pe=c.motion_pe, position_scale=c.motion_position_scale)
         return replace(
             base, dim=heads * head_dim, heads=heads, head_dim=head_dim, motion_dim=c.motion_token_dim,
             num_joints=c.num_joints, rope=rope,

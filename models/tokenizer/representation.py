@@ -1,7 +1,8 @@
 """Motion representation fed to 4DMoT (paper Sec. 3.1).
 
 M = (J - mean) / std - (J_1 - mean) / std: joints are normalised with the
-dataset's global statistics, then the first normalised frame is subtracted so
+dataset's statistics (per joint and axis, (24, 3), as ``motion_stats`` and the
+release store them; per axis (3,) also works), then the first normalised frame is subtracted so
 that frame 0 is all zeros ("differential joint coordinates"). The release
 skips the subtraction (``differential=False``) and uses per-joint, per-axis
 statistics in millimetres (``release_mean_mm.npy``, shape (24, 3)).
@@ -30,7 +31,7 @@ def _stat(value: ArrayLike, name: str, num_joints: int) -> torch.Tensor:
 class MotionNormalizer(nn.Module):
     """Normalise joints (..., F, J, 3) and, if ``differential``, subtract the first frame.
 
-    ``mean`` / ``std`` are global per axis (3,) or per joint and axis (J, 3).
+    ``mean`` / ``std`` are per joint and axis (J, 3) (``motion_stats``, the release) or per axis (3,).
     The statistics are float64 buffers (saved with a model) and are cast to
     the input's dtype at use.
     """

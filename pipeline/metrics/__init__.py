@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from .distribution_metrics import (
+    FEATURE_DIMS,
+    SAMPLE_UNITS,
     SEGMENT_FRAMES,
     NotEnoughSamples,
     fid_from_features,
@@ -23,6 +25,7 @@ from .distribution_metrics import (
     fvd_from_features,
     i3d_segment_features,
     inception_features,
+    sample_counts,
     split_segments,
 )
 from .feature_networks import (
@@ -137,7 +140,7 @@ def _i3d_metrics(generated, reference, weights_dir, wanted, device, method) -> d
 
 
 __all__ = [
-    "ALEXNET_WEIGHTS_FILE", "I3D_WEIGHTS_FILE", "INCEPTION_WEIGHTS_FILE", "METRICS", "NOT_COMPUTED",
+    "ALEXNET_WEIGHTS_FILE", "FEATURE_DIMS", "I3D_WEIGHTS_FILE", "SAMPLE_UNITS", "sample_counts", "INCEPTION_WEIGHTS_FILE", "METRICS", "NOT_COMPUTED",
     "SEGMENT_FRAMES", "SSIM_MODES", "WEIGHT_FILES", "MissingWeights", "NotEnoughSamples",
     "evaluate_videos", "fid_from_features", "fid_vid_from_features", "frechet_distance", "fvd_from_features",
     "gaussian_stats", "i3d_segment_features", "inception_features", "load_i3d", "load_inception",

@@ -29,6 +29,21 @@ SEGMENT_FRAMES = 16  # I3D clip length for FVD (App. J): non-overlapping 16-fram
 I3D_CALL = {"rescale": True, "resize": True, "return_features": True}  # StyleGAN-V's detector kwargs
 
 
+# Feature dimension of each distribution metric's network (Inception-V3 pool, I3D logits): a covariance fitted
+# to fewer samples than this is rank-deficient, and its Fréchet distance is not comparable with one fitted to
+# thousands (benchmark_eval's report says so next to the number).
+FEATURE_DIMS = {"fid": 2048, "fvd": 400, "fid_vid": 400}
+SAMPLE_UNITS = {"fid": "frames", "fvd": "16-frame segments", "fid_vid": "videos"}
+
+
+def sample_counts(videos: list[np.ndarray]) -> dict[str, int]:
+    """How many samples each distribution metric fits its Gaussian to, for a set of (T, H, W, 3) videos:
+    FID every frame, FVD every non-overlapping 16-frame segment, FID-VID every video with one segment."""
+    lengths = [len(v) for v in videos]
+    return {"fid": sum(lengths), "fvd": sum(n // SEGMENT_FRAMES for n in lengths),
+            "fid_vid": sum(1 for n in lengths if n >= SEGMENT_FRAMES)}
+
+
 class NotEnoughSamples(ValueError):
     """Too few frames, segments or videos to fit a covariance; the message says how many there were."""
 
