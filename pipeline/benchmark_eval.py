@@ -14,7 +14,7 @@ Every test sequence is animated whole (``num_frames=None``): the long-motion win
 frame, and the frame metrics are averaged over every frame. Why whole: the test sets are small. DisCo's
 TikTok split, which the later papers (MagicAnimate, Champ, UniAnimate, RealisDance-DiT ...) cite, is 10
 sequences (DisCo issues #27, #103: TikTok 335-340 plus company-collected ones never released), the UBC
-Fashion test split 100 videos; RealisDance-DiT's evaluation code is not public (its issue #73 asks how
+Fashion test split 100 videos (500 train / 100 test as DreamPose and Animate Anyone describe it); RealisDance-DiT's evaluation code is not public (its issue #73 asks how
 sequences longer than its 81 frames were sampled, unanswered). Cut to 49 frames, 5 TikTok sequences give
 240 frames for Inception's 2048-d covariance, 15 segments for I3D's 400-d one and 5 vectors for FID-VID.
 Whole sequences give the most samples the set has; the report prints each distribution metric's sample
