@@ -25,6 +25,7 @@ from pipeline.curation_tasks import PoseBackendUnavailable, PoseTask, ProbeTask,
 from pipeline.progress import Log, default_log, track
 from pipeline.ray_runtime import map_items
 from pipeline.rejects import Reject
+from pipeline.pose import body_coverage
 from pipeline.subclips import frame_verdicts, neutral_joints, split_shot
 
 RAW_VIDEOS, SHOTS, POSES, SUBCLIPS, REJECTS = "raw_videos", "shots", "poses", "subclips", "rejects"
@@ -225,6 +226,7 @@ def pose_rows(video_id: str, track) -> pa.Table:
         "transl": tables.fixed_list(track.transl, 3),
         "joint_uncertainty": tables.fixed_list(track.joint_uncertainty, 24),
         "backend": [track.backend] * n,
+        "body_coverage": pa.array(np.full(n, -1, np.int8) if track.body_coverage is None else track.body_coverage),
     }, schema=tables.POSES)
 
 
@@ -313,7 +315,7 @@ def extract_subclips(settings: PipelineSettings, log: Log = default_log) -> Stag
     for video_id in track(video_ids, desc="extract sub-clips", log=log, unit="video"):
         clips, video_rejects = subclips_of_video(videos[video_id], shots_by_video[video_id],
                                                  tables.read(pose_uri, filter=f"video_id = '{video_id}'"),
-                                                 settings.min_clip_frames)
+                                                 settings.min_clip_frames, settings.body_coverage)
         clip_tables.append(clips)
         bad.extend(video_rejects)
     new_rows = pa.concat_tables(clip_tables) if clip_tables else tables.SUBCLIPS.empty_table()
@@ -331,8 +333,9 @@ def extract_subclips(settings: PipelineSettings, log: Log = default_log) -> Stag
                           "frames_in_subclips": int(sum(c["num_frames"] for c in clip_list))})
 
 
-def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frames: int) -> tuple[pa.Table, list[Reject]]:
-    """Sub-clip rows and rejected frame ranges of one video."""
+def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frames: int,
+                      body_rule: str = "full") -> tuple[pa.Table, list[Reject]]:
+    """Sub-clip rows and rejected frame ranges of one video; ``body_rule`` is the setting ``body_coverage``."""
     n = video["num_frames"]
     num_people = np.full(n, -1, np.int32)
     pose = np.full((n, 24, 3), np.nan, np.float32)
@@ -347,7 +350,8 @@ def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frame
     uncertainty[frames] = tables.column_as_array(poses, "joint_uncertainty", (24,))[keep]
     backend = poses["backend"][0].as_py() if poses.num_rows else ""
     valid = np.isfinite(pose).all(axis=(1, 2)) & np.isfinite(transl).all(axis=1)
-    verdicts = frame_verdicts(num_people, valid)
+    coverage = frame_coverage(video, poses, frames, keep, pose, transl, valid)
+    verdicts = frame_verdicts(num_people, valid, coverage, body_coverage.LEVELS.get(body_rule, 0))
 
     rows, bad = [], []
     for shot in sorted(shots, key=lambda s: s["start_frame"]):
@@ -368,6 +372,24 @@ def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frame
                 "joints": neutral_joints(pose[s], transl[s]), "joint_uncertainty": uncertainty[s], "pose_backend": backend,
             })
     return _clip_table(rows), bad
+
+
+def frame_coverage(video: dict, poses: pa.Table, frames: np.ndarray, keep: np.ndarray, pose: np.ndarray,
+                   transl: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(num_frames,) int8 body coverage of one video, steadied over a few frames (``body_coverage``): the
+    backend's own where it gave one, else its SMPL joints projected through the App. B camera."""
+    from pipeline.pose.base import camera_intrinsics
+
+    n = video["num_frames"]
+    coverage = np.full(n, body_coverage.UNKNOWN, np.int8)
+    if "body_coverage" in poses.column_names:
+        coverage[frames] = poses["body_coverage"].fill_null(body_coverage.UNKNOWN).to_numpy()[keep]
+    judge = valid & (coverage == body_coverage.UNKNOWN)
+    if judge.any():
+        joints = neutral_joints(pose[judge], transl[judge])
+        K = camera_intrinsics(video["width"], video["height"])
+        coverage[judge] = body_coverage.from_smpl_joints(joints, K, video["width"], video["height"])
+    return body_coverage.steady(coverage)
 
 
 def _clip_table(rows: list[dict]) -> pa.Table:

@@ -62,6 +62,7 @@ POSES = pa.schema([
     ("transl", vec(3)),             # metres, camera frame
     ("joint_uncertainty", vec(24)), # metres
     ("backend", pa.string()),
+    ("body_coverage", pa.int8()),   # body parts the backend saw (pose/body_coverage.py); -1: unknown
 ])
 
 SUBCLIPS = pa.schema([

@@ -100,6 +100,16 @@ class MediaPipeLandmarks:
         """(N,) bool: frames where MediaPipe found a person."""
         return np.isfinite(self.world[:, 0, 0])
 
+    def body_coverage(self) -> np.ndarray:
+        """(N,) int8 per frame: the body parts MediaPipe saw (visibility >= 0.5) inside the frame on a
+        skeleton of human size (``body_coverage``); invented landmarks do not count."""
+        from pipeline.pose.body_coverage import MEDIAPIPE_PARTS, coverage, mediapipe_plausible
+
+        if not len(self.image):
+            return np.zeros(0, np.int8)
+        return coverage(self.image, self.width, self.height, MEDIAPIPE_PARTS, self.visibility,
+                        plausible=mediapipe_plausible(self.world))
+
     def num_people(self) -> np.ndarray:
         """(N,) int16: max(1, detector count) where the pose was found, 0 elsewhere (module docstring)."""
         found = self.found
@@ -346,7 +356,8 @@ def track_from_landmarks(
     pose[found], transl[found] = fit.pose, fit.transl
     _, visibility = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
     uncertainty[found] = joint_uncertainty(fit, visibility)
-    track = PoseTrack(frame_index, landmarks.num_people(), pose, transl, uncertainty, backend)
+    track = PoseTrack(frame_index, landmarks.num_people(), pose, transl, uncertainty, backend,
+                      body_coverage=landmarks.body_coverage())
     return track.validate(), fit
 
 
