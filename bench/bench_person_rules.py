@@ -159,6 +159,7 @@ def main() -> None:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="bench/out/person_rules")
+    parser.add_argument("--counters-only", action="store_true")
     args = parser.parse_args()
     from pipeline.pose.mediapipe_runtime import import_mediapipe
     from pipeline.pose.person_count import PersonCounter
@@ -166,7 +167,7 @@ def main() -> None:
     import_mediapipe()
     from mediapipe.python.solutions.face_detection import FaceDetection
 
-    whole, tiled = PersonCounter(tiles=False), PersonCounter()
+    whole, tiled, grid = PersonCounter(tiles=False, grid=False), PersonCounter(grid=False), PersonCounter()
     faces = FaceDetection(model_selection=1, min_detection_confidence=0.5)
 
     def count_faces(frame):
@@ -174,15 +175,17 @@ def main() -> None:
 
     candidates = {
         "BlazePose person detector, whole frame": lambda f: int(whole.count([f])[0]),
-        "BlazePose person detector + 2 side tiles (PersonCounter, default)": lambda f: int(tiled.count([f])[0]),
+        "BlazePose person detector + side tiles (before)": lambda f: int(tiled.count([f])[0]),
+        "BlazePose person detector + side tiles + 2x2 grid (PersonCounter, now)": lambda f: int(grid.count([f])[0]),
         "MediaPipe face detector, full range": count_faces,
-        "max(person detector + tiles, faces)": lambda f: max(int(tiled.count([f])[0]), count_faces(f)),
+        "max(person detector + tiles + grid, faces)": lambda f: max(int(grid.count([f])[0]), count_faces(f)),
     }
     frames = dev_frames() + composites()
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "date": str(date.today()),
               "counters": counter_table(frames, candidates)}
-    result["pipeline"] = pipeline_counts_and_coverage()
-    result["dev_verdicts"] = dev_verdicts()
+    if not args.counters_only:
+        result["pipeline"] = pipeline_counts_and_coverage()
+        result["dev_verdicts"] = dev_verdicts()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=1))

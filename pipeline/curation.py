@@ -174,11 +174,13 @@ def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute:
                           for v in videos if v["id"] not in done])
     log(f"shots: {len(todo)} videos to segment ({len(done)} already done with {backend})")
     rows, bad = [], []
+    seconds: dict[str, float] = {}
     for res in map_items(todo, ShotTask(settings.shot_detector), "detect shots", log, settings.ray_address):
         video_id, video_uri = res.item["video_id"], res.item["uri"]
         if res.error:
             bad.append(Reject(SHOTS, video_id, "shot_detection_failed", res.error, video_id=video_id, uri=video_uri))
             continue
+        _add_seconds(seconds, res.value.get("seconds"))
         for index, (start, end) in enumerate(res.value["shots"]):
             rows.append({"id": f"{video_id}:{start}-{end}", "video_id": video_id, "uri": video_uri, "shot_index": index,
                          "start_frame": start, "end_frame": end, "num_frames": end - start, "backend": res.value["backend"]})
@@ -192,7 +194,14 @@ def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute:
         max_rows=40,
     )
     return _result(settings, SHOTS, len(todo), len(bad), preview_markdown=preview, preview_png=_shot_sheet(all_shots),
-                   extra={"videos_with_shots": len({s["video_id"] for s in all_shots})})
+                   extra={"videos_with_shots": len({s["video_id"] for s in all_shots}),
+                          "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}})
+
+
+def _add_seconds(total: dict[str, float], seconds: dict | None) -> None:
+    """Sum an item's {part: seconds} into the stage's (the ``stage_seconds`` metadata: where time goes)."""
+    for part, value in (seconds or {}).items():
+        total[part] = total.get(part, 0.0) + float(value)
 
 
 def _shot_sheet(shots: list[dict], limit: int = 16) -> bytes:
@@ -250,12 +259,14 @@ def estimate_poses(settings: PipelineSettings, log: Log = default_log, recompute
             pending_ids.clear()
 
     task = PoseTask(settings.pose_backend, settings.weights, frame_step=settings.pose_frame_step)
+    seconds: dict[str, float] = {}
     for res in map_items(todo, task, "estimate poses", log, settings.ray_address):
         video_id = res.item["video_id"]
         if res.error:
             reason = "no_pose_backend" if res.error.startswith("PoseBackendUnavailable") else "pose_failed"
             bad.append(Reject(POSES, video_id, reason, res.error, video_id=video_id, uri=res.item["uri"]))
             continue
+        _add_seconds(seconds, getattr(res.value, "seconds", None))
         pending.append(pose_rows(video_id, res.value))
         pending_ids.append(video_id)
         if sum(t.num_rows for t in pending) >= ROWS_PER_COMMIT:
@@ -267,7 +278,8 @@ def estimate_poses(settings: PipelineSettings, log: Log = default_log, recompute
         log(f"poses rejected {r.uri}: {r.reason} ({r.detail})")
     png = _pose_sheet(settings)
     return _result(settings, POSES, len(todo), len(bad), preview_png=png,
-                   preview_markdown=previews.png_markdown(png, "skeletons over frames") if png else "")
+                   preview_markdown=previews.png_markdown(png, "skeletons over frames") if png else "",
+                   extra={"stage_seconds": {k: round(v, 2) for k, v in seconds.items()}})
 
 
 def _pose_sheet(settings: PipelineSettings, limit: int = 8) -> bytes:

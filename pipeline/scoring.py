@@ -63,12 +63,15 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
             todo.append({**base, "boxes": subject_boxes(j, clip["width"], clip["height"])})
     log(f"clip_scores: {len(todo)} clips to score, {len(rows)} cached (key {key})")
     failed = []
+    seconds: dict[str, float] = {}
     for res in map_items(longest_first(todo), task, "score clips", log, settings.ray_address):
         if res.error:
             failed.append(Reject(CLIP_SCORES, res.item["id"], "scoring_failed", res.error, video_id=res.item["video_id"],
                                  uri=res.item["uri"], start_frame=res.item["start_frame"], end_frame=res.item["end_frame"]))
             continue
         v = res.value
+        for part, value in v.get("seconds", {}).items():
+            seconds[part] = seconds.get(part, 0.0) + value
         rows.append({**res.item, "aesthetic": v["aesthetic"], "flow": v["flow"], "blur": v["blur"], "text_ratio": v["ocr"],
                      "subject_flow": v.get("subject_flow", float("nan")), "camera_flow": v.get("camera_flow", float("nan")),
                      "aesthetic_backend": backends["aesthetic"], "flow_backend": backends["flow"],
@@ -93,7 +96,8 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
     return _result(settings, CLIP_SCORES, len(todo), len(bad), preview_png=png,
                    preview_markdown=previews.markdown_table([{"step": s, "clips": n} for s, n in steps]),
                    extra={"thresholds": asdict(thresholds), "uncertainty_cut_m": cut, "funnel": dict(steps),
-                          "scoring_key": backends, "scored_now": len(todo), "cached": len(rows) - len(todo) + len(failed)})
+                          "scoring_key": backends, "scored_now": len(todo),
+                          "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}, "cached": len(rows) - len(todo) + len(failed)})
 
 
 def _why(row: dict, failure: str, t: Thresholds, cut: float) -> str:

@@ -526,7 +526,11 @@ def test_static_camera_moving_subject_passes_subject_flow_and_fails_whole_frame_
 
     frames, boxes = _small_mover(24)
     path = write_video(tmp_path / "juggler.mp4", frames)
-    scores = score_clip(path, 0, 24, [make_scorer("flow")], flow_long_side=None, boxes=boxes)
+    timings = {}
+    scores = score_clip(path, 0, 24, [make_scorer("flow"), make_scorer("blur")], flow_long_side=None, boxes=boxes,
+                        timings=timings)
+    assert set(timings) == {"decode", "flow", "blur"} and all(t > 0 for t in timings.values())  # where time goes
+    del scores["blur"]
     assert scores["subject_flow"] > 1.0  # 3 px/frame inside a box twice the mover's area (grown, margin)
     assert scores["flow"] < 0.4 * 1.0  # the mover is 4% of the frame: the whole frame barely moves
     assert scores["camera_flow"] == pytest.approx(0.0, abs=0.05)  # static camera

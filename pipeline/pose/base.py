@@ -46,6 +46,7 @@ class PoseTrack:
     # (T,) int8 body coverage seen by the backend (body_coverage.py: 2 full, 1 upper, 0 partial, -1 unknown);
     # None: the backend gives none and the sub-clip stage judges the projected SMPL joints.
     body_coverage: np.ndarray | None = None
+    seconds: dict | None = None  # where the backend's time went, e.g. {"decode": 1.2, "pose": 30.5} (not data)
 
     def __len__(self) -> int:
         return int(self.frame_index.shape[0])

@@ -227,6 +227,20 @@ def run_mediapipe(
     )
 
 
+def _timed(frames: Iterable[np.ndarray], seconds: list[float]) -> Iterable[np.ndarray]:
+    """``frames``, adding the time spent producing them (decoding) to ``seconds[0]``."""
+    import time
+
+    frames = iter(frames)
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        seconds[0] += time.perf_counter() - start
+        if frame is None:
+            return
+        yield frame
+
+
 def _run_or_repeat(pose, frame: np.ndarray, repeat_level: float, empty: tuple, last) -> tuple[tuple, tuple]:
     """The (world, image, visibility) row of one frame: MediaPipe's, or on a repeat of the last frame
     MediaPipe ran on (``last``: its (thumbnail, row)) that frame's row; and the new ``last``."""
@@ -411,13 +425,16 @@ class MediaPipePoses:
 
         if not 0 <= start_frame <= end_frame:
             raise ValueError(f"bad frame range [{start_frame}, {end_frame})")
-        landmarks = self.landmarks(iter_frames(video_path, start=start_frame, end=end_frame))
+        decode = [0.0]
+        landmarks = self.landmarks(_timed(iter_frames(video_path, start=start_frame, end=end_frame), decode))
         if len(landmarks.world) != end_frame - start_frame:
             raise ValueError(
                 f"{video_path}: asked for frames [{start_frame}, {end_frame}) but the video "
                 f"ended at frame {start_frame + len(landmarks.world)}"
             )
-        return self.track(landmarks, np.arange(start_frame, end_frame))
+        track = self.track(landmarks, np.arange(start_frame, end_frame))
+        track.seconds = {"decode": decode[0]}
+        return track
 
     def estimate_frames(self, frames: np.ndarray, first_index: int = 0) -> PoseTrack:
         """Run on consecutive frames (N, H, W, 3) uint8 RGB; rows are numbered from ``first_index``."""

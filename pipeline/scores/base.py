@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
@@ -293,6 +294,7 @@ def score_clip(
     flow_long_side: int | None = DEFAULT_FLOW_LONG_SIDE,
     repeat_window: int = REPEAT_WINDOW,
     boxes: np.ndarray | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Scores {metric: value} of frames [start, end) of a video, each scorer run once.
 
@@ -308,6 +310,9 @@ def score_clip(
     the clip (NaN where unknown), e.g. ``subject_boxes``. With them the flow scorer also gives
     "subject_flow" and "camera_flow" (``flow.region_scores``, on each pair's two boxes joined
     and grown by ``flow.SUBJECT_MARGIN``).
+
+    ``timings``, when given, gets the seconds spent decoding ("decode") and in each scorer (its metric)
+    added to it: where a clip's time goes.
     """
     if not 0 <= start < end:
         raise ValueError(f"a clip needs 0 <= start < end, got start={start}, end={end}")
@@ -331,6 +336,8 @@ def score_clip(
     small: dict[int, Frame] = {}  # pair frames at the flow size (kept small: up to 16 x 4 of them)
     small_scale = 1.0  # flow-size pixels per video pixel
     decoded = 0
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
     for offset, frame in iter_selected_frames(video_path, start, frame_offsets | pair_offsets):
         decoded = offset + 1
         if offset in frame_offsets:
@@ -338,6 +345,7 @@ def score_clip(
         if offset in pair_offsets:
             small[offset] = resize_long_side(frame, flow_long_side)
             small_scale = small[offset].shape[1] / frame.shape[1]
+    timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock
     if decoded <= last:
         raise ValueError(
             f"{video_path}: clip [{start}, {end}) needs frame {start + last}, "
@@ -349,6 +357,7 @@ def score_clip(
     pairs = [(small[i], small[j]) for i, j in zip(pair_starts, ends)]
     scores = {}
     for scorer in scorers:
+        clock = time.perf_counter()
         if scorer.needs_pairs and boxes is not None and hasattr(scorer, "pair_flows"):
             from pipeline.scores.flow import grow_box, region_scores
 
@@ -363,4 +372,5 @@ def score_clip(
             scores.update(region_scores(scorer, pairs, pair_boxes))
         else:
             scores[scorer.metric] = float(scorer.score(frames, pairs if scorer.needs_pairs else []))
+        timings[scorer.metric] = timings.get(scorer.metric, 0.0) + time.perf_counter() - clock
     return scores

@@ -46,7 +46,9 @@ class ScoreTask:
     def __call__(self, item: dict) -> dict:
         from pipeline.scores.base import sample_indices, score_clip
 
+        seconds: dict[str, float] = {}
         scores = score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling,
-                            self.flow_long_side, boxes=item.get("boxes"))
+                            self.flow_long_side, boxes=item.get("boxes"), timings=seconds)
+        scores["seconds"] = seconds
         scores["frames_scored"] = len(sample_indices(item["end_frame"] - item["start_frame"], self.sampling))
         return scores
