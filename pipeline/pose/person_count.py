@@ -8,13 +8,17 @@ Pose graph itself runs before tracking), through MediaPipe's own
 ``PoseDetectionCpu`` subgraph, and counts its detections scoring at least
 ``min_score``. Everything is local: nothing is downloaded.
 
-Tiles: on its own the detector tends to report one person; on frames wider
-than tall it also runs on the left and right 60% of the frame (three passes),
-which reach the detector's 224 x 224 input larger, and a person found only in a
-tile must score ``tile_min_score`` (0.75: zoomed-in background shapes next to a
-head seen from behind scored up to 0.67). Frames that are square or taller than
-wide get the whole-frame pass only: a full-height tile would not be larger there.
+Windows: on its own the detector tends to report one person; on frames wider
+than tall it also runs on overlapping columns (two of 60% of the width, or
+``round(width / height)`` of 1.5 / n of it on wider frames: three dancers in a
+row), and on frames about as tall as wide (3:4 to 4:3, both sides >= 448 px) on
+the four 60% x 60% corner windows (people tiled 2 x 2), which reach the
+detector's 224 x 224 input larger. A person found only in a window must score
+``tile_min_score`` (0.75: zoomed-in background shapes next to a head seen from
+behind scored up to 0.67).
 
+Issue 16 measured it again on real footage (bench/bench_person_rules.py, BENCHMARKS.md "Person rules on
+real footage"): composites of the five real dancers and the four labelled videos of shared/real-dev.
 Why this detector (measured, bench/results/person_count.md): on 12 rendered
 two-person shots it counts 2 on 97% of the frames (49% without the tiles) and 1
 on 99.7% of the one-person frames; on the demo sample 2 on all 48 frames of the
