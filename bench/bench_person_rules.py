@@ -167,7 +167,7 @@ def main() -> None:
     import_mediapipe()
     from mediapipe.python.solutions.face_detection import FaceDetection
 
-    whole, tiled, grid = PersonCounter(tiles=False, grid=False), PersonCounter(grid=False), PersonCounter()
+    whole, tiled, grid = PersonCounter(tiles=False), PersonCounter(), PersonCounter(grid=True)
     faces = FaceDetection(model_selection=1, min_detection_confidence=0.5)
 
     def count_faces(frame):
@@ -175,8 +175,8 @@ def main() -> None:
 
     candidates = {
         "BlazePose person detector, whole frame": lambda f: int(whole.count([f])[0]),
-        "BlazePose person detector + side tiles (before)": lambda f: int(tiled.count([f])[0]),
-        "BlazePose person detector + side tiles + 2x2 grid (PersonCounter, now)": lambda f: int(grid.count([f])[0]),
+        "BlazePose person detector + side columns (PersonCounter, default)": lambda f: int(tiled.count([f])[0]),
+        "BlazePose person detector + side columns + 2x2 grid (grid=True)": lambda f: int(grid.count([f])[0]),
         "MediaPipe face detector, full range": count_faces,
         "max(person detector + tiles + grid, faces)": lambda f: max(int(grid.count([f])[0]), count_faces(f)),
     }

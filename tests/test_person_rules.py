@@ -192,3 +192,17 @@ def test_dev_videos_end_as_labelled():
             assert kept == [], (label["file"], kept)
             reasons = {r.reason for r in rejected}
             assert "partial_body" in reasons, (label["file"], reasons)
+
+
+def test_counter_windows_cover_wide_rows_and_optional_grid():
+    from pipeline.pose.person_count import PersonCounter
+
+    counter = PersonCounter()
+    assert counter.windows_for(400, 300) == [(0, 0, 400, 300), (0, 0, 240, 300), (160, 0, 400, 300)]  # 60% columns
+    row = counter.windows_for(1536, 512)  # three dancers in a row: three columns of half the width
+    assert row == [(0, 0, 1536, 512), (0, 0, 768, 512), (384, 0, 1152, 512), (768, 0, 1536, 512)]
+    assert counter.windows_for(512, 512) == [(0, 0, 512, 512)]  # square: the whole frame only (grid off)
+    grid = PersonCounter(grid=True)
+    assert grid.windows_for(1000, 1000)[1:] == [(0, 0, 600, 600), (400, 0, 1000, 600), (0, 400, 600, 1000),
+                                                (400, 400, 1000, 1000)]
+    assert grid.windows_for(400, 400) == [(0, 0, 400, 400)]  # too small to gain: the detector's input is 224

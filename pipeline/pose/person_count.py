@@ -11,11 +11,14 @@ Pose graph itself runs before tracking), through MediaPipe's own
 Windows: on its own the detector tends to report one person; on frames wider
 than tall it also runs on overlapping columns (two of 60% of the width, or
 ``round(width / height)`` of 1.5 / n of it on wider frames: three dancers in a
-row), and on frames about as tall as wide (3:4 to 4:3, both sides >= 448 px) on
-the four 60% x 60% corner windows (people tiled 2 x 2), which reach the
-detector's 224 x 224 input larger. A person found only in a window must score
-``tile_min_score`` (0.75: zoomed-in background shapes next to a head seen from
-behind scored up to 0.67).
+row), which reach the detector's 224 x 224 input larger. A person found only
+in a window must score ``tile_min_score`` (0.75: zoomed-in background shapes
+next to a head seen from behind scored up to 0.67). ``grid=True`` also runs the
+four 60% x 60% corner windows of frames about as tall as wide (3:4 to 4:3, both
+sides >= 448 px): it counts four dancers tiled 2 x 2 right on 19 of 20 frames
+(0 without), but in a whole curation of the real dancers it counted a second
+person on 5-frame stretches of single dancers (00006 twice, 00016 four times,
+00021 once), splitting their clips, so it is off by default.
 
 Issue 16 measured it again on real footage (bench/bench_person_rules.py, BENCHMARKS.md "Person rules on
 real footage"): composites of the five real dancers and the four labelled videos of shared/real-dev.
@@ -92,7 +95,7 @@ class PersonCounter:
     tiles: bool = True
     tile_width: float = TILE_WIDTH
     tile_min_score: float = TILE_MIN_SCORE
-    grid: bool = True
+    grid: bool = False  # off by default: counts a second person on real single dancers (module docstring)
     _graph: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
