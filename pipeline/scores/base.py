@@ -366,8 +366,8 @@ def score_clip(
                 raise ValueError(f"boxes must be ({num_frames}, 4) for clip [{start}, {end}), got {boxes.shape}")
             pair_boxes = []
             for i, j in zip(pair_starts, ends):
-                joined = np.array([min(boxes[i, 0], boxes[j, 0]), min(boxes[i, 1], boxes[j, 1]),
-                                   max(boxes[i, 2], boxes[j, 2]), max(boxes[i, 3], boxes[j, 3])])
+                # The pair's two boxes joined (fmin / fmax: a frame without a box leaves the other's).
+                joined = np.concatenate([np.fmin(boxes[i, :2], boxes[j, :2]), np.fmax(boxes[i, 2:], boxes[j, 2:])])
                 pair_boxes.append(grow_box(joined) * small_scale if np.all(np.isfinite(joined)) else None)
             scores.update(region_scores(scorer, pairs, pair_boxes))
         else:
