@@ -168,12 +168,10 @@ def test_dev_videos_end_as_labelled():
     need_mediapipe()
     labels = _labels()
     detector = make_shot_detector("scenedetect")
-    task = PoseTask("mediapipe", "")
-    task.setup()
-    import pyarrow as pa
-
     from pipeline.curation import pose_rows
 
+    task = PoseTask("mediapipe", "")
+    task.setup()
     for label in labels:
         path = need(DEV / label["file"])
         info = probe_video(path)
@@ -183,8 +181,7 @@ def test_dev_videos_end_as_labelled():
         shots = [{"id": f"s{i}", "shot_index": i, "start_frame": s.start_frame, "end_frame": s.end_frame}
                  for i, s in enumerate(detector.detect(str(path)))]
         track = task({"uri": str(path), "num_frames": info.num_frames})
-        clips, rejected = subclips_of_video(video, shots, pa.Table.from_batches(pose_rows(video["id"], track).to_batches()),
-                                            33)
+        clips, rejected = subclips_of_video(video, shots, pose_rows(video["id"], track), 33)
         kept = [(c["start_frame"], c["end_frame"]) for c in clips.to_pylist()]
         if label["expected"].startswith("keep"):
             assert len(shots) == 1 and kept == [(0, info.num_frames)], (label["file"], kept, rejected)
