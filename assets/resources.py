@@ -42,6 +42,8 @@ class MTVCraftSettings(ConfigurableResource):
     min_blur: Optional[float] = None
     max_text_ratio: Optional[float] = None
     uncertainty_drop: float = 0.10
+    body_coverage: str = "full"
+    flow_region: str = "subject"
     score_every_k: int = 4
     score_max_frames: int = 16
     flow_long_side: int = 512

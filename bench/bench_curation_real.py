@@ -170,7 +170,8 @@ def whole_run(videos, out: Path, step: int) -> tuple:
 
     def stage(name, fn):
         seconds, value = timed(fn)
-        stages.append((name, seconds, load()))
+        parts = getattr(value, "extra", {}).get("stage_seconds")  # where the stage's worker time went
+        stages.append((name + (f" (worker seconds: {parts})" if parts else ""), seconds, load()))
         return value
 
     def curate():

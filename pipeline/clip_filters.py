@@ -7,11 +7,17 @@ any of the above quality thresholds are discarded."
 
 Filters run in the paper's order; a clip's reason is the first filter it fails, and the funnel counts
 the clips left after each filter.
+
+The threshold numbers live in one place, ``pipeline.scores.base.DEFAULT_THRESHOLDS`` (per metric and
+backend: the paper's values for the paper's backends, the embedded backends' own with the reason);
+``Thresholds`` takes its defaults from there (``Thresholds.for_backends``), never from copies.
+Beyond the paper, the flow filter reads the subject's flow by default (``flow_region``, see
+``pipeline.scores.flow``); "frame" is the paper's whole-frame score.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,15 +26,42 @@ FILTER_ORDER = ("pose_uncertainty", "aesthetic", "flow", "blur", "ocr")
 REASONS = {"pose_uncertainty": "pose_uncertainty", "aesthetic": "aesthetic", "flow": "static", "blur": "blur", "ocr": "text"}
 
 
+FLOW_REGIONS = ("subject", "frame")  # which flow score the flow filter reads
+FLOW_SCORE = {"subject": "subject_flow", "frame": "flow"}
+_THRESHOLD_METRIC = {"min_aesthetic": "aesthetic", "min_flow": "flow", "min_blur": "blur", "max_text_ratio": "ocr"}
+
+
+def default_threshold(metric: str, backend: str | None = None) -> float:
+    """The keep-rule value of ``metric`` scored by ``backend`` (None: the embedded default backend),
+    from ``scores.base.DEFAULT_THRESHOLDS``."""
+    from pipeline.scores.base import DEFAULT_BACKENDS, keep_rule
+
+    return keep_rule(metric, backend or DEFAULT_BACKENDS[metric]).value
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """Keep-rules of one curation run. ``uncertainty_drop`` is the share of most uncertain clips dropped."""
+    """Keep-rules of one curation run. ``uncertainty_drop`` is the share of most uncertain clips dropped;
+    the other defaults are the embedded backends' keep-rules (``for_backends`` for other backends)."""
 
     uncertainty_drop: float = 0.10
-    min_aesthetic: float = 5.0
-    min_flow: float = 2.0
-    min_blur: float = 100.0
-    max_text_ratio: float = 0.05
+    min_aesthetic: float = field(default_factory=lambda: default_threshold("aesthetic"))
+    min_flow: float = field(default_factory=lambda: default_threshold("flow"))
+    min_blur: float = field(default_factory=lambda: default_threshold("blur"))
+    max_text_ratio: float = field(default_factory=lambda: default_threshold("ocr"))
+    flow_region: str = "subject"
+
+    @classmethod
+    def for_backends(cls, backends: dict[str, str], uncertainty_drop: float = 0.10, flow_region: str = "subject",
+                     **explicit: float | None) -> "Thresholds":
+        """Each threshold given in ``explicit`` (min_aesthetic=..., None = not given), else the default
+        keep-rule of the backend in ``backends`` ({metric: backend}) that produced the score."""
+        unknown = set(explicit) - set(_THRESHOLD_METRIC)
+        if unknown:
+            raise ValueError(f"unknown thresholds {sorted(unknown)}; expected {sorted(_THRESHOLD_METRIC)}")
+        values = {name: explicit[name] if explicit.get(name) is not None else default_threshold(metric, backends.get(metric))
+                  for name, metric in _THRESHOLD_METRIC.items()}
+        return cls(uncertainty_drop=uncertainty_drop, flow_region=flow_region, **values).validated()
 
     def validated(self) -> "Thresholds":
         if not 0.0 <= self.uncertainty_drop < 1.0:
@@ -38,6 +71,8 @@ class Thresholds:
                 raise ValueError(f"{name} = {getattr(self, name)}; must be >= 0")
         if not 0.0 <= self.max_text_ratio <= 1.0:
             raise ValueError(f"max_text_ratio = {self.max_text_ratio}; must be in [0, 1]")
+        if self.flow_region not in FLOW_REGIONS:
+            raise ValueError(f"flow_region = {self.flow_region!r}; choose one of {FLOW_REGIONS}")
         return self
 
 
@@ -62,7 +97,7 @@ def first_failure(scores: dict, thresholds: Thresholds, cut: float) -> str | Non
     checks = {
         "pose_uncertainty": scores["pose_uncertainty"] <= cut,
         "aesthetic": scores["aesthetic"] >= thresholds.min_aesthetic,
-        "flow": scores["flow"] >= thresholds.min_flow,
+        "flow": scores[FLOW_SCORE[thresholds.flow_region]] >= thresholds.min_flow,
         "blur": scores["blur"] >= thresholds.min_blur,
         "ocr": scores["text_ratio"] <= thresholds.max_text_ratio,
     }

@@ -18,6 +18,8 @@ POSE_BACKENDS = ("auto", "annotations", "nlf", "mediapipe")
 TOKENIZER_MODELS = ("tiny", "full", "release")
 MVDIT_MODELS = ("tiny", "cogvideox_5b", "wan_i2v_14b")
 MVDIT_STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2")
+BODY_COVERAGE_RULES = ("full", "upper", "any")  # sub-clip rule beyond App. B (pipeline/pose/body_coverage.py)
+FLOW_REGIONS = ("subject", "frame")  # what the flow filter measures (pipeline/scores/flow.py); "frame" is the paper's
 
 ENV_DATA_ROOT = "MTVCRAFT_DATA_ROOT"
 ENV_RAW_VIDEOS = "MTVCRAFT_RAW_VIDEOS"
@@ -77,6 +79,10 @@ class PipelineSettings:
     min_blur: float | None = None
     max_text_ratio: float | None = None
     uncertainty_drop: float = 0.10
+    # Person rules beyond App. B: keep frames showing the whole body ("upper": half bodies too; "any": the
+    # paper's rule); the flow filter reads the subject's region ("frame": the paper's whole-frame flow).
+    body_coverage: str = "full"
+    flow_region: str = "subject"
     # Bounded scoring cost per clip: every k-th frame, at most N frames; flow on frames resized to this long side.
     score_every_k: int = 4
     score_max_frames: int = 16
@@ -141,6 +147,10 @@ class PipelineSettings:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} = {value}; thresholds must be >= 0")
+        if self.body_coverage not in BODY_COVERAGE_RULES:
+            raise ConfigError(f"body_coverage = {self.body_coverage!r}; choose one of {BODY_COVERAGE_RULES}")
+        if self.flow_region not in FLOW_REGIONS:
+            raise ConfigError(f"flow_region = {self.flow_region!r}; choose one of {FLOW_REGIONS}")
         if not 0.0 <= self.uncertainty_drop < 1.0:
             raise ConfigError(f"uncertainty_drop = {self.uncertainty_drop}; must be in [0, 1) (the paper drops 0.10)")
         if self.score_every_k < 1 or self.score_max_frames < 1 or self.flow_long_side < 32:

@@ -25,6 +25,7 @@ from pipeline.curation_tasks import PoseBackendUnavailable, PoseTask, ProbeTask,
 from pipeline.progress import Log, default_log, track
 from pipeline.ray_runtime import map_items
 from pipeline.rejects import Reject
+from pipeline.pose import body_coverage
 from pipeline.subclips import frame_verdicts, neutral_joints, split_shot
 
 RAW_VIDEOS, SHOTS, POSES, SUBCLIPS, REJECTS = "raw_videos", "shots", "poses", "subclips", "rejects"
@@ -173,11 +174,13 @@ def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute:
                           for v in videos if v["id"] not in done])
     log(f"shots: {len(todo)} videos to segment ({len(done)} already done with {backend})")
     rows, bad = [], []
+    seconds: dict[str, float] = {}
     for res in map_items(todo, ShotTask(settings.shot_detector), "detect shots", log, settings.ray_address):
         video_id, video_uri = res.item["video_id"], res.item["uri"]
         if res.error:
             bad.append(Reject(SHOTS, video_id, "shot_detection_failed", res.error, video_id=video_id, uri=video_uri))
             continue
+        _add_seconds(seconds, res.value.get("seconds"))
         for index, (start, end) in enumerate(res.value["shots"]):
             rows.append({"id": f"{video_id}:{start}-{end}", "video_id": video_id, "uri": video_uri, "shot_index": index,
                          "start_frame": start, "end_frame": end, "num_frames": end - start, "backend": res.value["backend"]})
@@ -191,7 +194,14 @@ def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute:
         max_rows=40,
     )
     return _result(settings, SHOTS, len(todo), len(bad), preview_markdown=preview, preview_png=_shot_sheet(all_shots),
-                   extra={"videos_with_shots": len({s["video_id"] for s in all_shots})})
+                   extra={"videos_with_shots": len({s["video_id"] for s in all_shots}),
+                          "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}})
+
+
+def _add_seconds(total: dict[str, float], seconds: dict | None) -> None:
+    """Sum an item's {part: seconds} into the stage's (the ``stage_seconds`` metadata: where time goes)."""
+    for part, value in (seconds or {}).items():
+        total[part] = total.get(part, 0.0) + float(value)
 
 
 def _shot_sheet(shots: list[dict], limit: int = 16) -> bytes:
@@ -225,6 +235,7 @@ def pose_rows(video_id: str, track) -> pa.Table:
         "transl": tables.fixed_list(track.transl, 3),
         "joint_uncertainty": tables.fixed_list(track.joint_uncertainty, 24),
         "backend": [track.backend] * n,
+        "body_coverage": pa.array(np.full(n, -1, np.int8) if track.body_coverage is None else track.body_coverage),
     }, schema=tables.POSES)
 
 
@@ -248,12 +259,14 @@ def estimate_poses(settings: PipelineSettings, log: Log = default_log, recompute
             pending_ids.clear()
 
     task = PoseTask(settings.pose_backend, settings.weights, frame_step=settings.pose_frame_step)
+    seconds: dict[str, float] = {}
     for res in map_items(todo, task, "estimate poses", log, settings.ray_address):
         video_id = res.item["video_id"]
         if res.error:
             reason = "no_pose_backend" if res.error.startswith("PoseBackendUnavailable") else "pose_failed"
             bad.append(Reject(POSES, video_id, reason, res.error, video_id=video_id, uri=res.item["uri"]))
             continue
+        _add_seconds(seconds, getattr(res.value, "seconds", None))
         pending.append(pose_rows(video_id, res.value))
         pending_ids.append(video_id)
         if sum(t.num_rows for t in pending) >= ROWS_PER_COMMIT:
@@ -265,7 +278,8 @@ def estimate_poses(settings: PipelineSettings, log: Log = default_log, recompute
         log(f"poses rejected {r.uri}: {r.reason} ({r.detail})")
     png = _pose_sheet(settings)
     return _result(settings, POSES, len(todo), len(bad), preview_png=png,
-                   preview_markdown=previews.png_markdown(png, "skeletons over frames") if png else "")
+                   preview_markdown=previews.png_markdown(png, "skeletons over frames") if png else "",
+                   extra={"stage_seconds": {k: round(v, 2) for k, v in seconds.items()}})
 
 
 def _pose_sheet(settings: PipelineSettings, limit: int = 8) -> bytes:
@@ -313,7 +327,7 @@ def extract_subclips(settings: PipelineSettings, log: Log = default_log) -> Stag
     for video_id in track(video_ids, desc="extract sub-clips", log=log, unit="video"):
         clips, video_rejects = subclips_of_video(videos[video_id], shots_by_video[video_id],
                                                  tables.read(pose_uri, filter=f"video_id = '{video_id}'"),
-                                                 settings.min_clip_frames)
+                                                 settings.min_clip_frames, settings.body_coverage)
         clip_tables.append(clips)
         bad.extend(video_rejects)
     new_rows = pa.concat_tables(clip_tables) if clip_tables else tables.SUBCLIPS.empty_table()
@@ -331,8 +345,9 @@ def extract_subclips(settings: PipelineSettings, log: Log = default_log) -> Stag
                           "frames_in_subclips": int(sum(c["num_frames"] for c in clip_list))})
 
 
-def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frames: int) -> tuple[pa.Table, list[Reject]]:
-    """Sub-clip rows and rejected frame ranges of one video."""
+def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frames: int,
+                      body_rule: str = "full") -> tuple[pa.Table, list[Reject]]:
+    """Sub-clip rows and rejected frame ranges of one video; ``body_rule`` is the setting ``body_coverage``."""
     n = video["num_frames"]
     num_people = np.full(n, -1, np.int32)
     pose = np.full((n, 24, 3), np.nan, np.float32)
@@ -347,7 +362,8 @@ def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frame
     uncertainty[frames] = tables.column_as_array(poses, "joint_uncertainty", (24,))[keep]
     backend = poses["backend"][0].as_py() if poses.num_rows else ""
     valid = np.isfinite(pose).all(axis=(1, 2)) & np.isfinite(transl).all(axis=1)
-    verdicts = frame_verdicts(num_people, valid)
+    coverage = frame_coverage(video, poses, frames, keep, pose, transl, valid)
+    verdicts = frame_verdicts(num_people, valid, coverage, body_coverage.LEVELS.get(body_rule, 0))
 
     rows, bad = [], []
     for shot in sorted(shots, key=lambda s: s["start_frame"]):
@@ -368,6 +384,24 @@ def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frame
                 "joints": neutral_joints(pose[s], transl[s]), "joint_uncertainty": uncertainty[s], "pose_backend": backend,
             })
     return _clip_table(rows), bad
+
+
+def frame_coverage(video: dict, poses: pa.Table, frames: np.ndarray, keep: np.ndarray, pose: np.ndarray,
+                   transl: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(num_frames,) int8 body coverage of one video, steadied over a few frames (``body_coverage``): the
+    backend's own where it gave one, else its SMPL joints projected through the App. B camera."""
+    from pipeline.pose.base import camera_intrinsics
+
+    n = video["num_frames"]
+    coverage = np.full(n, body_coverage.UNKNOWN, np.int8)
+    if "body_coverage" in poses.column_names:
+        coverage[frames] = poses["body_coverage"].fill_null(body_coverage.UNKNOWN).to_numpy()[keep]
+    judge = valid & (coverage == body_coverage.UNKNOWN)
+    if judge.any():
+        joints = neutral_joints(pose[judge], transl[judge])
+        K = camera_intrinsics(video["width"], video["height"])
+        coverage[judge] = body_coverage.from_smpl_joints(joints, K, video["width"], video["height"])
+    return body_coverage.steady(coverage)
 
 
 def _clip_table(rows: list[dict]) -> pa.Table:

@@ -14,12 +14,13 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import previews, rejects, tables
-from pipeline.clip_filters import REASONS, Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
+from pipeline.clip_filters import FLOW_SCORE, REASONS, Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
 from pipeline.config import PipelineSettings
 from pipeline.curation import REJECTS, SUBCLIPS, StageResult, _result, longest_first
 from pipeline.progress import Log, default_log
 from pipeline.ray_runtime import map_items
 from pipeline.rejects import Reject
+from pipeline.scores.base import subject_boxes
 from pipeline.scores.task import ScoreTask, scorer_backends
 
 CLIP_SCORES = "clip_scores"
@@ -28,20 +29,11 @@ METRICS = ("aesthetic", "flow", "blur", "ocr")
 
 def thresholds_for(settings: PipelineSettings) -> Thresholds:
     """The run's keep-rules: each explicit setting, else the default of the backend that produced the score."""
-    from pipeline.scores.base import keep_rule
-
-    backends = scorer_backends(settings)
-
-    def pick(value, metric):
-        return value if value is not None else keep_rule(metric, backends[metric]).value
-
-    return Thresholds(
-        uncertainty_drop=settings.uncertainty_drop,
-        min_aesthetic=pick(settings.min_aesthetic, "aesthetic"),
-        min_flow=pick(settings.min_flow, "flow"),
-        min_blur=pick(settings.min_blur, "blur"),
-        max_text_ratio=pick(settings.max_text_ratio, "ocr"),
-    ).validated()
+    return Thresholds.for_backends(
+        scorer_backends(settings), uncertainty_drop=settings.uncertainty_drop, flow_region=settings.flow_region,
+        min_aesthetic=settings.min_aesthetic, min_flow=settings.min_flow, min_blur=settings.min_blur,
+        max_text_ratio=settings.max_text_ratio,
+    )
 
 
 def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str = "") -> StageResult:
@@ -49,7 +41,8 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
     thresholds = thresholds_for(settings)
     uri = settings.table_uri(CLIP_SCORES)
     clips = tables.read(settings.table_uri(SUBCLIPS), columns=["id", "video_id", "uri", "start_frame", "end_frame",
-                                                                "num_frames", "joint_uncertainty"])
+                                                                "num_frames", "joint_uncertainty", "joints", "width",
+                                                                "height"])
     task = ScoreTask(settings)
     key = task.key()
     backends = json.loads(key)
@@ -60,22 +53,27 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
     uncertainty = [clip_pose_uncertainty(u) for u in tables.sequence_as_arrays(clips, "joint_uncertainty", (24,))]
     rows = []
     todo = []
-    for clip, u in zip(clips.drop_columns(["joint_uncertainty"]).to_pylist(), uncertainty):
+    joints = tables.sequence_as_arrays(clips, "joints", (24, 3))
+    for clip, u, j in zip(clips.drop_columns(["joint_uncertainty", "joints"]).to_pylist(), uncertainty, joints):
         base = {**clip, "pose_uncertainty": u}
         if clip["id"] in cached:
             old = cached[clip["id"]]
             rows.append({**old, **base})
         else:
-            todo.append(base)
+            todo.append({**base, "boxes": subject_boxes(j, clip["width"], clip["height"])})
     log(f"clip_scores: {len(todo)} clips to score, {len(rows)} cached (key {key})")
     failed = []
+    seconds: dict[str, float] = {}
     for res in map_items(longest_first(todo), task, "score clips", log, settings.ray_address):
         if res.error:
             failed.append(Reject(CLIP_SCORES, res.item["id"], "scoring_failed", res.error, video_id=res.item["video_id"],
                                  uri=res.item["uri"], start_frame=res.item["start_frame"], end_frame=res.item["end_frame"]))
             continue
         v = res.value
+        for part, value in v.get("seconds", {}).items():
+            seconds[part] = seconds.get(part, 0.0) + value
         rows.append({**res.item, "aesthetic": v["aesthetic"], "flow": v["flow"], "blur": v["blur"], "text_ratio": v["ocr"],
+                     "subject_flow": v.get("subject_flow", float("nan")), "camera_flow": v.get("camera_flow", float("nan")),
                      "aesthetic_backend": backends["aesthetic"], "flow_backend": backends["flow"],
                      "blur_backend": backends["blur"], "ocr_backend": backends["ocr"], "scoring_key": key,
                      "frames_scored": int(v.get("frames_scored", 0))})
@@ -98,14 +96,17 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
     return _result(settings, CLIP_SCORES, len(todo), len(bad), preview_png=png,
                    preview_markdown=previews.markdown_table([{"step": s, "clips": n} for s, n in steps]),
                    extra={"thresholds": asdict(thresholds), "uncertainty_cut_m": cut, "funnel": dict(steps),
-                          "scoring_key": backends, "scored_now": len(todo), "cached": len(rows) - len(todo) + len(failed)})
+                          "scoring_key": backends, "scored_now": len(todo),
+                          "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}, "cached": len(rows) - len(todo) + len(failed)})
 
 
 def _why(row: dict, failure: str, t: Thresholds, cut: float) -> str:
     return {
         "pose_uncertainty": f"pose uncertainty {row['pose_uncertainty']:.3f} m > cut {cut:.3f} m (top {t.uncertainty_drop:.0%})",
         "aesthetic": f"aesthetic {row['aesthetic']:.2f} < {t.min_aesthetic} ({row['aesthetic_backend']})",
-        "flow": f"optical flow {row['flow']:.2f} px/frame < {t.min_flow} ({row['flow_backend']})",
+        "flow": f"optical flow ({t.flow_region}) {row[FLOW_SCORE[t.flow_region]]:.2f} px/frame < {t.min_flow} "
+                f"({row['flow_backend']}; whole frame {row['flow']:.2f}, subject {row['subject_flow']:.2f}, "
+                f"camera {row['camera_flow']:.2f})",
         "blur": f"Laplacian variance {row['blur']:.1f} < {t.min_blur}",
         "ocr": f"text ratio {row['text_ratio']:.3f} > {t.max_text_ratio} ({row['ocr_backend']})",
     }[failure]

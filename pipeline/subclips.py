@@ -4,6 +4,11 @@
 video containing only a single human pose with valid predictions across all
 frames. In other words, frames with no pose or multiple poses detected are
 excluded." Sub-clips never cross a shot boundary.
+
+Beyond the paper, whole bodies only by default: a frame whose body coverage
+(``pose/body_coverage.py``) is below the setting ``body_coverage`` ("full";
+"upper" also keeps half-body frames; "any" is the paper's rule) is rejected as
+``partial_body``: a pose backend fits a whole body to a torso or a face.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ NO_PERSON = "no_person"
 MULTIPLE_PEOPLE = "multiple_people"
 INVALID_POSE = "invalid_pose"
 MISSING_POSE = "missing_pose"
+PARTIAL_BODY = "partial_body"
 TOO_SHORT = "too_short"
 
 
@@ -36,14 +42,18 @@ class FrameRun:
         return self.end - self.start
 
 
-def frame_verdicts(num_people: np.ndarray, pose_valid: np.ndarray) -> np.ndarray:
-    """Per-frame reason string, or "" for a usable frame (exactly one person with a finite pose).
+def frame_verdicts(num_people: np.ndarray, pose_valid: np.ndarray, coverage: np.ndarray | None = None,
+                   min_coverage: int = 0) -> np.ndarray:
+    """Per-frame reason string, or "" for a usable frame (exactly one person with a finite pose, showing
+    at least ``min_coverage`` of the body: ``coverage`` (T,) from ``body_coverage``, None for no rule).
 
     ``num_people`` < 0 marks a frame the pose stage has no row for.
     """
     verdict = np.full(len(num_people), "", dtype=object)
     verdict[num_people == 0] = NO_PERSON
     verdict[num_people >= 2] = MULTIPLE_PEOPLE
+    if coverage is not None and min_coverage > 0:
+        verdict[(num_people == 1) & pose_valid & (np.asarray(coverage) < min_coverage)] = PARTIAL_BODY
     verdict[(num_people == 1) & ~pose_valid] = INVALID_POSE
     verdict[num_people < 0] = MISSING_POSE
     return verdict

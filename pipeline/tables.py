@@ -62,6 +62,7 @@ POSES = pa.schema([
     ("transl", vec(3)),             # metres, camera frame
     ("joint_uncertainty", vec(24)), # metres
     ("backend", pa.string()),
+    ("body_coverage", pa.int8()),   # body parts the backend saw (pose/body_coverage.py); -1: unknown
 ])
 
 SUBCLIPS = pa.schema([
@@ -92,6 +93,8 @@ CLIP_SCORES = pa.schema([
     ("pose_uncertainty", pa.float32()),  # metres: mean over frames of the max joint uncertainty (App. B)
     ("aesthetic", pa.float32()),
     ("flow", pa.float32()),         # mean optical-flow magnitude, px/frame at the configured long side
+    ("subject_flow", pa.float32()), # the same inside the subject's box (scores/flow.py)
+    ("camera_flow", pa.float32()),  # median |flow| outside the subject's box: the camera's motion
     ("blur", pa.float32()),         # Laplacian variance
     ("text_ratio", pa.float32()),   # text-box union area / frame area
     ("aesthetic_backend", pa.string()),

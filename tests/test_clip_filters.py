@@ -27,7 +27,7 @@ def test_uncertainty_cut_drops_top_ten_percent():
 
 
 def test_first_failure_follows_the_paper_order_and_thresholds():
-    t = Thresholds()
+    t = Thresholds(min_aesthetic=5.0, min_flow=2.0, min_blur=100.0, max_text_ratio=0.05, flow_region="frame")  # the paper's
     assert first_failure(good(), t, cut=0.05) is None
     assert first_failure(good(pose_uncertainty=0.1, blur=1.0), t, cut=0.05) == "pose_uncertainty"
     assert first_failure(good(aesthetic=4.99), t, cut=0.05) == "aesthetic"
@@ -36,6 +36,29 @@ def test_first_failure_follows_the_paper_order_and_thresholds():
     assert first_failure(good(text_ratio=0.051), t, cut=0.05) == "ocr"
     assert first_failure(good(text_ratio=0.05, flow=2.0, blur=100.0, aesthetic=5.0), t, cut=0.05) is None  # bounds keep
     assert first_failure(good(flow=float("nan")), t, cut=0.05) == "flow"  # NaN never passes
+
+
+def test_threshold_defaults_come_from_the_one_table_of_keep_rules():
+    from pipeline.scores.base import DEFAULT_BACKENDS, DEFAULT_THRESHOLDS
+
+    t = Thresholds()
+    assert (t.min_aesthetic, t.min_flow, t.min_blur, t.max_text_ratio) == tuple(
+        DEFAULT_THRESHOLDS[m][DEFAULT_BACKENDS[m]].value for m in ("aesthetic", "flow", "blur", "ocr"))
+    paper = Thresholds.for_backends({"aesthetic": "laion-clip-vit-l14", "flow": "raft", "ocr": "craft"}, min_blur=50.0)
+    assert paper.min_aesthetic == DEFAULT_THRESHOLDS["aesthetic"]["laion-clip-vit-l14"].value == 5.0
+    assert paper.min_blur == 50.0 and paper.max_text_ratio == 0.05
+    with pytest.raises(ValueError, match="min_flw"):
+        Thresholds.for_backends({}, min_flw=1.0)
+
+
+def test_flow_filter_reads_the_subject_or_the_whole_frame():
+    """A small person moving in a static shot: the subject moves, the frame hardly does."""
+    clip = good(flow=0.1, subject_flow=1.5)
+    assert first_failure(clip, Thresholds(min_flow=0.4), cut=0.05) is None  # subject (default)
+    assert first_failure(clip, Thresholds(min_flow=0.4, flow_region="frame"), cut=0.05) == "flow"  # the paper's
+    assert first_failure(good(flow=3.0, subject_flow=float("nan")), Thresholds(), cut=0.05) == "flow"
+    with pytest.raises(ValueError, match="flow_region"):
+        Thresholds(flow_region="person").validated()
 
 
 def test_funnel_counts_what_is_left_after_each_filter():

@@ -501,3 +501,62 @@ def test_rapidocr_drops_a_frame_sized_box_but_keeps_text_lines():
     assert scorer.frame_scores([frame])[0] == pytest.approx(281 * 31 / (320 * 240), rel=0.02)
     with pytest.raises(ValueError, match="max_box_fraction"):
         RapidOCRText(max_box_fraction=0.0)
+
+
+# --- Subject and camera motion (issue 16: beyond the paper's whole-frame flow) ------------------------
+
+
+def _small_mover(num_frames: int, step: int = 3, camera: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """320x240 frames: a textured background moving by ``camera`` px/frame to the left (0: static camera)
+    and a 40x80 textured 'person' moving ``step`` px/frame to the right over it; and its boxes (T, 4)."""
+    background = _texture(240, 320 + camera * num_frames + 8, seed=7)
+    person = _texture(80, 40, seed=8)
+    frames, boxes = [], []
+    for t in range(num_frames):
+        frame = background[:, camera * t : camera * t + 320].copy()
+        x, y = 60 + step * t, 120
+        frame[y : y + 80, x : x + 40] = person
+        frames.append(frame)
+        boxes.append((x, y, x + 40, y + 80))
+    return np.stack(frames), np.array(boxes, np.float64)
+
+
+def test_static_camera_moving_subject_passes_subject_flow_and_fails_whole_frame_flow(tmp_path):
+    from pipeline.clip_filters import Thresholds, first_failure
+
+    frames, boxes = _small_mover(24)
+    path = write_video(tmp_path / "juggler.mp4", frames)
+    timings = {}
+    scores = score_clip(path, 0, 24, [make_scorer("flow"), make_scorer("blur")], flow_long_side=None, boxes=boxes,
+                        timings=timings)
+    assert set(timings) == {"decode", "flow", "blur"} and all(t > 0 for t in timings.values())  # where time goes
+    del scores["blur"]
+    assert scores["subject_flow"] > 1.0  # 3 px/frame inside a box twice the mover's area (grown, margin)
+    assert scores["flow"] < 0.4 * 1.0  # the mover is 4% of the frame: the whole frame barely moves
+    assert scores["camera_flow"] == pytest.approx(0.0, abs=0.05)  # static camera
+    plain = score_clip(path, 0, 24, [make_scorer("flow")], flow_long_side=None)
+    assert plain == {"flow": pytest.approx(scores["flow"], rel=1e-6)}  # without boxes: the paper's score alone
+    clip = {"pose_uncertainty": 0.0, "aesthetic": 9.0, "blur": 1e3, "text_ratio": 0.0, **scores}
+    assert first_failure(clip, Thresholds(), cut=1.0) is None  # subject flow (default) keeps it
+    assert first_failure(clip, Thresholds(flow_region="frame"), cut=1.0) == "flow"  # the paper's whole frame drops it
+
+
+def test_camera_flow_is_the_background_motion(tmp_path):
+    frames, boxes = _small_mover(16, step=0, camera=2)  # a pan past a person standing still in the frame
+    path = write_video(tmp_path / "pan.mp4", frames)
+    scores = score_clip(path, 0, 16, [make_scorer("flow")], flow_long_side=None, boxes=boxes)
+    assert scores["camera_flow"] == pytest.approx(2.0, abs=0.2)
+    assert scores["flow"] == pytest.approx(2.0, abs=0.4)
+
+
+def test_subject_boxes_project_joints_through_the_app_b_camera():
+    from pipeline.pose.base import camera_intrinsics, project
+    from pipeline.scores.base import subject_boxes
+
+    rng = np.random.default_rng(0)
+    joints = rng.normal([0.0, 0.0, 4.0], 0.5, size=(5, 24, 3))
+    joints[2] = np.nan
+    boxes = subject_boxes(joints, 640, 480)
+    pixels = project(joints[0], camera_intrinsics(640, 480))
+    np.testing.assert_allclose(boxes[0], [*pixels.min(0), *pixels.max(0)])
+    assert np.isnan(boxes[2]).all() and np.isfinite(boxes[[0, 1, 3, 4]]).all()

@@ -43,6 +43,10 @@ class PoseTrack:
     transl: np.ndarray  # (T, 3) float32, root translation in metres
     joint_uncertainty: np.ndarray  # (T, 24) float32, metres
     backend: str  # e.g. "nlf:nlf_l_multi.torchscript", "annotations"
+    # (T,) int8 body coverage seen by the backend (body_coverage.py: 2 full, 1 upper, 0 partial, -1 unknown);
+    # None: the backend gives none and the sub-clip stage judges the projected SMPL joints.
+    body_coverage: np.ndarray | None = None
+    seconds: dict | None = None  # where the backend's time went, e.g. {"decode": 1.2, "pose": 30.5} (not data)
 
     def __len__(self) -> int:
         return int(self.frame_index.shape[0])
@@ -62,6 +66,9 @@ class PoseTrack:
             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
                 got = f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
                 raise ValueError(f"PoseTrack.{field} must be {np.dtype(dtype)} {shape}, got {got}")
+        if self.body_coverage is not None and (self.body_coverage.shape != (t,) or self.body_coverage.dtype != np.int8):
+            raise ValueError(f"PoseTrack.body_coverage must be int8 ({t},) or None, got {self.body_coverage.dtype} "
+                             f"{self.body_coverage.shape}")
         if not isinstance(self.backend, str) or not self.backend:
             raise ValueError("PoseTrack.backend must name the backend that produced the track")
         if t > 1 and np.any(np.diff(self.frame_index) <= 0):
@@ -92,6 +99,8 @@ class PoseTrack:
             transl=np.concatenate([t.transl for t in tracks]),
             joint_uncertainty=np.concatenate([t.joint_uncertainty for t in tracks]),
             backend=tracks[0].backend,
+            body_coverage=None if any(t.body_coverage is None for t in tracks)
+            else np.concatenate([t.body_coverage for t in tracks]),
         )
         return joined.validate()
 

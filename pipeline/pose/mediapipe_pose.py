@@ -100,6 +100,16 @@ class MediaPipeLandmarks:
         """(N,) bool: frames where MediaPipe found a person."""
         return np.isfinite(self.world[:, 0, 0])
 
+    def body_coverage(self) -> np.ndarray:
+        """(N,) int8 per frame: the body parts MediaPipe saw (visibility >= 0.5) inside the frame on a
+        skeleton of human size (``body_coverage``); invented landmarks do not count."""
+        from pipeline.pose.body_coverage import MEDIAPIPE_PARTS, coverage, mediapipe_plausible
+
+        if not len(self.image):
+            return np.zeros(0, np.int8)
+        return coverage(self.image, self.width, self.height, MEDIAPIPE_PARTS, self.visibility,
+                        plausible=mediapipe_plausible(self.world))
+
     def num_people(self) -> np.ndarray:
         """(N,) int16: max(1, detector count) where the pose was found, 0 elsewhere (module docstring)."""
         found = self.found
@@ -215,6 +225,20 @@ def run_mediapipe(
     return MediaPipeLandmarks(
         world=world, image=image, visibility=visibility, width=int(width), height=int(height), people=people
     )
+
+
+def _timed(frames: Iterable[np.ndarray], seconds: list[float]) -> Iterable[np.ndarray]:
+    """``frames``, adding the time spent producing them (decoding) to ``seconds[0]``."""
+    import time
+
+    frames = iter(frames)
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        seconds[0] += time.perf_counter() - start
+        if frame is None:
+            return
+        yield frame
 
 
 def _run_or_repeat(pose, frame: np.ndarray, repeat_level: float, empty: tuple, last) -> tuple[tuple, tuple]:
@@ -346,7 +370,8 @@ def track_from_landmarks(
     pose[found], transl[found] = fit.pose, fit.transl
     _, visibility = mediapipe_to_smpl(landmarks.image[found], landmarks.visibility[found])
     uncertainty[found] = joint_uncertainty(fit, visibility)
-    track = PoseTrack(frame_index, landmarks.num_people(), pose, transl, uncertainty, backend)
+    track = PoseTrack(frame_index, landmarks.num_people(), pose, transl, uncertainty, backend,
+                      body_coverage=landmarks.body_coverage())
     return track.validate(), fit
 
 
@@ -400,13 +425,16 @@ class MediaPipePoses:
 
         if not 0 <= start_frame <= end_frame:
             raise ValueError(f"bad frame range [{start_frame}, {end_frame})")
-        landmarks = self.landmarks(iter_frames(video_path, start=start_frame, end=end_frame))
+        decode = [0.0]
+        landmarks = self.landmarks(_timed(iter_frames(video_path, start=start_frame, end=end_frame), decode))
         if len(landmarks.world) != end_frame - start_frame:
             raise ValueError(
                 f"{video_path}: asked for frames [{start_frame}, {end_frame}) but the video "
                 f"ended at frame {start_frame + len(landmarks.world)}"
             )
-        return self.track(landmarks, np.arange(start_frame, end_frame))
+        track = self.track(landmarks, np.arange(start_frame, end_frame))
+        track.seconds = {"decode": decode[0]}
+        return track
 
     def estimate_frames(self, frames: np.ndarray, first_index: int = 0) -> PoseTrack:
         """Run on consecutive frames (N, H, W, 3) uint8 RGB; rows are numbered from ``first_index``."""

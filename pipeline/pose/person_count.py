@@ -8,13 +8,20 @@ Pose graph itself runs before tracking), through MediaPipe's own
 ``PoseDetectionCpu`` subgraph, and counts its detections scoring at least
 ``min_score``. Everything is local: nothing is downloaded.
 
-Tiles: on its own the detector tends to report one person; on frames wider
-than tall it also runs on the left and right 60% of the frame (three passes),
-which reach the detector's 224 x 224 input larger, and a person found only in a
-tile must score ``tile_min_score`` (0.75: zoomed-in background shapes next to a
-head seen from behind scored up to 0.67). Frames that are square or taller than
-wide get the whole-frame pass only: a full-height tile would not be larger there.
+Windows: on its own the detector tends to report one person; on frames wider
+than tall it also runs on overlapping columns (two of 60% of the width, or
+``round(width / height)`` of 1.5 / n of it on wider frames: three dancers in a
+row), which reach the detector's 224 x 224 input larger. A person found only
+in a window must score ``tile_min_score`` (0.75: zoomed-in background shapes
+next to a head seen from behind scored up to 0.67). ``grid=True`` also runs the
+four 60% x 60% corner windows of frames about as tall as wide (3:4 to 4:3, both
+sides >= 448 px): it counts four dancers tiled 2 x 2 right on 19 of 20 frames
+(0 without), but in a whole curation of the real dancers it counted a second
+person on 5-frame stretches of single dancers (00006 twice, 00016 four times,
+00021 once), splitting their clips, so it is off by default.
 
+Issue 16 measured it again on real footage (bench/bench_person_rules.py, BENCHMARKS.md "Person rules on
+real footage"): composites of the five real dancers and the four labelled videos of shared/real-dev.
 Why this detector (measured, bench/results/person_count.md): on 12 rendered
 two-person shots it counts 2 on 97% of the frames (49% without the tiles) and 1
 on 99.7% of the one-person frames; on the demo sample 2 on all 48 frames of the
@@ -57,6 +64,7 @@ MIN_SCORE = 0.6  # detections below this are not counted (see the module docstri
 TILE_MIN_SCORE = 0.75  # a person found only in a tile needs this score (zoomed-in background shapes fool it)
 TILE_WIDTH = 0.6  # the two side tiles each span this fraction of the frame's width
 TILE_OVERLAP = 0.3  # a tile's box covering more of a smaller box (or covered more) is a person already counted
+DETECTOR_SIDE = 224  # the detector's input: frames are letterboxed to 224 x 224
 MODEL = "pose_detection"  # mediapipe/modules/pose_detection/pose_detection.tflite, inside the wheel
 
 # One node: MediaPipe's BlazePose person detector subgraph (letterbox to 224 x 224, SSD
@@ -87,6 +95,7 @@ class PersonCounter:
     tiles: bool = True
     tile_width: float = TILE_WIDTH
     tile_min_score: float = TILE_MIN_SCORE
+    grid: bool = False  # off by default: counts a second person on real single dancers (module docstring)
     _graph: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +110,7 @@ class PersonCounter:
         """Name and version of the model and settings behind the counts."""
         mediapipe = import_mediapipe()
         tiles = f"_tiles{self.tile_width:g}_min{self.tile_min_score:g}" if self.tiles else ""
+        tiles += "_grid2x2" if self.grid else ""
         return f"mediapipe:{mediapipe.__version__}:{MODEL}_min{self.min_score:g}{tiles}"
 
     def setup(self) -> None:
@@ -138,22 +148,30 @@ class PersonCounter:
                      np.float32).reshape(-1, 4),
         )
 
-    def tiles_for(self, width: int, height: int) -> list[tuple[int, int]]:
-        """Column ranges [left, right) of the passes over a frame: the whole frame, and on
-        frames wider than tall (where a full-height tile reaches the detector larger) its
-        left and right ``tile_width``."""
-        passes = [(0, width)]
+    def windows_for(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """Windows (left, top, right, bottom) of the passes over a frame: the whole frame first; with
+        ``tiles``, on frames wider than tall, ``n = max(2, round(width / height))`` overlapping columns
+        (each ``tile_width`` of the frame for two, 1.5 / n of it for more: three dancers in a row get
+        three), and with ``grid``, on frames about as tall as wide (aspect 3:4 to 4:3, both sides at
+        least ``2 x 224`` px), the four corner windows of ``tile_width`` x ``tile_width`` (a 2 x 2
+        tiling of people). Each window reaches the detector's 224 x 224 input larger than the frame."""
+        passes = [(0, 0, width, height)]
         if self.tiles and width > height:
-            side = int(round(self.tile_width * width))
-            passes += [(0, side), (width - side, width)]
+            n = max(2, round(width / height))
+            side = int(round((self.tile_width if n == 2 else 1.5 / n) * width))
+            lefts = np.linspace(0, width - side, n).round().astype(int)
+            passes += [(int(left), 0, int(left) + side, height) for left in lefts]
+        if self.grid and 0.75 <= width / height <= 4 / 3 and min(width, height) >= 2 * DETECTOR_SIDE:
+            w, h = int(round(self.tile_width * width)), int(round(self.tile_width * height))
+            passes += [(left, top, left + w, top + h) for top in (0, height - h) for left in (0, width - w)]
         return passes
 
     def people(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Everyone counted in one RGB uint8 frame (H, W, 3): scores (n,) and boxes (n, 4) in pixels.
 
         The whole-frame detections all count (MediaPipe already merged overlapping ones); a
-        tile's detection adds a person when it scores at least ``tile_min_score``, its box is
-        inside the tile (not cut by an inner edge) and it covers less than ``TILE_OVERLAP`` of
+        window's detection adds a person when it scores at least ``tile_min_score``, its box is
+        inside the window (not cut by an inner edge) and it covers less than ``TILE_OVERLAP`` of
         the smaller box against everyone so far: the detector's box for one person moves and
         changes size between passes.
         """
@@ -162,11 +180,12 @@ class PersonCounter:
             raise ValueError(f"PersonCounter: frames must be uint8 (H, W, 3) RGB, got {got}")
         height, width = frame.shape[:2]
         people: list[tuple[float, np.ndarray]] = []  # (score, box in frame pixels)
-        for left, right in self.tiles_for(width, height):
-            whole = (left, right) == (0, width)
-            for score, box in zip(*self.detect(frame[:, left:right])):
-                inside = (left == 0 or box[0] > 0) and (right == width or box[0] + box[2] < right - left)
-                box = box + np.array([left, 0, 0, 0], np.float32)
+        for left, top, right, bottom in self.windows_for(width, height):
+            whole = (left, top, right, bottom) == (0, 0, width, height)
+            for score, box in zip(*self.detect(frame[top:bottom, left:right])):
+                inside = ((left == 0 or box[0] > 0) and (right == width or box[0] + box[2] < right - left)
+                          and (top == 0 or box[1] > 0) and (bottom == height or box[1] + box[3] < bottom - top))
+                box = box + np.array([left, top, 0, 0], np.float32)
                 new = inside and all(_overlap(box, other) < TILE_OVERLAP for _, other in people)
                 if (whole and score >= self.min_score) or (new and score >= self.tile_min_score):
                     people.append((float(score), box))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
@@ -274,6 +275,16 @@ def _next_distinct(frames: dict[int, Frame], first: int, level: float, window: i
     return first + 1
 
 
+def subject_boxes(joints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, 4) boxes x0, y0, x1, y1 in pixels around a clip's SMPL joints (T, 24, 3), camera frame,
+    projected through the App. B camera (55 degrees on the longer side); NaN rows where unknown."""
+    from pipeline.pose.base import camera_intrinsics, project
+
+    pixels = project(np.asarray(joints, np.float64), camera_intrinsics(width, height))
+    with np.errstate(invalid="ignore"):
+        return np.concatenate([pixels.min(axis=1), pixels.max(axis=1)], axis=1)
+
+
 def score_clip(
     video_path: str | os.PathLike,
     start: int,
@@ -282,6 +293,8 @@ def score_clip(
     sampling: FrameSampling = FrameSampling(),
     flow_long_side: int | None = DEFAULT_FLOW_LONG_SIDE,
     repeat_window: int = REPEAT_WINDOW,
+    boxes: np.ndarray | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Scores {metric: value} of frames [start, end) of a video, each scorer run once.
 
@@ -292,6 +305,14 @@ def score_clip(
     else i + 1; ``repeat_window=1`` gives plain (i, i + 1)), both resized to
     ``flow_long_side`` (None: native size). Flow is thus measured per step between
     distinct frames.
+
+    ``boxes`` (end - start, 4): the subject's box x0, y0, x1, y1 in video pixels on each frame of
+    the clip (NaN where unknown), e.g. ``subject_boxes``. With them the flow scorer also gives
+    "subject_flow" and "camera_flow" (``flow.region_scores``, on each pair's two boxes joined
+    and grown by ``flow.SUBJECT_MARGIN``).
+
+    ``timings``, when given, gets the seconds spent decoding ("decode") and in each scorer (its metric)
+    added to it: where a clip's time goes.
     """
     if not 0 <= start < end:
         raise ValueError(f"a clip needs 0 <= start < end, got start={start}, end={end}")
@@ -313,13 +334,18 @@ def score_clip(
 
     full: dict[int, Frame] = {}
     small: dict[int, Frame] = {}  # pair frames at the flow size (kept small: up to 16 x 4 of them)
+    small_scale = 1.0  # flow-size pixels per video pixel
     decoded = 0
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
     for offset, frame in iter_selected_frames(video_path, start, frame_offsets | pair_offsets):
         decoded = offset + 1
         if offset in frame_offsets:
             full[offset] = frame
         if offset in pair_offsets:
             small[offset] = resize_long_side(frame, flow_long_side)
+            small_scale = small[offset].shape[1] / frame.shape[1]
+    timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock
     if decoded <= last:
         raise ValueError(
             f"{video_path}: clip [{start}, {end}) needs frame {start + last}, "
@@ -327,5 +353,24 @@ def score_clip(
         )
 
     frames = [full[i] for i in sorted(frame_offsets)]
-    pairs = [(small[i], small[_next_distinct(small, i, REPEAT_LEVEL, repeat_window)]) for i in pair_starts]
-    return {scorer.metric: float(scorer.score(frames, pairs if scorer.needs_pairs else [])) for scorer in scorers}
+    ends = [_next_distinct(small, i, REPEAT_LEVEL, repeat_window) for i in pair_starts]
+    pairs = [(small[i], small[j]) for i, j in zip(pair_starts, ends)]
+    scores = {}
+    for scorer in scorers:
+        clock = time.perf_counter()
+        if scorer.needs_pairs and boxes is not None and hasattr(scorer, "pair_flows"):
+            from pipeline.scores.flow import grow_box, region_scores
+
+            boxes = np.asarray(boxes, np.float64)
+            if boxes.shape != (num_frames, 4):
+                raise ValueError(f"boxes must be ({num_frames}, 4) for clip [{start}, {end}), got {boxes.shape}")
+            pair_boxes = []
+            for i, j in zip(pair_starts, ends):
+                # The pair's two boxes joined (fmin / fmax: a frame without a box leaves the other's).
+                joined = np.concatenate([np.fmin(boxes[i, :2], boxes[j, :2]), np.fmax(boxes[i, 2:], boxes[j, 2:])])
+                pair_boxes.append(grow_box(joined) * small_scale if np.all(np.isfinite(joined)) else None)
+            scores.update(region_scores(scorer, pairs, pair_boxes))
+        else:
+            scores[scorer.metric] = float(scorer.score(frames, pairs if scorer.needs_pairs else []))
+        timings[scorer.metric] = timings.get(scorer.metric, 0.0) + time.perf_counter() - clock
+    return scores

@@ -40,11 +40,15 @@ class ScoreTask:
 
         parts = {m: f"{b}:{make_scorer(m, b, weights_dir=self.weights).version}" for m, b in self.backends.items()}
         parts["sampling"] = f"every{self.every_k}max{self.max_frames}long{self.flow_long_side}"
+        parts["flow_regions"] = "subject box +15%, camera = median outside"  # subject_flow / camera_flow
         return json.dumps(parts, sort_keys=True)
 
     def __call__(self, item: dict) -> dict:
         from pipeline.scores.base import sample_indices, score_clip
 
-        scores = score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling, self.flow_long_side)
+        seconds: dict[str, float] = {}
+        scores = score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling,
+                            self.flow_long_side, boxes=item.get("boxes"), timings=seconds)
+        scores["seconds"] = seconds
         scores["frames_scored"] = len(sample_indices(item["end_frame"] - item["start_frame"], self.sampling))
         return scores
