@@ -136,7 +136,7 @@ def save_checkpoint(
     module = _unwrap(model)
     full = module.state_dict() if model_state is None else model_state
     state = full
-    if backbone is not None:
+    if backbone is not None and model_state is None:
         own = trained_names(module)
         state = {k: v for k, v in full.items() if k in own}
     tensors = {f"model.{k}": v for k, v in state.items()}

@@ -132,22 +132,39 @@ def test_warmup_schedule():
         MVDiTTrainConfig(strategy="zero3")
 
 
-def test_unconditional_tokens_get_gradient_only_when_dropped():
+def test_unconditional_tokens_change_only_on_steps_that_use_them():
+    from pipeline.mvdit.sharding import finish_gradients, make_optimizer
+
     torch.manual_seed(0)
     model = build_model(model_kwargs(MVDiTTrainConfig.tiny(), 64, 4))
     model.set_mean_joints(np.zeros((24, 3)))
     for attn in model.motion_modules().values():  # zero-initialised output: no gradient reaches c_m∅ at init
         torch.nn.init.normal_(attn.to_out[0].weight, std=0.02)
+    optimizer = make_optimizer(model, 1e-2, (0.9, 0.99), 1e-2)
     sched = make_scheduler()
     latents, ref = torch.randn(2, 9, 4, 4, 4), torch.randn(2, 1, 4, 4, 4)
     tokens = torch.randn(2, 9 * 24, 64)
     g = torch.Generator().manual_seed(0)
-    diffusion_loss(model, sched, latents, ref, tokens, torch.tensor([True, True]), g).backward()
-    assert model.unconditional_motion_token.grad is None
-    assert model.transformer_blocks[0].attn0.to_q.weight.grad is not None
-    diffusion_loss(model, sched, latents, ref, tokens, torch.tensor([True, False]), g).backward()
-    assert model.unconditional_motion_token.grad is not None
-    assert model.unconditional_motion_token.grad.abs().sum() > 0
+    token = model.unconditional_motion_token
+
+    def step(keep):
+        optimizer.zero_grad(set_to_none=True)
+        diffusion_loss(model, sched, latents, ref, tokens, keep, g).backward()
+        grad = None if token.grad is None else token.grad.clone()
+        used = finish_gradients(model, keep)
+        optimizer.step()
+        return grad, used
+
+    before = token.detach().clone()
+    grad, used = step(torch.tensor([True, True]))  # no drop: a zero gradient (same on every rank), then none
+    assert not used and grad is not None and not grad.any() and token.grad is None
+    assert torch.equal(token, before) and token not in optimizer.state
+    grad, used = step(torch.tensor([True, False]))  # a drop: c_m∅ learns (its dropped rows' gradient)
+    assert used and grad.abs().sum() > 0 and not torch.equal(token, before)
+    moved = token.detach().clone()
+    # Another step without drops: momentum and weight decay would move it; AdamW skips it instead.
+    step(torch.tensor([True, True]))
+    assert torch.equal(token, moved) and int(optimizer.state[token]["step"]) == 1
 
 
 def test_training_reduces_loss_and_resume_matches(tokenizer_ckpt, tmp_path):
