@@ -84,11 +84,12 @@ import torch
 
 from models.mvdit.cfg import CFGConfig, reuse_unconditional_tokens, sample_keep_masks
 from pipeline.checkpoints import (backbone_reference, latest_checkpoint, load_checkpoint, load_tokenizer,
-                                  load_unconditional_tokens, restore_model, save_checkpoint)
+                                  load_unconditional_tokens, save_checkpoint)
 from pipeline.latents import PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
 from pipeline.mvdit import sharding
 from pipeline.mvdit.data import Sample, as_samples, worker_shard
+from pipeline.mvdit.resume import checkpoint_meta, resume, resume_sharded, safetensors_args
 
 Log = Callable[[str], None]
 MODELS = ("tiny", "cogvideox_5b", "wan_tiny", "wan_i2v_14b")
@@ -456,10 +457,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
     if sharded:
         net = sharding.shard_fsdp(model, device, cfg.reshard_after_forward, bf16=autocast)
         optimizer = sharding.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay)
-        start, curve, running = _resume_sharded(ckpt_dir, model, optimizer, cfg, frozen_backbone, rank, log)
+        start, curve, running = resume_sharded(ckpt_dir, model, optimizer, cfg, frozen_backbone, rank, log)
     else:
         optimizer = sharding.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay)
-        start, curve, running = _resume(ckpt_dir, model, optimizer, cfg, rank, log)
+        start, curve, running = resume(ckpt_dir, model, optimizer, cfg, rank, log)
         model.to(device)
         for state in optimizer.state.values():
             for key, value in state.items():
@@ -514,66 +515,18 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
                 # line would block fast steps, so only checkpoint steps report (bench/results/mvdit.md).
                 report(point)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            meta = _checkpoint_meta(job, cfg, done, curve, running)
+            meta = checkpoint_meta(job, cfg, done, curve, running)
             if sharded:
                 path = sharding.save_sharded(ckpt_dir, done, model, optimizer, meta, frozen_backbone,
                                              cfg.keep_checkpoints)
                 if done == cfg.steps and rank == 0:  # one consolidated file for release and `animate`
                     path = sharding.export_sharded(path, ckpt_dir)
             elif rank == 0:
-                path = save_checkpoint(ckpt_dir, done, model, optimizer, **_safetensors_args(meta))
+                path = save_checkpoint(ckpt_dir, done, model, optimizer, **safetensors_args(meta))
             if rank == 0:
                 log(f"checkpoint saved: {path}")
     if sharded and world > 1:
         torch.distributed.barrier()  # the export is on disk before any rank returns
-
-
-def _checkpoint_meta(job: dict[str, Any], cfg: MVDiTTrainConfig, done: int, curve: list, running: dict) -> dict:
-    """What every checkpoint records besides tensors (JSON): sampler, configs, loss curve, backbone reference."""
-    return {"step": done, "sampler": {"seed": cfg.seed, "step": done}, "train_config": cfg.to_dict(),
-            "stats_mean": np.asarray(job["mean_joints"]).tolist(), "stats_std": [1.0, 1.0, 1.0],
-            "tokenizer_config": {"mvdit": job["model_kwargs"], "latent_map": job["latent_map"],
-                                 "tokenizer_checkpoint": str(job["tokenizer_checkpoint"]),
-                                 **({"wan_encoders": job["wan_encoders"]} if cfg.is_wan else {})},
-            "extra": {"loss_curve": curve, "running": running}, "keep": cfg.keep_checkpoints,
-            "backbone": job.get("backbone")}
-
-
-def _safetensors_args(meta: dict) -> dict:
-    return {"stats_mean": torch.as_tensor(meta["stats_mean"], dtype=torch.float64),
-            "stats_std": torch.ones(3), "sampler": meta["sampler"], "train_config": meta["train_config"],
-            "tokenizer_config": meta["tokenizer_config"], "extra": meta["extra"], "keep": meta["keep"],
-            "backbone": meta["backbone"]}
-
-
-def _resume(ckpt_dir: Path, model, optimizer, cfg: MVDiTTrainConfig, rank: int, log: Log):
-    """(start step, loss curve, running mean) from the newest safetensors checkpoint, weights and AdamW restored."""
-    last = latest_checkpoint(ckpt_dir) if cfg.resume else None
-    if last is None:
-        return 0, [], {"n": 0, "loss": 0.0}
-    ckpt = load_checkpoint(last)
-    if ckpt.sampler.get("seed") != cfg.seed:
-        raise ValueError(f"{last} was trained with seed {ckpt.sampler.get('seed')}, this run has seed {cfg.seed}")
-    restore_model(model, ckpt)
-    if ckpt.optimizer_state is not None:
-        optimizer.load_state_dict(ckpt.optimizer_state)
-    if rank == 0:
-        log(f"resuming from {last} at step {ckpt.step}")
-    return ckpt.step, ckpt.extra["loss_curve"], ckpt.extra["running"]
-
-
-def _resume_sharded(ckpt_dir: Path, model, optimizer, cfg: MVDiTTrainConfig, frozen_backbone: bool, rank: int,
-                    log: Log):
-    """The same from the newest sharded checkpoint (saved on any number of ranks)."""
-    found = sharding.list_sharded(ckpt_dir) if cfg.resume else []
-    if not found:
-        return 0, [], {"n": 0, "loss": 0.0}
-    meta = sharding.load_sharded(found[-1], model, optimizer, frozen_backbone)
-    if meta["sampler"].get("seed") != cfg.seed:
-        raise ValueError(f"{found[-1]} was trained with seed {meta['sampler'].get('seed')}, this run has seed {cfg.seed}")
-    if rank == 0:
-        log(f"resuming from {found[-1]} at step {meta['step']}")
-    return meta["step"], meta["extra"]["loss_curve"], meta["extra"]["running"]
 
 
 # ---- backends -------------------------------------------------------------------------------------

@@ -164,7 +164,7 @@ def export_sharded(path: str | Path, out_dir: str | Path | None = None) -> Path:
     dcp.load({"model": model_sd}, checkpoint_id=str(path), no_dist=True)
     out_dir = Path(out_dir) if out_dir is not None else path.parent.parent
     return save_checkpoint(
-        out_dir, meta["step"], nn.Module(), None, stats_mean=torch.tensor(meta["stats_mean"]),
+        out_dir, meta["step"], nn.Module(), None, stats_mean=torch.tensor(meta["stats_mean"], dtype=torch.float64),
         stats_std=torch.tensor(meta["stats_std"]), sampler=meta["sampler"], train_config=meta["train_config"],
         tokenizer_config=meta["tokenizer_config"], extra=meta["extra"], keep=meta.get("keep", 3),
         backbone=meta.get("backbone"), model_state=model_sd,
