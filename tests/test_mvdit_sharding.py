@@ -143,6 +143,36 @@ def one_rank(rank: int, world: int, tokenizer: Path, root: Path) -> None:
     """The 2-rank step-2 shards on 1 rank: gathered, then trained on to step 4."""
     gather_loaded(rank, world, fsdp_job(tokenizer, root / "x", 2), str(half_way(root)), str(root / "on1.safetensors"))
     train_ranks(rank, world, fsdp_job(tokenizer, root / "one", 4))
+    frozen_backbone_round_trip(rank, world, root)
+
+
+def frozen_backbone_round_trip(rank: int, world: int, root: Path) -> None:
+    """The 18B's case at toy size: a Wan model with a frozen backbone from a diffusers folder, sharded; its
+    sharded checkpoint holds only the trained weights, loads into a fresh sharded model, and exports."""
+    from diffusers import WanTransformer3DModel
+
+    from models.mvdit.wan import MVDiTWanConfig
+    from pipeline.checkpoints import backbone_reference
+    from pipeline.mvdit.factory import build_from_backbone
+    from pipeline.mvdit.sharding import export_sharded, load_sharded, make_optimizer, save_sharded, shard_fsdp
+
+    tiny = MVDiTWanConfig.tiny()
+    torch.manual_seed(3)
+    WanTransformer3DModel(**tiny.backbone).save_pretrained(root / "wan")
+    ref = backbone_reference(root / "wan")
+    models = []
+    for seed in (4, 5):  # two different fresh motion modules: the load must replace the second's
+        torch.manual_seed(seed)
+        model = shard_fsdp(build_from_backbone(tiny.model_kwargs(), root / "wan"), torch.device("cpu"))
+        models.append((model, make_optimizer(model, 1e-3, (0.9, 0.99), 1e-2)))
+    meta = {"sampler": {"seed": 0}, "train_config": {}, "tokenizer_config": {"mvdit": tiny.model_kwargs()},
+            "extra": {}, "stats_mean": np.zeros((24, 3)).tolist(), "stats_std": [1.0] * 3, "backbone": ref}
+    path = save_sharded(root / "wan_ckpt", 1, *models[0], meta, frozen_backbone=True)
+    load_sharded(path, *models[1], frozen_backbone=True)
+    full = [{k: v.full_tensor() for k, v in m.state_dict().items()} for m, _ in models]
+    save_file({f"{i}.{k}": v for i, state in enumerate(full) for k, v in state.items()},
+              str(root / "wan_states.safetensors"))
+    export_sharded(path, root / "wan_export")
 
 
 def half_way(root: Path) -> Path:
@@ -214,3 +244,21 @@ def test_export_is_what_animate_loads(runs, tmp_path):
     pipe = MTVCraftPipeline.from_train_checkpoint(again)
     for name, value in pipe.model.state_dict().items():
         assert torch.equal(value, export.model_state[name]), name
+
+
+def test_frozen_backbone_sharded_checkpoint_holds_only_the_trained_weights(runs):
+    from pipeline.mvdit.factory import is_backbone_key, model_from_checkpoint
+
+    states = load_file(runs / "wan_states.safetensors")
+    first = {k[2:]: v for k, v in states.items() if k.startswith("0.")}
+    second = {k[2:]: v for k, v in states.items() if k.startswith("1.")}
+    assert any(not is_backbone_key(k) for k in first)
+    for name, value in first.items():  # loaded: the trained weights replaced, the backbone as it was
+        assert torch.equal(second[name], value), name
+    saved = sorted(p.name for p in (runs / "wan_ckpt" / "sharded" / "step_00000001").iterdir())
+    export = load_checkpoint(runs / "wan_export" / "step_00000001.safetensors")
+    assert export.backbone["path"] == str((runs / "wan").resolve()) and "__0_0.distcp" in saved
+    assert sorted(export.model_state) == sorted(k for k in first if not is_backbone_key(k))
+    model = model_from_checkpoint(export)  # the backbone from its folder, the trained weights from the file
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, first[name]), name
