@@ -23,9 +23,9 @@ checkpoint that `latest_checkpoint` would pick up half-written.
 Memory: the state is written straight from the tensors (``safetensors.save_file``;
 tensors on a GPU get one host copy) and hashed from the file in chunks; loading
 reads each tensor once. A model with a frozen backbone (MV-DiT-18B) is saved with
-``backbone=`` `backbone_reference` (folder + SHA-256 of its weight files): then
-only its trainable weights are written, and `verified_backbone` checks the
-backbone files before `pipeline.mvdit.factory` loads them.
+``backbone=`` `pipeline.mvdit.factory.backbone_reference` (folder + SHA-256 of
+its weight files): then only its trained weights are written, and the factory
+checks the backbone files before it loads them.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``step_XXXXXXXX.safetensors`` and its ``.sha256`` into ``directory``; keep the last ``keep``.
 
-    ``backbone`` (`backbone_reference`): write only the trainable parameters and record the frozen backbone's
+    ``backbone`` (`pipeline.mvdit.factory.backbone_reference`): write only the trainable parameters and record the frozen backbone's
     folder and checksum instead of its weights. ``model_state``: the full state to write instead of
     ``model.state_dict()`` (a sharded model's state gathered on this rank).
     """
@@ -165,7 +165,7 @@ def save_checkpoint(
     _fsync(tmp)
     digest = file_sha256(tmp)
     os.replace(tmp, path)
-    _atomic_write(checksum_path(path), f"{digest}  {path.name}\n".encode())
+    atomic_write(checksum_path(path), f"{digest}  {path.name}\n".encode())
     prune_checkpoints(directory, keep)
     return path
 
@@ -173,9 +173,9 @@ def save_checkpoint(
 def trained_names(module: nn.Module) -> set[str]:
     """The weights a checkpoint with a backbone reference stores: every trainable parameter and every one the
     backbone does not hold (motion attention, c_m∅ even when frozen, as the 18B's reused one)."""
-    from pipeline.mvdit.factory import is_backbone_key
+    from models.mvdit.param_counts import parameter_group
 
-    return {n for n, p in module.named_parameters() if p.requires_grad or not is_backbone_key(n)}
+    return {n for n, p in module.named_parameters() if p.requires_grad or parameter_group(n) != "backbone"}
 
 
 def _host_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -206,7 +206,7 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -321,42 +321,6 @@ def restore_model(model: nn.Module, ckpt: TrainingCheckpoint) -> None:
         if name not in own:
             raise KeyError(f"{ckpt.path}: buffer {name!r} does not exist in this model")
         own[name].copy_(value)
-
-
-def backbone_reference(folder: str | Path, cache: str | Path | None = None) -> dict[str, Any]:
-    """``{"path", "sha256"}`` of a frozen backbone's diffusers transformer folder: the SHA-256 over its weight
-    files (name, then bytes, in name order). ``cache`` (a JSON file) keeps each file's hash with its size and
-    mtime, so a 65 GB backbone is hashed once, not at every start or load."""
-    from pipeline.mvdit.factory import weight_files
-
-    files = weight_files(folder)
-    known = json.loads(Path(cache).read_text()) if cache and Path(cache).is_file() else {}
-    total = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        key, stamp = str(file.resolve()), [stat.st_size, stat.st_mtime_ns]
-        if known.get(key, {}).get("stamp") != stamp:
-            known[key] = {"stamp": stamp, "sha256": file_sha256(file)}
-        total.update(file.name.encode() + bytes.fromhex(known[key]["sha256"]))
-    if cache:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(Path(cache), json.dumps(known, indent=1).encode())
-    return {"path": str(files[0].parent.resolve()), "sha256": total.hexdigest()}
-
-
-def verified_backbone(ckpt: TrainingCheckpoint) -> str:
-    """The backbone folder a trainable-only checkpoint refers to, after checking its files' SHA-256 ("" for a
-    checkpoint that holds every weight); a moved or changed backbone is an error naming both."""
-    if ckpt.backbone is None:
-        return ""
-    folder = ckpt.backbone["path"]
-    if not Path(folder).is_dir():
-        raise FileNotFoundError(f"{ckpt.path} stores only the trained weights; its frozen backbone {folder} is missing")
-    now = backbone_reference(folder, cache=Path(ckpt.path).parent / "backbone_sha256.json")
-    if now["sha256"] != ckpt.backbone["sha256"]:
-        raise CorruptCheckpointError(f"{ckpt.path} was trained on the backbone {folder} with SHA-256 "
-                                     f"{ckpt.backbone['sha256']}; its files now hash to {now['sha256']}")
-    return folder
 
 
 def load_unconditional_tokens(path: str | Path, tokenizer_checkpoint: str | Path,

@@ -83,12 +83,13 @@ import numpy as np
 import torch
 
 from models.mvdit.cfg import CFGConfig, reuse_unconditional_tokens, sample_keep_masks
-from pipeline.checkpoints import (backbone_reference, latest_checkpoint, load_checkpoint, load_tokenizer,
-                                  load_unconditional_tokens, save_checkpoint)
+from pipeline.checkpoints import (latest_checkpoint, load_checkpoint, load_tokenizer, load_unconditional_tokens,
+                                  save_checkpoint)
 from pipeline.latents import PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
 from pipeline.mvdit import sharding
 from pipeline.mvdit.data import Sample, as_samples, worker_shard
+from pipeline.mvdit.factory import backbone_reference
 from pipeline.mvdit.resume import checkpoint_meta, resume, resume_sharded, safetensors_args
 
 Log = Callable[[str], None]

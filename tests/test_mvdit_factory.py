@@ -16,9 +16,9 @@ import torch
 from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
 
 from models.mvdit.cogvideox import MVDiTCogVideoX, MVDiTConfig
-from models.mvdit.wan import MVDiTWan, MVDiTWanConfig
-from pipeline.checkpoints import CorruptCheckpointError, backbone_reference, load_checkpoint, save_checkpoint
-from pipeline.mvdit.factory import build_from_backbone, is_backbone_key, model_from_checkpoint
+from models.mvdit.wan import MVDiTWanConfig
+from pipeline.checkpoints import CorruptCheckpointError, load_checkpoint, save_checkpoint
+from pipeline.mvdit.factory import backbone_reference, build_from_backbone, is_backbone_key, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

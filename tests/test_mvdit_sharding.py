@@ -152,8 +152,7 @@ def frozen_backbone_round_trip(rank: int, world: int, root: Path) -> None:
     from diffusers import WanTransformer3DModel
 
     from models.mvdit.wan import MVDiTWanConfig
-    from pipeline.checkpoints import backbone_reference
-    from pipeline.mvdit.factory import build_from_backbone
+    from pipeline.mvdit.factory import backbone_reference, build_from_backbone
     from pipeline.mvdit.sharding import export_sharded, load_sharded, make_optimizer, save_sharded, shard_fsdp
 
     tiny = MVDiTWanConfig.tiny()

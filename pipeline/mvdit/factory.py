@@ -18,12 +18,16 @@ numbers do not change.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from models.mvdit.param_counts import parameter_group
+from pipeline.checkpoints import CorruptCheckpointError, atomic_write, file_sha256
 
 MOTION_KEYS = ("motion_layout", "motion_token_dim", "num_joints", "unconditional_frames", "motion_pe",
                "motion_position_scale", "train_backbone")
@@ -33,7 +37,7 @@ WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 def is_backbone_key(name: str) -> bool:
     """Whether a state-dict name is a backbone weight (not motion attention, its pre-norm or c_m∅)."""
-    return name != "unconditional_motion_token" and not any(f".{m}." in name for m in FRESH_MODULES)
+    return parameter_group(name) == "backbone"
 
 
 def model_class(kwargs: dict[str, Any]) -> type[nn.Module]:
@@ -216,13 +220,46 @@ def build_from_state(kwargs: dict[str, Any], state: dict[str, torch.Tensor], dev
     return _finish(model, [], device, dtype_of)
 
 
+# ---- trained-weights-only checkpoints of a frozen backbone --------------------------------------------
+def backbone_reference(folder: str | Path, cache: str | Path | None = None) -> dict[str, Any]:
+    """``{"path", "sha256"}`` of a frozen backbone's diffusers transformer folder: the SHA-256 over its weight
+    files (name, then bytes, in name order). ``cache`` (a JSON file) keeps each file's hash with its size and
+    mtime, so a 65 GB backbone is hashed once, not at every start or load."""
+    files = weight_files(folder)
+    known = json.loads(Path(cache).read_text()) if cache and Path(cache).is_file() else {}
+    total = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        key, stamp = str(file.resolve()), [stat.st_size, stat.st_mtime_ns]
+        if known.get(key, {}).get("stamp") != stamp:
+            known[key] = {"stamp": stamp, "sha256": file_sha256(file)}
+        total.update(file.name.encode() + bytes.fromhex(known[key]["sha256"]))
+    if cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(cache), json.dumps(known, indent=1).encode())
+    return {"path": str(files[0].parent.resolve()), "sha256": total.hexdigest()}
+
+
+def verified_backbone(ckpt: Any) -> str:
+    """The backbone folder a trainable-only checkpoint refers to, after checking its files' SHA-256 ("" for a
+    checkpoint that holds every weight); a moved or changed backbone is an error naming both."""
+    if ckpt.backbone is None:
+        return ""
+    folder = ckpt.backbone["path"]
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{ckpt.path} stores only the trained weights; its frozen backbone {folder} is missing")
+    now = backbone_reference(folder, cache=Path(ckpt.path).parent / "backbone_sha256.json")
+    if now["sha256"] != ckpt.backbone["sha256"]:
+        raise CorruptCheckpointError(f"{ckpt.path} was trained on the backbone {folder} with SHA-256 "
+                                     f"{ckpt.backbone['sha256']}; its files now hash to {now['sha256']}")
+    return folder
+
+
 def model_from_checkpoint(ckpt: Any, device: str | torch.device = "cpu",
                           dtype: torch.dtype = torch.float32) -> nn.Module:
     """The MV-DiT of a `train_mvdit` checkpoint (`pipeline.checkpoints.TrainingCheckpoint`) on ``device`` in
     ``dtype``, with its non-persistent buffers and the RoPE's dataset-mean joints; a checkpoint that stores only
     the trained weights loads its backbone from the recorded folder (checksum verified)."""
-    from pipeline.checkpoints import verified_backbone
-
     backbone = verified_backbone(ckpt)
     model = build_from_state(ckpt.tokenizer_config["mvdit"], dict(ckpt.model_state), device, dtype, backbone)
     own = dict(model.named_buffers())
