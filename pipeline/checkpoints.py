@@ -257,6 +257,12 @@ def verify_file(path: str | Path) -> None:
         )
 
 
+def read_verified(path: str | Path) -> bytes:
+    """The file's bytes, after `verify_file` (for small files read whole; checkpoints load tensor by tensor)."""
+    verify_file(path)
+    return Path(path).read_bytes()
+
+
 def _metadata(path: Path) -> dict[str, Any]:
     """The JSON metadata of a safetensors file (header: u64 length, then JSON)."""
     try:
