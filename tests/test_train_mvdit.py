@@ -9,6 +9,7 @@ from tiny_models import tiny_tokenizer
 
 from pipeline.checkpoints import load_checkpoint
 from pipeline.latents import PoolLatentMap, latent_map_from_spec
+from pipeline.mvdit.data import as_samples
 from pipeline.train_mvdit import (
     MVDiTTrainConfig,
     build_model,
@@ -261,3 +262,19 @@ def test_pe_variant_reaches_the_model_and_dynamic_pe_uses_first_frame_joints(tok
     offset = np.random.default_rng(5).normal(0, 0.3, (1, 24, 3)).astype(np.float32)
     assert torch.equal(pipe.motion_tokens(joints, 33), pipe.motion_tokens(joints + offset, 33))
     assert not np.array_equal(out, sample(joints + offset))
+
+
+def test_full_models_need_a_backbone_and_never_preview_on_the_driver_cpu(tokenizer_ckpt, tmp_path, monkeypatch):
+    from pipeline.train_mvdit import preview_sample
+
+    full = MVDiTTrainConfig(model="cogvideox_5b", vae="", backend="local")
+    assert (full.strategy, full.checkpoint_blocks, full.reshard_after_forward) == ("fsdp", True, False)
+    tiny = MVDiTTrainConfig.tiny()
+    assert (tiny.strategy, tiny.checkpoint_blocks) == ("ddp", False)
+    with pytest.raises(ValueError, match="MVDiTTrainConfig.strategy"):
+        MVDiTTrainConfig(strategy="deepspeed_zero2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lines = []
+    sample = as_samples(synthetic_samples(n=1))[0]
+    assert preview_sample(tmp_path / "step_00000001.safetensors", sample, full, lines.append) is None
+    assert "preview skipped: model 'cogvideox_5b' is full size" in lines[0] and "driver's CPU" in lines[0]
