@@ -278,3 +278,36 @@ def test_full_models_need_a_backbone_and_never_preview_on_the_driver_cpu(tokeniz
     sample = as_samples(synthetic_samples(n=1))[0]
     assert preview_sample(tmp_path / "step_00000001.safetensors", sample, full, lines.append) is None
     assert "preview skipped: model 'cogvideox_5b' is full size" in lines[0] and "driver's CPU" in lines[0]
+
+
+@pytest.mark.parametrize("model_name", ["tiny", "wan_tiny"])
+def test_block_gradient_checkpointing_gives_the_same_gradients(model_name):
+    """Per-block checkpointing (on by default at full size) recomputes activations in backward: same gradients."""
+    from pipeline.train_mvdit import flow_matching_loss
+
+    cfg = MVDiTTrainConfig.tiny(model=model_name)
+    kwargs = model_kwargs(cfg, 64, 4, (16, 24)) if cfg.is_wan else model_kwargs(cfg, 64, 4)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_model(kwargs)
+        model.set_mean_joints(np.zeros((24, 3)))
+        calls = []
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+            run = model._gradient_checkpointing_func
+            model._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or run(*a, **k)
+        g = torch.Generator().manual_seed(0)
+        latents, ref = torch.randn(2, 9, 4, 4, 4, generator=g), torch.randn(2, 9 if cfg.is_wan else 1, 4, 4, 4, generator=g)
+        tokens, keep = torch.randn(2, 9 * 24, 64, generator=g), torch.tensor([True, False])
+        if cfg.is_wan:
+            text, image = torch.randn(2, 512, 16, generator=g), torch.randn(2, 257, 24, generator=g)
+            loss = flow_matching_loss(model, latents, ref, tokens, keep, text, image, g)
+        else:
+            loss = diffusion_loss(model, make_scheduler(), latents, ref, tokens, keep, g)
+        loss.backward()
+        assert len(calls) == (cfg.tiny_layers if checkpointing else 0)  # every block ran checkpointed
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, value in grads[0].items():
+        torch.testing.assert_close(grads[1][name], value, atol=1e-6, rtol=1e-5, msg=name)
