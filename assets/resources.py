@@ -60,7 +60,7 @@ class MTVCraftSettings(ConfigurableResource):
     mvdit_vae: str = ""
     mvdit_encoders: str = ""
     mvdit_unconditional_from: str = ""
-    mvdit_strategy: str = "ddp"
+    mvdit_strategy: str = ""
     tiktok_root: str = ""
     ubc_fashion_root: str = ""
 

@@ -105,9 +105,9 @@ class MTVCraftPipeline:
         A Wan (MV-DiT-18B) checkpoint gives a `pipeline.animate_wan.WanMotionPipeline`, whose text and image
         encoders load from ``wan_encoders`` (default: the folder the checkpoint was trained with).
         """
-        from pipeline.checkpoints import load_checkpoint, load_tokenizer, restore_model
+        from pipeline.checkpoints import load_checkpoint, load_tokenizer
         from pipeline.latents import latent_map_from_spec
-        from pipeline.train_mvdit import build_model
+        from pipeline.mvdit.factory import model_from_checkpoint
 
         ckpt = load_checkpoint(path)
         info = ckpt.tokenizer_config
@@ -117,9 +117,7 @@ class MTVCraftPipeline:
             from pipeline.animate_wan import WanMotionPipeline
 
             return WanMotionPipeline.from_checkpoint(ckpt, tokenizer, device, wan_encoders)
-        model = build_model(info["mvdit"])
-        restore_model(model, ckpt)
-        model.set_mean_joints(ckpt.stats_mean.double())  # train_mvdit stores the RoPE's mean joints there
+        model = model_from_checkpoint(ckpt, device=device, dtype=torch.float32)  # built on meta, loaded once
         vq, normalizer, _ = load_tokenizer(tokenizer or info["tokenizer_checkpoint"], device=device)
         return cls(model.to(device), latent_map_from_spec(info["latent_map"], device), (vq, normalizer))
 

@@ -85,9 +85,9 @@ class WanMotionPipeline(MTVCraftPipeline):
         a missing folder is a FileNotFoundError naming which of the two settings pointed there. On a GPU with
         bf16 the transformer and UMT5 run in bf16 (MV-DiT-18B does not fit in float32), elsewhere float32.
         """
-        from pipeline.checkpoints import load_tokenizer, restore_model
+        from pipeline.checkpoints import load_tokenizer
         from pipeline.latents import latent_map_from_spec
-        from pipeline.train_mvdit import build_model
+        from pipeline.mvdit.factory import model_from_checkpoint
         from pipeline.wan_conditioning import load_wan_conditioner
 
         info = ckpt.tokenizer_config
@@ -100,9 +100,7 @@ class WanMotionPipeline(MTVCraftPipeline):
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if bf16 else torch.float32
         conditioner = load_wan_conditioner(encoders, device=device, text_dtype=dtype, setting=setting)
-        model = build_model(info["mvdit"])
-        restore_model(model, ckpt)
-        model.set_mean_joints(ckpt.stats_mean.double())  # train_mvdit stores the RoPE's mean joints there
+        model = model_from_checkpoint(ckpt, device=device, dtype=dtype)  # built on meta, cast before the move
         vq, normalizer, _ = load_tokenizer(tokenizer or info["tokenizer_checkpoint"], device=device)
         shift = float(ckpt.train_config.get("flow_shift", 5.0))
         return cls(cast_model(model.to(device), dtype), latent_map_from_spec(info["latent_map"], device), conditioner,

@@ -15,10 +15,17 @@ state (seed, next step, clip fingerprint), training and tokenizer configs,
 extra (loss curve).
 
 Beside it, ``step_XXXXXXXX.safetensors.sha256`` in ``sha256sum`` format.
-`load_checkpoint` hashes the bytes it parses and refuses a file whose hash
-differs (a torn write, bit rot, a tampered file), naming the file. Files are
-written to a temporary name and renamed, the checksum last, so a killed run
-never leaves a checkpoint that `latest_checkpoint` would pick up half-written.
+`load_checkpoint` hashes the file and refuses one whose hash differs (a torn
+write, bit rot, a tampered file), naming the file. Files are written to a
+temporary name and renamed, the checksum last, so a killed run never leaves a
+checkpoint that `latest_checkpoint` would pick up half-written.
+
+Memory: the state is written straight from the tensors (``safetensors.save_file``;
+tensors on a GPU get one host copy) and hashed from the file in chunks; loading
+reads each tensor once. A model with a frozen backbone (MV-DiT-18B) is saved with
+``backbone=`` `pipeline.mvdit.factory.backbone_reference` (folder + SHA-256 of
+its weight files): then only its trained weights are written, and the factory
+checks the backbone files before it loads them.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 CHECKPOINT_FORMAT = "mtvcraft-4dmot-train/1"
@@ -59,6 +66,7 @@ class TrainingCheckpoint:
     stats_mean: torch.Tensor
     stats_std: torch.Tensor
     extra: dict[str, Any] = field(default_factory=dict)
+    backbone: dict[str, Any] | None = None  # {"path", "sha256"}: model_state holds only the trained weights
 
 
 def checkpoint_name(step: int) -> str:
@@ -114,21 +122,32 @@ def save_checkpoint(
     tokenizer_config: dict[str, Any],
     extra: dict[str, Any] | None = None,
     keep: int = 3,
+    backbone: dict[str, Any] | None = None,
+    model_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``step_XXXXXXXX.safetensors`` and its ``.sha256`` into ``directory``; keep the last ``keep``."""
+    """Write ``step_XXXXXXXX.safetensors`` and its ``.sha256`` into ``directory``; keep the last ``keep``.
+
+    ``backbone`` (`pipeline.mvdit.factory.backbone_reference`): write only the trainable parameters and record the frozen backbone's
+    folder and checksum instead of its weights. ``model_state``: the full state to write instead of
+    ``model.state_dict()`` (a sharded model's state gathered on this rank).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     module = _unwrap(model)
-    state = module.state_dict()
+    full = module.state_dict() if model_state is None else model_state
+    state = full
+    if backbone is not None and model_state is None:
+        own = trained_names(module)
+        state = {k: v for k, v in full.items() if k in own}
     tensors = {f"model.{k}": v for k, v in state.items()}
-    tensors.update({f"buffer.{k}": v for k, v in module.named_buffers() if k not in state})
+    tensors.update({f"buffer.{k}": v for k, v in module.named_buffers() if k not in full})
     structure = None
     if optimizer is not None:
         opt_tensors, structure = _flatten_optimizer(optimizer.state_dict())
         tensors.update(opt_tensors)
     tensors["stats.mean"] = torch.as_tensor(stats_mean)
     tensors["stats.std"] = torch.as_tensor(stats_std)
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    tensors = _host_tensors(tensors)
     meta = {
         "format": CHECKPOINT_FORMAT,
         "step": step,
@@ -137,16 +156,57 @@ def save_checkpoint(
         "tokenizer_config": tokenizer_config,
         "optimizer": structure,
         "extra": extra or {},
+        "backbone": backbone,
     }
-    data = st_save(tensors, metadata={_META_KEY: json.dumps(meta)})
     path = directory / checkpoint_name(step)
-    _atomic_write(path, data)
-    _atomic_write(checksum_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    del tensors
+    _fsync(tmp)
+    digest = file_sha256(tmp)
+    os.replace(tmp, path)
+    atomic_write(checksum_path(path), f"{digest}  {path.name}\n".encode())
     prune_checkpoints(directory, keep)
     return path
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def trained_names(module: nn.Module) -> set[str]:
+    """The weights a checkpoint with a backbone reference stores: every trainable parameter and every one the
+    backbone does not hold (motion attention, c_m∅ even when frozen, as the 18B's reused one)."""
+    from models.mvdit.param_counts import parameter_group
+
+    return {n for n, p in module.named_parameters() if p.requires_grad or parameter_group(n) != "backbone"}
+
+
+def _host_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU tensors that safetensors can write: no copy of a CPU tensor that owns its
+    storage; a copy only for a GPU tensor, a view into a larger storage or a second name for the same data."""
+    out, seen = {}, set()
+    for name, value in tensors.items():
+        value = value.detach().to("cpu").contiguous()
+        storage = value.untyped_storage()
+        if storage.data_ptr() in seen or storage.nbytes() != value.numel() * value.element_size():
+            value = value.clone()
+        seen.add(value.untyped_storage().data_ptr())
+        out[name] = value
+    return out
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
+    """SHA-256 of a file, read in 16 MiB chunks (a checkpoint is never held in memory to be hashed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -180,43 +240,57 @@ def prune_checkpoints(directory: str | Path, keep: int) -> None:
             sibling.unlink(missing_ok=True)
 
 
-def read_verified(path: str | Path) -> bytes:
-    """The file's bytes, after checking them against the SHA-256 in ``<file>.sha256``."""
+def verify_file(path: str | Path) -> None:
+    """Check the file against the SHA-256 in ``<file>.sha256`` (hashed in chunks), or raise naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (expected a step_XXXXXXXX.safetensors file)")
     sums = checksum_path(path)
     if not sums.is_file():
         raise CorruptCheckpointError(f"checkpoint {path} has no checksum file {sums.name}: refusing to load it")
-    data = path.read_bytes()
     recorded = sums.read_text().split()
     expected = recorded[0] if recorded else ""
-    actual = hashlib.sha256(data).hexdigest()
+    actual = file_sha256(path)
     if actual != expected:
         raise CorruptCheckpointError(
             f"checkpoint {path} is corrupted: its SHA-256 is {actual}, {sums.name} records {expected or 'nothing'}"
         )
-    return data
 
 
-def _metadata(data: bytes, path: Path) -> dict[str, Any]:
-    """The JSON metadata of a safetensors byte string (header: u64 length, then JSON)."""
+def read_verified(path: str | Path) -> bytes:
+    """The file's bytes, after `verify_file` (for small files read whole; checkpoints load tensor by tensor)."""
+    verify_file(path)
+    return Path(path).read_bytes()
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    """The JSON metadata of a safetensors file (header: u64 length, then JSON)."""
     try:
-        (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
         return json.loads(header["__metadata__"][_META_KEY])
     except (struct.error, ValueError, KeyError, TypeError) as err:
         raise CorruptCheckpointError(f"{path} is not a 4DMoT training checkpoint: {err}") from err
 
 
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, each read once into its own memory (no mapping of the file kept)."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu", backend="pread") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors' own parse errors: a checkpoint that verifies but does not parse
+        raise CorruptCheckpointError(f"{path} is not a readable safetensors checkpoint: {err}") from err
+
+
 def load_checkpoint(path: str | Path) -> TrainingCheckpoint:
     """Verify and read a checkpoint written by `save_checkpoint` (safetensors only: no code runs)."""
     path = Path(path)
-    data = read_verified(path)
-    meta = _metadata(data, path)
+    verify_file(path)
+    meta = _metadata(path)
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CorruptCheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
-    tensors = st_load(data)
+    tensors = _read_tensors(path)
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     buffers = {k[len("buffer.") :]: v for k, v in tensors.items() if k.startswith("buffer.")}
     optimizer_state = _unflatten_optimizer(meta["optimizer"], tensors) if meta.get("optimizer") else None
@@ -232,13 +306,22 @@ def load_checkpoint(path: str | Path) -> TrainingCheckpoint:
         stats_mean=tensors["stats.mean"],
         stats_std=tensors["stats.std"],
         extra=meta.get("extra", {}),
+        backbone=meta.get("backbone"),
     )
 
 
 def restore_model(model: nn.Module, ckpt: TrainingCheckpoint) -> None:
-    """Load a checkpoint's weights (strictly) and its non-persistent buffers into ``model``."""
+    """Load a checkpoint's weights (strictly; with a backbone reference, strictly the trainable ones) and its
+    non-persistent buffers into ``model``."""
     module = _unwrap(model)
-    module.load_state_dict(ckpt.model_state, strict=True)
+    if ckpt.backbone is None:
+        module.load_state_dict(ckpt.model_state, strict=True)
+    else:
+        trained = sorted(trained_names(module))
+        if sorted(ckpt.model_state) != trained:
+            raise KeyError(f"{ckpt.path} holds the trained weights of another model: "
+                           f"{sorted(set(ckpt.model_state) ^ set(trained))[:5]}")
+        module.load_state_dict(ckpt.model_state, strict=False)
     own = dict(module.named_buffers())
     for name, value in ckpt.buffers.items():
         if name not in own:

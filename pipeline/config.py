@@ -17,7 +17,7 @@ SHOT_DETECTORS = ("scenedetect", "transnetv2")
 POSE_BACKENDS = ("auto", "annotations", "nlf", "mediapipe")
 TOKENIZER_MODELS = ("tiny", "full", "release")
 MVDIT_MODELS = ("tiny", "cogvideox_5b", "wan_i2v_14b")
-MVDIT_STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2")
+MVDIT_STRATEGIES = ("", "ddp", "fsdp")  # "": the model's default (fsdp at full size, ddp for tiny)
 BODY_COVERAGE_RULES = ("full", "upper", "any")  # sub-clip rule beyond App. B (pipeline/pose/body_coverage.py)
 FLOW_REGIONS = ("subject", "frame")  # what the flow filter measures (pipeline/scores/flow.py); "frame" is the paper's
 
@@ -106,7 +106,7 @@ class PipelineSettings:
     mvdit_vae: str = ""
     mvdit_encoders: str = ""
     mvdit_unconditional_from: str = ""  # 18B only: the 6B checkpoint whose c_m∅ it reuses, frozen (Sec. 3.3)
-    mvdit_strategy: str = "ddp"  # ddp | fsdp | deepspeed_zero2 (the paper's)
+    mvdit_strategy: str = ""  # "" (fsdp at full size: FSDP2 = the paper's ZeRO-2) | ddp | fsdp
     # Local copies of the evaluation benchmarks (pipeline/benchmarks; "" = <data_root>/benchmarks/<name>).
     tiktok_root: str = ""
     ubc_fashion_root: str = ""

@@ -6,7 +6,7 @@ The laptop defaults train the tiny config on the embedded fixed latent map (``pi
 "cogvideox_5b" (MV-DiT-6B) or "wan_i2v_14b" (MV-DiT-18B) fine-tuned from the stock backbone in
 ``mvdit_backbone`` with its VAE in ``mvdit_vae`` (local diffusers folders), the App. A.2 hyper-parameters
 of `MVDiTTrainConfig` (paper: 30K steps, batch 4 per GPU on 8 GPUs: ``mvdit_steps=30000``,
-``train_workers=8``), ``mvdit_strategy`` "fsdp" or "deepspeed_zero2" at full size.
+``train_workers=8``), FSDP2 (``mvdit_strategy`` "fsdp", the default at full size: the paper's ZeRO-2).
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def mvdit_config(settings: PipelineSettings):
                               f"stock {'transformer' if name == 'mvdit_backbone' else 'VAE'} (nothing is downloaded)")
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{name} = {folder!r} is not a folder")
+    strategy = {"strategy": settings.mvdit_strategy} if settings.mvdit_strategy else {}  # "": fsdp
     return MVDiTTrainConfig(model=settings.mvdit_model, backbone=settings.mvdit_backbone, vae=settings.mvdit_vae,
-                            wan_encoders=settings.mvdit_encoders, strategy=settings.mvdit_strategy,
+                            wan_encoders=settings.mvdit_encoders, **strategy,
                             unconditional_from=reuse,
                             checkpoint_every=max(1, min(1000, settings.mvdit_steps)), **run)
 
@@ -96,12 +97,11 @@ def _clips(settings: PipelineSettings):
     return rows[:-1], rows[-1]
 
 
-def training_samples(settings: PipelineSettings) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(frames, joints) of every curated clip but the held-out one."""
-    from pipeline.video_io import read_frames
-
+def training_samples(settings: PipelineSettings) -> list[tuple[tuple[str, int, int], np.ndarray]]:
+    """Clip references ((uri, start, end), joints) of every curated clip but the held-out one: the training
+    workers decode their own windows (`pipeline.mvdit.data`), nothing is decoded here."""
     train, _ = _clips(settings)
-    return [(read_frames(uri, start, end), joints) for _, uri, start, end, joints in train]
+    return [((uri, int(start), int(end)), joints) for _, uri, start, end, joints in train]
 
 
 def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log) -> StageResult:

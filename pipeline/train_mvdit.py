@@ -25,14 +25,14 @@ with the weights of an uninterrupted one):
 5. AdamW (0.9, 0.99), weight decay 1e-2, lr 2e-5 with linear warm-up over 300
    steps, bf16 autocast on GPUs that support it (float32 elsewhere).
 
-Strategies (``strategy``): "ddp" (Ray Train ``prepare_model``, with
-``find_unused_parameters`` because c_m∅ and the unused text halves of the norms
-get no gradient on some steps), "fsdp" (``prepare_model(parallel_strategy=
-"fsdp")``), "deepspeed_zero2" (the paper's choice: ``deepspeed.initialize`` with
-`deepspeed_config`: ZeRO stage 2, bf16, the same AdamW; needs ``deepspeed``,
-not a project dependency: a clear error names it when missing). Only "ddp" is
-tested here; with "fsdp" / "deepspeed_zero2" checkpoints hold the model weights
-only (the optimizer restarts on resume).
+Strategies (``strategy``, `pipeline.mvdit.sharding`): "ddp" (the tiny models: Ray Train ``prepare_model``, with
+``find_unused_parameters`` because the unused text halves of the norms get no gradient) and "fsdp" (the default
+for full models: FSDP2 per transformer block, ``reshard_after_forward=False`` = the paper's DeepSpeed ZeRO-2,
+bf16 parameters / float32 reduction on GPUs, sharded `torch.distributed.checkpoint` checkpoints consolidated
+into one safetensors file at the end). Both apply the same step: c_m∅ moves only on steps where some sample
+used it (Sec. 3.2), then the same gradient clipping (``max_grad_norm``). Full models are built on ``meta`` and
+loaded from the backbone once (`pipeline.mvdit.factory`), frozen weights in bf16 on GPUs, with per-block
+gradient checkpointing; the samples are clip references each worker decodes (`pipeline.mvdit.data`).
 
 Models "wan_i2v_14b" (MV-DiT-18B, Sec. 3.3, App. C) and "wan_tiny" (the same
 class at toy size, CPU tests) train ``models.mvdit.wan.MVDiTWan`` with these
@@ -62,7 +62,8 @@ changes to the steps above:
   (flow matching, motion and text CFG) with ``prompt``.
 
 Checkpoints: `pipeline.checkpoints` files (safetensors + SHA-256) in
-``out_dir/checkpoints``: model + AdamW state, ``stats.mean`` = the dataset-mean
+``out_dir/checkpoints`` (FSDP: sharded folders under ``checkpoints/sharded``, the last one exported to such a
+file): model (with a frozen backbone: its trained weights and the backbone's path and SHA-256) + AdamW state, ``stats.mean`` = the dataset-mean
 joints used by the motion RoPE, the MV-DiT constructor kwargs and latent map
 spec under ``tokenizer_config`` (``{"mvdit": ..., "latent_map": ...,
 "tokenizer_checkpoint": ...}``, plus ``"wan_encoders"`` for the Wan models), the
@@ -71,7 +72,6 @@ loss curve in ``extra``.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -84,14 +84,19 @@ import torch
 
 from models.mvdit.cfg import CFGConfig, reuse_unconditional_tokens, sample_keep_masks
 from pipeline.checkpoints import (latest_checkpoint, load_checkpoint, load_tokenizer, load_unconditional_tokens,
-                                  restore_model, save_checkpoint)
+                                  save_checkpoint)
 from pipeline.latents import PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
+from pipeline.mvdit import sharding
+from pipeline.mvdit.data import Sample, as_samples, worker_shard
+from pipeline.mvdit.factory import backbone_reference
+from pipeline.mvdit.resume import checkpoint_meta, resume, resume_sharded, safetensors_args
 
 Log = Callable[[str], None]
 MODELS = ("tiny", "cogvideox_5b", "wan_tiny", "wan_i2v_14b")
 WAN_MODELS = ("wan_tiny", "wan_i2v_14b")  # MV-DiT-18B's class (tiny: the same class at toy size)
-STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2")
+STRATEGIES = sharding.STRATEGIES
+TINY_MODELS = ("tiny", "wan_tiny")
 
 # CogVideoX-5B's scheduler config (its pipeline folder's scheduler/scheduler_config.json).
 COGVIDEOX_5B_SCHEDULER: dict[str, Any] = {
@@ -130,7 +135,10 @@ class MVDiTTrainConfig:
     colour_jitter: float = 0.0  # strength of the per-window colour augmentation (0 = off; see `jitter_colours`)
     motion_drop_prob: float = 0.2
     text_drop_prob: float = 0.1
-    strategy: str = "ddp"
+    strategy: str = "fsdp"  # ddp | fsdp (FSDP2; the tiny configs use ddp)
+    reshard_after_forward: bool = False  # FSDP2: False keeps gathered weights to backward = the paper's ZeRO-2
+    gradient_checkpointing: bool | None = None  # per block; None: on for full models, off for the tiny ones
+    max_grad_norm: float = 0.0  # gradient clipping in every strategy (0: off; App. A.2 names none)
     num_workers: int = 1
     use_gpu: bool | None = None
     backend: Literal["ray", "local"] = "ray"
@@ -181,6 +189,8 @@ class MVDiTTrainConfig:
             )
         if not 1 <= self.latent_frequencies <= 8:
             raise ValueError(f"MVDiTTrainConfig.latent_frequencies must be in 1..8, got {self.latent_frequencies}")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"MVDiTTrainConfig.max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}")
         if self.flow_shift <= 0:
             raise ValueError(f"MVDiTTrainConfig.flow_shift must be > 0, got {self.flow_shift}")
         if self.unconditional_from and not (self.model in WAN_MODELS and self.layout == "paper"):
@@ -190,6 +200,13 @@ class MVDiTTrainConfig:
     @property
     def is_wan(self) -> bool:
         return self.model in WAN_MODELS
+
+    @property
+    def checkpoint_blocks(self) -> bool:
+        """Per-block gradient checkpointing: on for full models unless turned off."""
+        if self.gradient_checkpointing is None:
+            return self.model not in TINY_MODELS
+        return self.gradient_checkpointing
 
     @property
     def encoders_folder(self) -> str:
@@ -210,7 +227,7 @@ class MVDiTTrainConfig:
     def tiny(cls, **changes: Any) -> MVDiTTrainConfig:
         """CPU settings for tests and the demo: tiny model, 32x32 buckets, 33 frames, lr 1e-3, no warm-up,
         colour jitter 0.5 (a few clips; see `jitter_colours`)."""
-        base = dict(model="tiny", lr=1e-3, warmup_steps=0, batch_size=2, steps=20, buckets=((32, 32),),
+        base = dict(model="tiny", strategy="ddp", lr=1e-3, warmup_steps=0, batch_size=2, steps=20, buckets=((32, 32),),
                     lengths=(33,), strides=(1,), backend="local", checkpoint_every=10, log_every=5, sample_steps=0,
                     colour_jitter=0.5)
         return cls(**{**base, **changes})
@@ -272,18 +289,17 @@ def _wan_model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_chann
     return mv.model_kwargs()
 
 
-def build_model(kwargs: dict[str, Any], backbone: str = ""):
-    """The MV-DiT of ``kwargs`` (``MVDiTWan`` when they hold Wan's CLIP ``image_dim``, else ``MVDiTCogVideoX``);
-    with ``backbone``, the stock diffusers backbone folder plus fresh motion modules."""
-    from models.mvdit.cogvideox import MVDiTCogVideoX
-    from models.mvdit.wan import MVDiTWan
+def build_model(kwargs: dict[str, Any], backbone: str = "", device: str | torch.device = "cpu",
+                frozen_dtype: torch.dtype = torch.float32):
+    """The MV-DiT of ``kwargs`` (``MVDiTWan`` when they hold Wan's CLIP ``image_dim``, else ``MVDiTCogVideoX``):
+    with ``backbone``, built on ``meta`` and loaded from the stock diffusers folder on ``device``, fresh motion
+    modules, frozen weights in ``frozen_dtype`` (`pipeline.mvdit.factory`); without, randomly initialised on the
+    CPU (the tiny models)."""
+    from pipeline.mvdit.factory import build_from_backbone, build_random
 
-    cls = MVDiTWan if "image_dim" in kwargs else MVDiTCogVideoX
     if backbone:
-        motion = {k: kwargs[k] for k in ("motion_layout", "motion_token_dim", "num_joints", "unconditional_frames",
-                                          "motion_pe", "motion_position_scale", "train_backbone")}
-        return cls.from_backbone(backbone, **motion)
-    return cls(**kwargs)
+        return build_from_backbone(kwargs, backbone, device, frozen_dtype)
+    return build_random(kwargs)
 
 
 def learning_rate(step: int, cfg: MVDiTTrainConfig) -> float:
@@ -312,51 +328,6 @@ def resize_crop(frames: np.ndarray, size: tuple[int, int], rng: np.random.Genera
         frames = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
     top, left = int(rng.integers(0, nh - th + 1)), int(rng.integers(0, nw - tw + 1))
     return frames[:, top : top + th, left : left + tw]
-
-
-@dataclass
-class Sample:
-    """One training clip: video frames uint8 (T, H, W, 3) (or a (uri, start, end) to decode), joints (T, 24, 3)
-    and an optional caption (the text of the Wan models; None: ``MVDiTTrainConfig.prompt``)."""
-
-    video: Any
-    joints: np.ndarray
-    caption: str | None = None
-
-    def frames(self, start: int, stop: int, stride: int) -> np.ndarray:
-        if isinstance(self.video, np.ndarray):
-            return self.video[start:stop:stride]
-        from pipeline.video_io import read_frames
-
-        uri, first, _ = self.video
-        return read_frames(uri, first + start, first + stop)[::stride]
-
-
-def as_samples(samples: Sequence[Any]) -> list[Sample]:
-    """Check and wrap (video, joints) pairs or (video, joints, caption) triples; errors name the sample and the
-    expected shape."""
-    out = []
-    for i, item in enumerate(samples):
-        if isinstance(item, Sample):
-            video, joints, caption = item.video, item.joints, item.caption
-        elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
-            video, joints, caption = (*item, None) if len(item) == 2 else item
-        else:
-            raise ValueError(f"sample {i}: expected (video, joints) or (video, joints, caption)")
-        if caption is not None and not isinstance(caption, str):
-            raise ValueError(f"sample {i}: caption must be a str or None, got {type(caption).__name__}")
-        joints = np.asarray(joints, dtype=np.float32)
-        if joints.ndim != 3 or joints.shape[1:] != (24, 3):
-            raise ValueError(f"sample {i}: joints must be (T, 24, 3) metres, got {joints.shape}")
-        if isinstance(video, np.ndarray):
-            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or len(video) != len(joints):
-                raise ValueError(
-                    f"sample {i}: frames must be uint8 (T={len(joints)}, H, W, 3), got {video.dtype} {video.shape}"
-                )
-        elif not (isinstance(video, (tuple, list)) and len(video) == 3):
-            raise ValueError(f"sample {i}: video must be frames (T, H, W, 3) uint8 or (uri, start, end)")
-        out.append(Sample(video, joints, caption))
-    return out
 
 
 def jitter_colours(frames: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -397,25 +368,6 @@ def draw_batch(samples: list[Sample], cfg: MVDiTTrainConfig,
         joints.append(sample.joints[start : start + span : stride])
     texts = [samples[i].caption if samples[i].caption is not None else cfg.prompt for i in picks]
     return np.stack(videos), np.stack(joints), texts
-
-
-def deepspeed_config(cfg: MVDiTTrainConfig) -> dict[str, Any]:
-    """DeepSpeed ZeRO-2 settings of App. A.2 (bf16, AdamW (0.9, 0.99), wd 1e-2; warm-up done by the loop)."""
-    return {
-        "train_micro_batch_size_per_gpu": cfg.batch_size,
-        "gradient_accumulation_steps": 1,
-        "bf16": {"enabled": cfg.bf16},
-        "zero_optimization": {"stage": 2, "overlap_comm": True, "contiguous_gradients": True},
-        "gradient_clipping": 1.0,
-    }
-
-
-def require_deepspeed() -> None:
-    if importlib.util.find_spec("deepspeed") is None:
-        raise RuntimeError(
-            "MVDiTTrainConfig.strategy='deepspeed_zero2' needs the 'deepspeed' package, which is not installed "
-            "(pip install deepspeed on the GPU workers), or use strategy='ddp' / 'fsdp'"
-        )
 
 
 # ---- the training step -------------------------------------------------------------------------
@@ -470,66 +422,54 @@ def zero_padded_video(video: torch.Tensor) -> torch.Tensor:
 def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None = None,
                wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
                report: Callable[[dict], None] | None = None, log: Log = print) -> None:
-    """Train from the newest checkpoint in ``job['out_dir']`` (or from scratch) to ``steps``."""
+    """Train from the newest checkpoint in ``job['out_dir']`` (or from scratch) to ``steps``.
+
+    Under a process group with ``strategy="fsdp"`` the model is sharded with FSDP2 (`pipeline.mvdit.sharding`)
+    and checkpoints are sharded; otherwise ``wrap`` (DDP) or none, and rank 0 writes safetensors checkpoints."""
     cfg = MVDiTTrainConfig.from_dict(job["config"])
     device = device or torch.device("cpu")
     ckpt_dir = Path(job["out_dir"]) / "checkpoints"
-    samples = [Sample(s.video, np.array(s.joints), s.caption) for s in job["samples"]]
+    _, world = sharding.world()
+    samples = worker_shard(as_samples(job["samples"]), rank, world)  # references: decoded here, per batch
     vqvae, normalizer, _ = load_tokenizer(job["tokenizer_checkpoint"], device=device)
     latent_map = latent_map_from_spec(job["latent_map"], device=device)
     mean_joints = np.array(job["mean_joints"])
     scheduler = None if cfg.is_wan else make_scheduler()
+    autocast = cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
     conditioner = None
     if cfg.is_wan:
         from pipeline.wan_conditioning import load_wan_conditioner
 
-        bf16 = cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
         conditioner = load_wan_conditioner(job["wan_encoders"], device=device,
-                                           text_dtype=torch.bfloat16 if bf16 else torch.float32)
+                                           text_dtype=torch.bfloat16 if autocast else torch.float32)
 
     torch.manual_seed(cfg.seed)
-    model = build_model(job["model_kwargs"], cfg.backbone)
+    model = build_model(job["model_kwargs"], cfg.backbone, device, torch.bfloat16 if autocast else torch.float32)
     model.set_mean_joints(mean_joints)
     if cfg.unconditional_from:  # Sec. 3.3: the 18B reuses the 6B's c_m∅ "without modification"
         reuse_unconditional_tokens(model, load_unconditional_tokens(cfg.unconditional_from,
                                                                     job["tokenizer_checkpoint"]))
         if rank == 0:
             log(f"c_m∅ from {cfg.unconditional_from}, frozen")
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    start, curve, running = 0, [], {"n": 0, "loss": 0.0}
-    last = latest_checkpoint(ckpt_dir) if cfg.resume else None
-    if last is not None:
-        ckpt = load_checkpoint(last)
-        if ckpt.sampler.get("seed") != cfg.seed:
-            raise ValueError(f"{last} was trained with seed {ckpt.sampler.get('seed')}, this run has seed {cfg.seed}")
-        theirs = ckpt.tokenizer_config.get("mvdit", {}).get("motion_position_scale")
-        if theirs != job["model_kwargs"].get("motion_position_scale"):  # the 4D RoPE unit (models/mvdit/rope4d.py)
-            raise ValueError(f"{last} was trained with motion_position_scale={theirs} (None: before the RoPE unit "
-                             f"became millimetres), this run has {job['model_kwargs'].get('motion_position_scale')}; "
-                             f"resuming would change its RoPE angles: start in a new folder")
-        restore_model(model, ckpt)
-        if ckpt.optimizer_state is not None:
-            optimizer.load_state_dict(ckpt.optimizer_state)
-        start, curve, running = ckpt.step, ckpt.extra["loss_curve"], ckpt.extra["running"]
-        if rank == 0:
-            log(f"resuming from {last} at step {start}")
-    model.to(device)
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and key != "step":
-                state[key] = value.to(device)
-    engine = None
-    if cfg.strategy == "deepspeed_zero2" and cfg.backend == "ray":
-        require_deepspeed()
-        import deepspeed
-
-        engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(cfg))
-        net = engine
+    if cfg.checkpoint_blocks:
+        model.enable_gradient_checkpointing()
+    sharded = cfg.strategy == "fsdp" and torch.distributed.is_initialized()
+    frozen_backbone = job.get("backbone") is not None  # checkpoints hold the trained weights only
+    if sharded:
+        net = sharding.shard_fsdp(model, device, cfg.reshard_after_forward, bf16=autocast)
+        optimizer = sharding.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay)
+        start, curve, running = resume_sharded(ckpt_dir, model, optimizer, cfg, frozen_backbone, rank, log,
+                                                 job["model_kwargs"])
     else:
+        optimizer = sharding.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay)
+        start, curve, running = resume(ckpt_dir, model, optimizer, cfg, rank, log, job["model_kwargs"])
+        model.to(device)
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and key != "step":
+                    state[key] = value.to(device)
         net = wrap(model) if wrap else model
     net.train()
-    autocast = cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
     drop = CFGConfig(motion_drop_prob=cfg.motion_drop_prob, text_drop_prob=cfg.text_drop_prob)
 
     for step in range(start, cfg.steps):
@@ -558,13 +498,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
                                           cfg.flow_shift, first_joints)
             else:
                 loss = diffusion_loss(net, scheduler, latents, reference, tokens, motion_keep, gen, first_joints)
-        if engine is not None:
-            engine.backward(loss)
-            engine.step()
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sharding.finish_gradients(model, motion_keep, cfg.max_grad_norm)  # c_m∅ only when used; clipping
+        optimizer.step()
 
         running["loss"] += float(loss.detach())
         running["n"] += 1
@@ -579,17 +516,19 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
                 # Ray Train holds one pending report per worker and collects every ~2 s: reporting each log
                 # line would block fast steps, so only checkpoint steps report (bench/results/mvdit.md).
                 report(point)
-        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            path = save_checkpoint(
-                ckpt_dir, done, model, optimizer if cfg.strategy == "ddp" else None,
-                stats_mean=torch.as_tensor(mean_joints), stats_std=torch.ones(3),
-                sampler={"seed": cfg.seed, "step": done}, train_config=cfg.to_dict(),
-                tokenizer_config={"mvdit": job["model_kwargs"], "latent_map": job["latent_map"],
-                                  "tokenizer_checkpoint": str(job["tokenizer_checkpoint"]),
-                                  **({"wan_encoders": job["wan_encoders"]} if cfg.is_wan else {})},
-                extra={"loss_curve": curve, "running": running}, keep=cfg.keep_checkpoints,
-            )
-            log(f"checkpoint saved: {path}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            meta = checkpoint_meta(job, cfg, done, curve, running)
+            if sharded:
+                path = sharding.save_sharded(ckpt_dir, done, model, optimizer, meta, frozen_backbone,
+                                             cfg.keep_checkpoints)
+                if done == cfg.steps and rank == 0:  # one consolidated file for release and `animate`
+                    path = sharding.export_sharded(path, ckpt_dir)
+            elif rank == 0:
+                path = save_checkpoint(ckpt_dir, done, model, optimizer, **safetensors_args(meta))
+            if rank == 0:
+                log(f"checkpoint saved: {path}")
+    if sharded and world > 1:
+        torch.distributed.barrier()  # the export is on disk before any rank returns
 
 
 # ---- backends -------------------------------------------------------------------------------------
@@ -601,23 +540,16 @@ def _ray_worker(job: dict[str, Any]) -> None:
 
     if isinstance(job["samples"], ray.ObjectRef):
         job = {**job, "samples": ray.get(job["samples"])}
-    cfg = MVDiTTrainConfig.from_dict(job["config"])
     rank = ray.train.get_context().get_world_rank()
-    if cfg.strategy == "fsdp":
-        wrap = lambda m: ray.train.torch.prepare_model(m, parallel_strategy="fsdp")  # noqa: E731
-    elif cfg.strategy == "ddp":
-        wrap = lambda m: ray.train.torch.prepare_model(  # noqa: E731
-            m, parallel_strategy_kwargs={"find_unused_parameters": True})
-    else:
-        wrap = None  # deepspeed wraps inside the loop
+    # "ddp" wraps here; "fsdp" shards inside the loop (the optimizer must be built after sharding).
+    wrap = lambda m: ray.train.torch.prepare_model(  # noqa: E731
+        m, parallel_strategy_kwargs={"find_unused_parameters": True})
     train_loop(job, rank=rank, device=ray.train.torch.get_device(), wrap=wrap, report=ray.train.report, log=print)
 
 
 def _fit_on_ray(job: dict[str, Any], cfg: MVDiTTrainConfig, log: Log) -> tuple[str, str]:
     from pipeline.ray_runtime import fit_torch_trainer
 
-    if cfg.strategy == "deepspeed_zero2":
-        require_deepspeed()
     log(f"MV-DiT strategy {cfg.strategy}")
     return fit_torch_trainer(_ray_worker, job, "samples", out_dir=job["out_dir"],
                              run_name=cfg.run_name or time.strftime("mvdit-%Y%m%d-%H%M%S"),
@@ -640,10 +572,33 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
                 out_dir: str | Path, log: Log = print) -> MVDiTTrainResult:
     """Train MV-DiT on (video, joints) samples with motion tokens from a trained 4DMoT checkpoint.
 
-    ``samples``: (frames uint8 (T, H, W, 3) or (uri, start, end), joints (T, 24, 3) metres[, caption str]).
+    ``samples``: (frames uint8 (T, H, W, 3) or a clip reference (uri, start, end), joints (T, 24, 3) metres
+    [, caption str]); references are decoded by the workers, never here.
     ``stats``: None or a dict with ``mean_joints`` (24, 3) (else the samples' mean).
     Wan models also need the Wan2.1-I2V encoders folder (``config.wan_encoders`` or ``config.backbone``).
     """
+    job = prepare_job(samples, tokenizer_checkpoint, stats, config, out_dir)
+    out_dir = Path(job["out_dir"])
+    run_name = run_dir = None
+    if config.backend == "local":
+        if config.strategy != "ddp":
+            log(f"backend 'local' runs one process: strategy {config.strategy!r} is not applied")
+        use_gpu = torch.cuda.is_available() if config.use_gpu is None else config.use_gpu
+        train_loop(job, device=torch.device("cuda" if use_gpu else "cpu"), log=log)
+    else:
+        run_name, run_dir = _fit_on_ray(job, config, log)
+    checkpoint = latest_checkpoint(out_dir / "checkpoints")
+    if checkpoint is None:
+        raise RuntimeError(f"training finished without a checkpoint in {out_dir / 'checkpoints'}")
+    ckpt = load_checkpoint(checkpoint)
+    frames = preview_sample(checkpoint, job["samples"][0], config, log) if config.sample_steps > 0 else None
+    return MVDiTTrainResult(checkpoint, ckpt.extra.get("loss_curve", []), frames, run_name, run_dir)
+
+
+def prepare_job(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats: Any, config: MVDiTTrainConfig,
+                out_dir: str | Path) -> dict[str, Any]:
+    """Everything a training worker needs (checked here, before any worker starts): configs, model kwargs,
+    latent map, sample references, mean joints, the frozen backbone's reference."""
     out_dir = Path(out_dir).resolve()  # Ray workers run elsewhere: a relative path would land in their session folder
     out_dir.mkdir(parents=True, exist_ok=True)
     wrapped = as_samples(samples)
@@ -659,11 +614,14 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
         if config.is_wan and latent_spec["class"] != "AutoencoderKLWan":
             raise ValueError(f"MVDiTTrainConfig.vae = {config.vae!r} holds {latent_spec['class']}; "
                              f"model {config.model!r} needs Wan2.1's AutoencoderKLWan")
-    elif config.model in ("tiny", "wan_tiny"):
+    elif config.model in TINY_MODELS:
         k = config.latent_frequencies
         latent_spec = PoolLatentMap(latent_channels=max(4, 3 * k * k), frequencies=k).spec()
     else:
         raise ValueError(f"MVDiTTrainConfig.vae must name the backbone's VAE folder for model {config.model!r}")
+    if config.model not in TINY_MODELS and not config.backbone:
+        raise ValueError(f"MVDiTTrainConfig.backbone must name the stock diffusers backbone folder for model "
+                         f"{config.model!r} (a full model is fine-tuned from it, never trained from random weights)")
     latent_channels = latent_map_from_spec(latent_spec).latent_channels
     encoders = None
     if config.is_wan:
@@ -675,34 +633,46 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
         kwargs = model_kwargs(config, vqvae.config.code_dim, latent_channels, dims)
     else:
         kwargs = model_kwargs(config, vqvae.config.code_dim, latent_channels)
-    mean_joints = _mean_joints(stats, wrapped)
     job = {"config": config.to_dict(), "out_dir": str(out_dir), "samples": wrapped, "model_kwargs": kwargs,
-           "tokenizer_checkpoint": str(tokenizer_checkpoint), "latent_map": latent_spec, "mean_joints": mean_joints}
+           "tokenizer_checkpoint": str(tokenizer_checkpoint), "latent_map": latent_spec,
+           "mean_joints": _mean_joints(stats, wrapped)}
     if config.is_wan:
         job["wan_encoders"] = encoders
-    run_name = run_dir = None
-    if config.backend == "local":
-        if config.strategy != "ddp":
-            log(f"backend 'local' runs one process: strategy {config.strategy!r} is not applied")
-        use_gpu = torch.cuda.is_available() if config.use_gpu is None else config.use_gpu
-        train_loop(job, device=torch.device("cuda" if use_gpu else "cpu"), log=log)
-    else:
-        run_name, run_dir = _fit_on_ray(job, config, log)
-    checkpoint = latest_checkpoint(out_dir / "checkpoints")
-    if checkpoint is None:
-        raise RuntimeError(f"training finished without a checkpoint in {out_dir / 'checkpoints'}")
-    ckpt = load_checkpoint(checkpoint)
-    frames = None
-    if config.sample_steps > 0:
-        from pipeline.animate import MTVCraftPipeline
+    if config.backbone and not kwargs["train_backbone"]:  # checkpoints then hold only the trained weights
+        job["backbone"] = backbone_reference(config.backbone, cache=out_dir / "checkpoints" / "backbone_sha256.json")
+    return job
 
-        pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
-        first = wrapped[0]
-        n = min(len(first.joints), 33)
-        video = first.frames(0, n, 1)
-        h, w = nearest_bucket(video.shape[1], video.shape[2], config.buckets)
-        ref = resize_crop(video[:1], (h, w), np.random.default_rng(0))[0]
-        frames = pipe(ref, first.joints[:n], num_frames=n, height=h, width=w,
-                      num_inference_steps=config.sample_steps, generator=torch.Generator().manual_seed(0),
-                      prompt=config.prompt)
-    return MVDiTTrainResult(checkpoint, ckpt.extra.get("loss_curve", []), frames, run_name, run_dir)
+
+def preview_sample(checkpoint: Path, first: Sample, config: MVDiTTrainConfig, log: Log) -> np.ndarray | None:
+    """The preview animation after training: the first sample's motion from its first frame (<= 33 frames).
+
+    The tiny models sample here on the CPU. A full model samples on a GPU: this process's when it has one, else
+    one Ray GPU worker; with neither the preview is skipped (None) with a message saying why: a 6B / 18B model
+    is never sampled on the driver's CPU."""
+    local_gpu = torch.cuda.is_available() and config.use_gpu is not False
+    if config.model in TINY_MODELS or local_gpu:
+        return _sample_preview(checkpoint, first, config, "cuda" if local_gpu else "cpu")
+    gpus = 0
+    if config.backend == "ray":
+        import ray
+
+        gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
+    if gpus < 1:
+        log(f"preview skipped: model {config.model!r} is full size and neither this process nor the Ray cluster "
+            f"has a GPU (it is never sampled on the driver's CPU); animate {checkpoint} on a GPU machine")
+        return None
+    import ray
+
+    return ray.get(ray.remote(num_gpus=1)(_sample_preview).remote(checkpoint, first, config, "cuda"))
+
+
+def _sample_preview(checkpoint: Path, first: Sample, config: MVDiTTrainConfig, device: str) -> np.ndarray:
+    from pipeline.animate import MTVCraftPipeline
+
+    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint, device=device)
+    n = min(len(first.joints), 33)
+    video = first.frames(0, n, 1)
+    h, w = nearest_bucket(video.shape[1], video.shape[2], config.buckets)
+    ref = resize_crop(video[:1], (h, w), np.random.default_rng(0))[0]
+    return pipe(ref, first.joints[:n], num_frames=n, height=h, width=w, num_inference_steps=config.sample_steps,
+                generator=torch.Generator().manual_seed(0), prompt=config.prompt)

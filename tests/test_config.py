@@ -56,7 +56,7 @@ def test_mvdit_model_settings_choose_a_full_model_by_configuration(tmp_path):
     with pytest.raises(ConfigError, match="mvdit_strategy"):
         tiny.with_overrides(mvdit_strategy="zero3")
     full = tiny.with_overrides(mvdit_model="cogvideox_5b", mvdit_steps=30000, train_workers=8,
-                               mvdit_strategy="deepspeed_zero2")
+                               mvdit_strategy="fsdp")
     with pytest.raises(ConfigError, match="needs mvdit_backbone"):
         mvdit_stage.mvdit_config(full)
     (tmp_path / "transformer").mkdir()
@@ -68,7 +68,7 @@ def test_mvdit_model_settings_choose_a_full_model_by_configuration(tmp_path):
     config = mvdit_stage.mvdit_config(full.with_overrides(mvdit_backbone=str(tmp_path / "transformer"),
                                                            mvdit_vae=str(tmp_path / "vae")))
     # App. A.2 hyper-parameters from the training config's defaults; the run shape from the settings.
-    assert (config.model, config.steps, config.num_workers, config.strategy) == ("cogvideox_5b", 30000, 8, "deepspeed_zero2")
+    assert (config.model, config.steps, config.num_workers, config.strategy) == ("cogvideox_5b", 30000, 8, "fsdp")
     assert (config.lr, config.warmup_steps, config.batch_size, config.betas) == (2e-5, 300, 4, (0.9, 0.99))
     assert config.backbone.endswith("transformer") and config.vae.endswith("vae")
     # The 18B's reused c_m∅ (Sec. 3.3): only for the Wan model, and the checkpoint must exist.

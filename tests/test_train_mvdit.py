@@ -9,6 +9,7 @@ from tiny_models import tiny_tokenizer
 
 from pipeline.checkpoints import load_checkpoint
 from pipeline.latents import PoolLatentMap, latent_map_from_spec
+from pipeline.mvdit.data import as_samples
 from pipeline.train_mvdit import (
     MVDiTTrainConfig,
     build_model,
@@ -132,22 +133,39 @@ def test_warmup_schedule():
         MVDiTTrainConfig(strategy="zero3")
 
 
-def test_unconditional_tokens_get_gradient_only_when_dropped():
+def test_unconditional_tokens_change_only_on_steps_that_use_them():
+    from pipeline.mvdit.sharding import finish_gradients, make_optimizer
+
     torch.manual_seed(0)
     model = build_model(model_kwargs(MVDiTTrainConfig.tiny(), 64, 4))
     model.set_mean_joints(np.zeros((24, 3)))
     for attn in model.motion_modules().values():  # zero-initialised output: no gradient reaches c_m∅ at init
         torch.nn.init.normal_(attn.to_out[0].weight, std=0.02)
+    optimizer = make_optimizer(model, 1e-2, (0.9, 0.99), 1e-2)
     sched = make_scheduler()
     latents, ref = torch.randn(2, 9, 4, 4, 4), torch.randn(2, 1, 4, 4, 4)
     tokens = torch.randn(2, 9 * 24, 64)
     g = torch.Generator().manual_seed(0)
-    diffusion_loss(model, sched, latents, ref, tokens, torch.tensor([True, True]), g).backward()
-    assert model.unconditional_motion_token.grad is None
-    assert model.transformer_blocks[0].attn0.to_q.weight.grad is not None
-    diffusion_loss(model, sched, latents, ref, tokens, torch.tensor([True, False]), g).backward()
-    assert model.unconditional_motion_token.grad is not None
-    assert model.unconditional_motion_token.grad.abs().sum() > 0
+    token = model.unconditional_motion_token
+
+    def step(keep):
+        optimizer.zero_grad(set_to_none=True)
+        diffusion_loss(model, sched, latents, ref, tokens, keep, g).backward()
+        grad = None if token.grad is None else token.grad.clone()
+        used = finish_gradients(model, keep)
+        optimizer.step()
+        return grad, used
+
+    before = token.detach().clone()
+    grad, used = step(torch.tensor([True, True]))  # no drop: a zero gradient (same on every rank), then none
+    assert not used and grad is not None and not grad.any() and token.grad is None
+    assert torch.equal(token, before) and token not in optimizer.state
+    grad, used = step(torch.tensor([True, False]))  # a drop: c_m∅ learns (its dropped rows' gradient)
+    assert used and grad.abs().sum() > 0 and not torch.equal(token, before)
+    moved = token.detach().clone()
+    # Another step without drops: momentum and weight decay would move it; AdamW skips it instead.
+    step(torch.tensor([True, True]))
+    assert torch.equal(token, moved) and int(optimizer.state[token]["step"]) == 1
 
 
 def test_training_reduces_loss_and_resume_matches(tokenizer_ckpt, tmp_path):
@@ -260,3 +278,52 @@ def test_pe_variant_reaches_the_model_and_dynamic_pe_uses_first_frame_joints(tok
     offset = np.random.default_rng(5).normal(0, 0.3, (1, 24, 3)).astype(np.float32)
     assert torch.equal(pipe.motion_tokens(joints, 33), pipe.motion_tokens(joints + offset, 33))
     assert not np.array_equal(out, sample(joints + offset))
+
+
+def test_full_models_need_a_backbone_and_never_preview_on_the_driver_cpu(tokenizer_ckpt, tmp_path, monkeypatch):
+    from pipeline.train_mvdit import preview_sample
+
+    full = MVDiTTrainConfig(model="cogvideox_5b", vae="", backend="local")
+    assert (full.strategy, full.checkpoint_blocks, full.reshard_after_forward) == ("fsdp", True, False)
+    tiny = MVDiTTrainConfig.tiny()
+    assert (tiny.strategy, tiny.checkpoint_blocks) == ("ddp", False)
+    with pytest.raises(ValueError, match="MVDiTTrainConfig.strategy"):
+        MVDiTTrainConfig(strategy="deepspeed_zero2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lines = []
+    sample = as_samples(synthetic_samples(n=1))[0]
+    assert preview_sample(tmp_path / "step_00000001.safetensors", sample, full, lines.append) is None
+    assert "preview skipped: model 'cogvideox_5b' is full size" in lines[0] and "driver's CPU" in lines[0]
+
+
+@pytest.mark.parametrize("model_name", ["tiny", "wan_tiny"])
+def test_block_gradient_checkpointing_gives_the_same_gradients(model_name):
+    """Per-block checkpointing (on by default at full size) recomputes activations in backward: same gradients."""
+    from pipeline.train_mvdit import flow_matching_loss
+
+    cfg = MVDiTTrainConfig.tiny(model=model_name)
+    kwargs = model_kwargs(cfg, 64, 4, (16, 24)) if cfg.is_wan else model_kwargs(cfg, 64, 4)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_model(kwargs)
+        model.set_mean_joints(np.zeros((24, 3)))
+        calls = []
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+            run = model._gradient_checkpointing_func
+            model._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or run(*a, **k)
+        g = torch.Generator().manual_seed(0)
+        latents, ref = torch.randn(2, 9, 4, 4, 4, generator=g), torch.randn(2, 9 if cfg.is_wan else 1, 4, 4, 4, generator=g)
+        tokens, keep = torch.randn(2, 9 * 24, 64, generator=g), torch.tensor([True, False])
+        if cfg.is_wan:
+            text, image = torch.randn(2, 512, 16, generator=g), torch.randn(2, 257, 24, generator=g)
+            loss = flow_matching_loss(model, latents, ref, tokens, keep, text, image, g)
+        else:
+            loss = diffusion_loss(model, make_scheduler(), latents, ref, tokens, keep, g)
+        loss.backward()
+        assert len(calls) == (cfg.tiny_layers if checkpointing else 0)  # every block ran checkpointed
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, value in grads[0].items():
+        torch.testing.assert_close(grads[1][name], value, atol=1e-6, rtol=1e-5, msg=name)

@@ -3,11 +3,12 @@
 Training (condition dropping): each sample's motion tokens are replaced by the
 learnable unconditional motion tokens c_m∅ with probability 0.2, and its text
 (18B model only) by the empty-prompt embedding with probability 0.1, drawn
-independently. c_m∅ "is only updated when used": ``motion_condition`` puts it
-into the graph only when at least one sample of the batch is dropped, so on a
-step without drops its ``.grad`` stays ``None`` and AdamW skips it entirely (no
-momentum, no weight decay). On a step with drops only the dropped rows feed it.
-(Under DDP this needs ``find_unused_parameters=True``.)
+independently. c_m∅ "is only updated when used": in training ``motion_condition``
+always puts it into the graph (a zero gradient when no sample is dropped, so
+every data-parallel rank reduces the same gradients), and the trainer sets its
+``.grad`` to ``None`` on a step where no sample on any rank was dropped, so
+AdamW skips it entirely (no momentum, no weight decay). On a step with drops
+only the dropped rows feed it.
 
 Sampling (guided combination), the two-condition formula used here:
 
@@ -120,15 +121,18 @@ def motion_condition(
 ) -> torch.Tensor:
     """Motion tokens (B, M, C) with dropped samples (``keep`` False) replaced by c_m∅ (Sec. 3.2).
 
-    ``uncond`` (U*J, C) enters the graph only when some sample is dropped, so it
-    gets no gradient (``.grad is None``) on a step without drops.
+    ``uncond`` (U*J, C) enters the graph when some sample is dropped, and also in training (grad enabled, c_m∅
+    trainable) when none is: then it gets a zero gradient, so that every data-parallel rank reduces the same
+    set of gradients (FSDP2 reduce-scatters only the gradients that exist); the trainer drops that gradient on
+    steps where no rank used c_m∅, so it changes only when used (`pipeline.mvdit.sharding.drop_unused_unconditional`).
     """
     if tokens.ndim != 3:
         raise ValueError(f"motion tokens must be (B, M, C), got {tuple(tokens.shape)}")
     if keep is None:
         return tokens
     keep = _check_keep(keep, tokens.shape[0], "motion_mask").to(tokens.device)
-    if bool(keep.all()):
+    training = uncond is not None and uncond.requires_grad and torch.is_grad_enabled()
+    if bool(keep.all()) and not training:
         return tokens
     if uncond is None:
         raise ValueError(
