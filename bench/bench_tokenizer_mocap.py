@@ -41,7 +41,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 MOCAP = SHARED / "mocap"
 REAL_SIZES = {"00001": (604, 1080)}  # (width, height); the others are 1024 x 1024
 CAMERA_AUGMENT = {"max_yaw": 0.5, "max_bone_scale": 0.1, "max_drift": 0.2}  # the earlier benchmark's best recipe
-RUN = {"tiny": {"batch": 16, "lr": 1e-3, "every": 100}, "full": {"batch": 8, "lr": 2e-4, "every": 25}}
+RUN = {"tiny": {"batch": 16, "lr": 1e-3, "every": 50, "eval_windows": 300, "curve_points": 6},
+       "full": {"batch": 4, "lr": 2e-4, "every": 10, "eval_windows": 40, "curve_points": 1}}
 
 
 def log(msg: str) -> None:
@@ -85,7 +86,7 @@ def cmd_train(args) -> None:
     cfg = TokenizerTrainConfig(model=args.config, backend="local", use_gpu=False, steps_lr1=1_000_000, steps_lr2=0,
                                lr1=run["lr"], batch_size=run["batch"], checkpoint_every=args.every or run["every"],
                                keep_checkpoints=100_000, log_every=max(5, (args.every or run["every"]) // 5),
-                               windows=WindowConfig(**windows), resume=False, sources=sources)
+                               windows=WindowConfig(**windows), resume=args.resume, sources=sources)
     started = time.time()
 
     def stop(*_):
@@ -99,7 +100,8 @@ def cmd_train(args) -> None:
         train_tokenizer(clips, None, cfg, out, log=log, heldout=place_clips(held, cfg.placement()) if args.data == "mocap" else held)
     except TimeUp:
         log(f"time budget spent after {(time.time() - started) / 60:.1f} min")
-    (out / "run.json").write_text(json.dumps({"minutes": (time.time() - started) / 60, "config": args.config,
+    before = json.loads((out / "run.json").read_text())["minutes"] if args.resume and (out / "run.json").is_file() else 0.0
+    (out / "run.json").write_text(json.dumps({"minutes": before + (time.time() - started) / 60, "config": args.config,
                                               "data": args.data, "batch": run["batch"], "lr": run["lr"]}))
 
 
@@ -130,13 +132,14 @@ def cmd_eval(args) -> None:
         found = checkpoints(run_dir)
         if not found:
             continue
-        curve_points = found[:: max(1, len(found) // args.curve_points)]
+        run = RUN[info["config"]]
+        curve_points = found[:: max(1, len(found) // run["curve_points"])] if run["curve_points"] > 1 else []
         if found[-1] not in curve_points:
             curve_points.append(found[-1])
         curve = []
         for step, path in curve_points:
             final = path == found[-1][1]
-            limit = args.max_windows if final else args.curve_windows
+            limit = run["eval_windows"] if final else args.curve_windows
             t0 = time.time()
             res = tokenizer_eval.evaluate_checkpoint_sets(path, sets if final else {"real NLF": sets["real NLF"],
                                                           "mocap held-out": sets["mocap held-out"]}, limit)
@@ -181,7 +184,7 @@ def main() -> None:
     parser.add_argument("--data", choices=("procedural", "mocap"), default="mocap")
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--every", type=int, default=0, help="checkpoint every N steps (default per config)")
-    parser.add_argument("--max-windows", type=int, default=300, help="windows per set for the final checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its newest checkpoint")
     parser.add_argument("--curve-windows", type=int, default=60, help="windows per set for earlier checkpoints")
     parser.add_argument("--curve-points", type=int, default=6)
     parser.add_argument("--md", default="bench/results/tokenizer_mocap.md")

@@ -233,6 +233,11 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
     assert Path(trained.extra["checkpoint"]).is_file()
     assert np.isfinite(trained.extra["heldout_mpjpe_mm"]) and 0 <= trained.extra["active_code_share"] <= 1
     assert trained.preview_markdown.count("data:image/png;base64,") >= 2  # loss curve + codebook plots
+    # tokenizer_eval's numbers for the same checkpoint: its curated held-out MPJPE is the training's held-out MPJPE
+    held = trained.extra["evaluation"]["curated held-out"]
+    assert held["mpjpe_mm"] == pytest.approx(trained.extra["heldout_mpjpe_mm"], abs=0.01)
+    assert held["pa_mpjpe_mm"] <= held["mpjpe_mm"] and 0 < held["active_codes"] <= 1 and held["perplexity"] >= 1
+    assert trained.extra["sources"] == {"curated": 1.0} and "mocap held-out" not in trained.extra["evaluation"]
     tokens = tokenizer_stage.tokenize_curated(quick)
     # every clip of the latest motion_video version (an earlier test may have re-curated it)
     assert tokens.num_rows == tables.count(settings.table_uri("motion_video")), tokens.extra["failures"]
