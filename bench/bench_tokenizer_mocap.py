@@ -123,7 +123,8 @@ def cmd_eval(args) -> None:
 
     sample_dir = root / "sample"
     make_sample(sample_dir, seed=0, preset="demo")
-    sets = {"mocap held-out": tokenizer_eval.mocap_heldout(MOCAP), "real NLF": tokenizer_eval.real_nlf(),
+    sets = {"mocap held-out": tokenizer_eval.mocap_heldout(MOCAP, limit=RUN["tiny"]["eval_windows"]),
+            "real NLF": tokenizer_eval.real_nlf(),
             "generated": tokenizer_eval.generated_sample(sample_dir)}
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{platform.machine()} {os.cpu_count()} cores",
                "torch": torch.__version__, "load_start": os.getloadavg()[0], "runs": {}}

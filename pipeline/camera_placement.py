@@ -155,10 +155,19 @@ def place_window(world: np.ndarray, rng: np.random.Generator, placement: CameraP
         distance = min(distance * 1.1, p.max_distance)
 
 
-def place_clips(clips: list[np.ndarray], placement: CameraPlacement, seed: int = 0) -> list[np.ndarray]:
-    """Whole clips placed once each with a fixed seed per clip, without bone augmentation (evaluation, statistics)."""
+def place_clips(clips: list[np.ndarray], placement: CameraPlacement, seed: int = 0, chunk: int = 49,
+                limit: int | None = None) -> list[np.ndarray]:
+    """Clips cut into consecutive ``chunk``-frame pieces, each placed once with a fixed seed and no bone
+    augmentation (evaluation, statistics); at most ``limit`` pieces, evenly spaced.
+
+    Pieces, not whole clips: a long take (a 40 s walk) placed whole would be pushed far back to stay in
+    view, framed as no curated clip is; training places windows of at most 129 frames too.
+    """
     fixed = CameraPlacement.from_dict({**placement.to_dict(), "bone_scale": 0.0})
-    return [place_window(c, np.random.default_rng([seed, i]), fixed) for i, c in enumerate(clips)]
+    pieces = [c[s:s + chunk] for c in clips for s in range(0, max(1, len(c) - chunk + 1), chunk)]
+    if limit is not None and len(pieces) > limit:
+        pieces = [pieces[i] for i in np.linspace(0, len(pieces) - 1, limit).round().astype(int)]
+    return [place_window(p, np.random.default_rng([seed, i]), fixed) for i, p in enumerate(pieces)]
 
 
 def framing(joints: np.ndarray, width: int, height: int, fov_deg: float = 55.0) -> dict[str, float]:

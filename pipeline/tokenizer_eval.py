@@ -4,8 +4,8 @@
 
 Evaluation sets (camera-frame joints in metres, non-overlapping 49-frame windows):
 - ``mocap held-out``: the held-out split of the motion capture (`pipeline.mocap_import.heldout_split`:
-  CMU subject 61, a fixed set of Bandai styles), each sequence placed once in front of the virtual camera
-  with a fixed seed and no bone augmentation (`pipeline.camera_placement.place_clips`);
+  CMU subject 61, a fixed set of Bandai styles), cut into 49-frame pieces, each placed once in front of
+  the virtual camera with a fixed seed and no bone augmentation (`pipeline.camera_placement.place_clips`);
 - ``real NLF``: the five real videos' NLF joints (``../shared/real``; never trained on), at their own frame rates;
 - ``generated``: the generated sample's clips that curation keeps (ground-truth poses, neutral-shape FK).
 
@@ -84,14 +84,15 @@ def codebook_usage(ids: list[np.ndarray], codebook_size: int) -> dict[str, float
 
 
 # ---- evaluation sets ---------------------------------------------------------------------------------------
-def mocap_heldout(source: str | Path, placement=None, seed: int = 0) -> list[np.ndarray]:
-    """Held-out mocap sequences of a folder or manifest (`pipeline.mocap_import`), placed in camera space."""
+def mocap_heldout(source: str | Path, placement=None, seed: int = 0, limit: int | None = None) -> list[np.ndarray]:
+    """Held-out mocap sequences of a folder or manifest (`pipeline.mocap_import`), cut into 49-frame pieces
+    placed in camera space (`pipeline.camera_placement.place_clips`; at most ``limit``, evenly spaced)."""
     from pipeline.camera_placement import CameraPlacement, place_clips
     from pipeline.mocap_import import read_sources
 
     sequences, _ = read_sources(source)
     held = [s.joints for s in sequences if s.split == "heldout"]
-    return place_clips(held, placement or CameraPlacement(), seed)
+    return place_clips(held, placement or CameraPlacement(), seed, chunk=WINDOW, limit=limit)
 
 
 def real_nlf(path: str | Path = DEFAULT_REAL) -> list[np.ndarray]:
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sets = {}
         if args.mocap:
-            sets["mocap held-out"] = mocap_heldout(args.mocap)
+            sets["mocap held-out"] = mocap_heldout(args.mocap, limit=args.max_windows)
         if args.real:
             sets["real NLF"] = real_nlf(args.real)
         if args.sample:

@@ -173,7 +173,7 @@ def evaluate_for_metadata(settings: PipelineSettings, checkpoint: Path, curated_
 
     sets = {"curated held-out": curated_heldout}
     if settings.mocap:
-        sets["mocap held-out"] = place_clips(read_mocap(settings, split="heldout"), placement, seed=0)
+        sets["mocap held-out"] = place_clips(read_mocap(settings, split="heldout"), placement, seed=0, limit=200)
     real = Path(settings.real_motions) if settings.real_motions else DEFAULT_REAL
     if real.is_file():
         sets["real NLF"] = real_nlf(real)

@@ -360,7 +360,7 @@ def train_tokenizer(
         stats = {"mean": init.stats_mean.numpy(), "std": init.stats_std.numpy()}
     if stats is None:
         stats_clips = sources.get(first) or []
-        stats = motion_stats(place_clips(stats_clips, config.placement(), config.seed) if world else stats_clips)
+        stats = motion_stats(place_clips(stats_clips, config.placement(), config.seed, limit=4000) if world else stats_clips)
     all_clips, slices = flatten(sources, config.sources)
     mean, std = _stats_arrays(stats, all_clips)
     job = {"config": config.to_dict(), "out_dir": str(out_dir), "clips": all_clips, "stats_mean": mean, "stats_std": std,

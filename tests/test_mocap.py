@@ -299,3 +299,13 @@ def test_mocap_motions_asset_ingests_shared_mocap_and_is_empty_without_it(tmp_pa
     assert rejected.num_rows == result.rejected
     held_clips = read_mocap(settings.with_overrides(mocap=str(folder)), split="heldout")
     assert len(held_clips) == len(held) and all(c.shape[1:] == (24, 3) for c in held_clips)
+
+
+def test_place_clips_places_each_piece_in_view_and_keeps_its_motion():
+    world = world_motion(130, 5)
+    pieces = cp.place_clips([world], cp.CameraPlacement(), seed=0, chunk=49)
+    assert [len(p) for p in pieces] == [49, 49]  # the 32-frame remainder is left out
+    for k, piece in enumerate(pieces):
+        assert cp.in_frame(piece, cp.CameraPlacement())
+        np.testing.assert_allclose(bone_lengths(piece), bone_lengths(world[49 * k:49 * (k + 1)]), atol=1e-5)
+    assert len(cp.place_clips([world] * 10, cp.CameraPlacement(), chunk=49, limit=5)) == 5
