@@ -104,9 +104,9 @@ def real_nlf(path: str | Path = DEFAULT_REAL) -> list[np.ndarray]:
 def generated_sample(sample_dir: str | Path) -> list[np.ndarray]:
     """Joints of the clips curation keeps in a generated sample (its manifest's expected sub-clips, person 0)."""
     from pipeline.synthetic.motions import motion_joints
-    from pipeline.synthetic.sample import Manifest, read_sidecar
+    from pipeline.synthetic.sample import SampleManifest, read_sidecar
 
-    manifest = Manifest.load(sample_dir)
+    manifest = SampleManifest.load(sample_dir)
     clips = []
     for video in manifest.videos:
         side = read_sidecar(Path(sample_dir) / video.sidecar)
