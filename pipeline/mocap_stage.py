@@ -99,6 +99,8 @@ def build_mocap_motions(settings: PipelineSettings, log: Log = default_log) -> S
     if not settings.mocap:
         log(f"{ENV_MOCAP} not set: mocap_motions is empty; the tokenizer trains on curated clips only (the paper's recipe)")
         version = tables.write_version(uri, SCHEMA.empty_table()) if tables.count(uri) else tables.create_empty(uri, SCHEMA)
+        if tables.count(settings.table_uri(REJECTS), f"stage = {tables.sql_str(STAGE)}"):  # earlier sources' rejections
+            rejects.record(settings.table_uri(REJECTS), STAGE, [], within=f"stage = {tables.sql_str(STAGE)}")
         return StageResult(MOCAP_MOTIONS, uri, version, 0, 0, 0,
                            preview_markdown=f"{ENV_MOCAP} is not set: no motion capture (curated clips only).",
                            extra={"minutes": {}})
