@@ -128,7 +128,8 @@ def cmd_eval(args) -> None:
             "generated": tokenizer_eval.generated_sample(sample_dir)}
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{platform.machine()} {os.cpu_count()} cores",
                "torch": torch.__version__, "load_start": os.getloadavg()[0], "runs": {}}
-    for run_dir in sorted(p for p in root.iterdir() if (p / "run.json").is_file()):
+    wanted = set(args.runs.split(",")) if args.runs else None
+    for run_dir in sorted(p for p in root.iterdir() if (p / "run.json").is_file() and (wanted is None or p.name in wanted)):
         info = json.loads((run_dir / "run.json").read_text())
         found = checkpoints(run_dir)
         if not found:
@@ -148,10 +149,10 @@ def cmd_eval(args) -> None:
             log(f"{run_dir.name} step {step}: " + ", ".join(f"{k} {v['mpjpe_mm']:.1f} mm" for k, v in res.items()))
         loss = load_checkpoint(found[-1][1]).extra.get("loss_curve", [])
         results["runs"][run_dir.name] = {**info, "steps": found[-1][0], "curve": curve, "loss_curve": loss}
-        (root / "eval.json").write_text(json.dumps(results, indent=1))
+        (root / f"eval{args.tag}.json").write_text(json.dumps(results, indent=1))
     results["load_end"] = os.getloadavg()[0]
     results["eval_min"] = (time.time() - started) / 60
-    (root / "eval.json").write_text(json.dumps(results, indent=1))
+    (root / f"eval{args.tag}.json").write_text(json.dumps(results, indent=1))
     md = to_markdown(results)
     Path(args.md).parent.mkdir(parents=True, exist_ok=True)
     Path(args.md).write_text(md)
@@ -189,6 +190,8 @@ def main() -> None:
     parser.add_argument("--curve-windows", type=int, default=60, help="windows per set for earlier checkpoints")
     parser.add_argument("--curve-points", type=int, default=6)
     parser.add_argument("--md", default="bench/results/tokenizer_mocap.md")
+    parser.add_argument("--runs", default="", help="comma-separated run folders to evaluate (default: all)")
+    parser.add_argument("--tag", default="", help="suffix of the eval JSON file name")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     {"framing": cmd_framing, "train": cmd_train, "eval": cmd_eval}[args.command](args)
