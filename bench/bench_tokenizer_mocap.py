@@ -136,11 +136,14 @@ def cmd_eval(args) -> None:
             continue
         run = RUN[info["config"]]
         curve_points = found[:: max(1, len(found) // run["curve_points"])] if run["curve_points"] > 1 else []
+        full_steps = {int(x) for x in args.full_steps.split(",") if x}
+        curve_points += [f for f in found if f[0] in full_steps and f not in curve_points]
         if found[-1] not in curve_points:
             curve_points.append(found[-1])
+        curve_points.sort()
         curve = []
         for step, path in curve_points:
-            final = path == found[-1][1]
+            final = path == found[-1][1] or step in full_steps
             limit = run["eval_windows"] if final else args.curve_windows
             t0 = time.time()
             res = tokenizer_eval.evaluate_checkpoint_sets(path, sets if final else {"real NLF": sets["real NLF"],
@@ -164,10 +167,10 @@ def to_markdown(res: dict) -> str:
              f"{res.get('load_end', float('nan')):.1f}, evaluation {res.get('eval_min', 0):.1f} min.", "",
              "| tokenizer | trained on | steps x batch | train min | set | windows | MPJPE mm | PA-MPJPE mm | accel. mm/f² | active codes | perplexity |",
              "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, run in res["runs"].items():
-        final = run["curve"][-1]
-        for set_name, r in final["results"].items():
-            lines.append(f"| {run['config']}() | {run['data']} | {final['step']} x {run['batch']} | {run['minutes']:.1f} | "
+    full = [(run, c) for run in res["runs"].values() for c in run["curve"] if c["final"]]
+    for run, point in full:
+        for set_name, r in point["results"].items():
+            lines.append(f"| {run['config']}() | {run['data']} | {point['step']} x {run['batch']} | {run['minutes']:.1f} | "
                          f"{set_name} | {r['windows']} | {r['mpjpe_mm']:.1f} | {r['pa_mpjpe_mm']:.1f} | "
                          f"{r['accel_error_mm']:.2f} | {r.get('active_codes', float('nan')):.1%} | {r.get('perplexity', float('nan')):.1f} |")
     lines += ["", "Curves (MPJPE mm at each evaluated step; real NLF all windows, mocap held-out a fixed subset):", ""]
@@ -190,6 +193,7 @@ def main() -> None:
     parser.add_argument("--curve-windows", type=int, default=60, help="windows per set for earlier checkpoints")
     parser.add_argument("--curve-points", type=int, default=6)
     parser.add_argument("--md", default="bench/results/tokenizer_mocap.md")
+    parser.add_argument("--full-steps", default="", help="comma-separated steps also evaluated on every set in full")
     parser.add_argument("--runs", default="", help="comma-separated run folders to evaluate (default: all)")
     parser.add_argument("--tag", default="", help="suffix of the eval JSON file name")
     args = parser.parse_args()
