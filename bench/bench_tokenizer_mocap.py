@@ -115,6 +115,23 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
+def cmd_baseline(args) -> None:
+    """No-motion MPJPE of each set (each window's first frame repeated): the same windows as ``eval``'s."""
+    from pipeline.motion_windows import eval_windows
+
+    sets = {"mocap held-out": tokenizer_eval.mocap_heldout(MOCAP, limit=RUN["tiny"]["eval_windows"]),
+            "real NLF": tokenizer_eval.real_nlf(), "generated": tokenizer_eval.generated_sample(Path(args.out) / "sample")}
+    out = {}
+    for name, clips in sets.items():
+        for limit in sorted({RUN["tiny"]["eval_windows"], RUN["full"]["eval_windows"], args.curve_windows}):
+            groups = tokenizer_eval.subsample(eval_windows(clips, tokenizer_eval.WINDOW), limit)
+            errs = [tokenizer_eval.mpjpe(np.repeat(w[:, :1], w.shape[1], axis=1), w) for w in groups.values()]
+            sizes = [w.size for w in groups.values()]
+            out[f"{name} ({sum(len(w) for w in groups.values())} windows)"] = float(np.average(errs, weights=sizes))
+    (Path(args.out) / "baseline.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
 def cmd_eval(args) -> None:
     torch.set_num_threads(1)
     root = Path(args.out)
@@ -183,7 +200,7 @@ def to_markdown(res: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("framing", "train", "eval"))
+    parser.add_argument("command", choices=("framing", "train", "eval", "baseline"))
     parser.add_argument("--out", default="/tmp/bench_tokenizer_mocap")
     parser.add_argument("--config", choices=tuple(RUN), default="tiny")
     parser.add_argument("--data", choices=("procedural", "mocap"), default="mocap")
@@ -198,7 +215,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the eval JSON file name")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    {"framing": cmd_framing, "train": cmd_train, "eval": cmd_eval}[args.command](args)
+    {"framing": cmd_framing, "train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline}[args.command](args)
 
 
 if __name__ == "__main__":

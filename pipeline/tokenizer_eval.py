@@ -15,7 +15,8 @@ Metrics per set, over all windows (millimetres):
 - acceleration error: mean distance between the second differences (x[t+1] - 2 x[t] + x[t-1]) of the
   reconstruction and of x, mm per frame^2: the jitter a reconstruction adds or removes;
 - codebook usage: share of codes used at least once on the set ("active codes"), and perplexity
-  exp(H) of the code frequencies (the number of equally used codes with the same entropy).
+  exp(H) of the code frequencies (the number of equally used codes with the same entropy);
+- no-motion MPJPE: the error of repeating each window's first frame (what a tokenizer ignoring the motion gets).
 """
 
 from __future__ import annotations
@@ -148,8 +149,10 @@ def evaluate_clips(model, normalizer, clips: list[np.ndarray], max_windows: int 
     pairs = list(zip(recons, targets))
     weights = np.array([t.shape[0] * t.shape[1] for t in targets], dtype=np.float64)  # frames per batch
     mean = lambda f: float(np.average([f(r, t) for r, t in pairs], weights=weights))  # noqa: E731  frame-weighted
+    still = lambda r, t: mpjpe(np.repeat(t[:, :1], t.shape[1], axis=1), t)  # noqa: E731  a tokenizer ignoring the motion
     out: dict[str, Any] = {"windows": int(sum(len(t) for t in targets)), "clips": len(clips),
-                           "mpjpe_mm": mean(mpjpe), "pa_mpjpe_mm": mean(pa_mpjpe), "accel_error_mm": mean(accel_error)}
+                           "mpjpe_mm": mean(mpjpe), "pa_mpjpe_mm": mean(pa_mpjpe), "accel_error_mm": mean(accel_error),
+                           "no_motion_mpjpe_mm": mean(still)}
     if model.vq is not None:
         out.update(codebook_usage(ids, model.config.codebook_size))
     return out
