@@ -73,16 +73,18 @@ def cmd_train(args) -> None:
     run = RUN[args.config]
     out = Path(args.out) / f"{args.config}-{args.data}"
     windows = dict(lengths=(33, 49), strides=(1, 2))
-    if args.data == "procedural":
+    clips, sources = {}, {}
+    if args.data in ("procedural", "mix"):
         from pipeline.synthetic.motion_mix import mixed_motions
 
-        clips, sources = {"curated": mixed_motions(168, 150, seed=0)}, {"curated": 1.0}
+        clips["curated"], sources["curated"] = mixed_motions(168, 150, seed=0), 1.0
         windows.update(CAMERA_AUGMENT)
-    else:
+    if args.data in ("mocap", "mix"):
         from pipeline.mocap_import import read_sources
 
         seqs, _ = read_sources(MOCAP)
-        clips, sources = {"mocap": [s.joints for s in seqs if s.split == "train"]}, {"mocap": 1.0}
+        clips["mocap"], sources["mocap"] = [s.joints for s in seqs if s.split == "train"], 1.0
+    sources = {k: v / len(sources) for k, v in sources.items()}  # mix: half the windows from each
     cfg = TokenizerTrainConfig(model=args.config, backend="local", use_gpu=False, steps_lr1=1_000_000, steps_lr2=0,
                                lr1=run["lr"], batch_size=run["batch"], checkpoint_every=args.every or run["every"],
                                keep_checkpoints=100_000, log_every=max(5, (args.every or run["every"]) // 5),
@@ -97,7 +99,7 @@ def cmd_train(args) -> None:
     log(f"training {out.name} for {args.minutes} min, batch {run['batch']}, lr {run['lr']}")
     try:
         held = list(clips.values())[0][:1]
-        train_tokenizer(clips, None, cfg, out, log=log, heldout=place_clips(held, cfg.placement()) if args.data == "mocap" else held)
+        train_tokenizer(clips, None, cfg, out, log=log, heldout=place_clips(held, cfg.placement()) if args.data == "mocap" else held)  # mix: the first source is procedural
     except TimeUp:
         log(f"time budget spent after {(time.time() - started) / 60:.1f} min")
     before = json.loads((out / "run.json").read_text())["minutes"] if args.resume and (out / "run.json").is_file() else 0.0
@@ -203,7 +205,7 @@ def main() -> None:
     parser.add_argument("command", choices=("framing", "train", "eval", "baseline"))
     parser.add_argument("--out", default="/tmp/bench_tokenizer_mocap")
     parser.add_argument("--config", choices=tuple(RUN), default="tiny")
-    parser.add_argument("--data", choices=("procedural", "mocap"), default="mocap")
+    parser.add_argument("--data", choices=("procedural", "mocap", "mix"), default="mocap")
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--every", type=int, default=0, help="checkpoint every N steps (default per config)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its newest checkpoint")
