@@ -98,8 +98,9 @@ def cmd_train(args) -> None:
     signal.alarm(int(args.minutes * 60))
     log(f"training {out.name} for {args.minutes} min, batch {run['batch']}, lr {run['lr']}")
     try:
-        held = list(clips.values())[0][:1]
-        train_tokenizer(clips, None, cfg, out, log=log, heldout=place_clips(held, cfg.placement()) if args.data == "mocap" else held)  # mix: the first source is procedural
+        held = list(clips.values())[0][:1]  # a token held-out clip (the run is stopped before it is evaluated)
+        held = place_clips(held, cfg.placement()) if args.data == "mocap" else held  # mix: the first source is procedural
+        train_tokenizer(clips, None, cfg, out, log=log, heldout=held)
     except TimeUp:
         log(f"time budget spent after {(time.time() - started) / 60:.1f} min")
     before = json.loads((out / "run.json").read_text())["minutes"] if args.resume and (out / "run.json").is_file() else 0.0
