@@ -208,16 +208,24 @@ def test_mixed_sampler_draws_by_weight_places_mocap_and_is_deterministic():
     assert type(make_sampler(one, one_slices, 8, cfg, 0, 0)) is WindowSampler
 
 
-def test_a_mixed_source_training_step_runs_and_records_its_sources(tmp_path):
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_mixed_source_training_step_runs_and_records_its_sources(tmp_path, backend):
     from pipeline.checkpoints import load_checkpoint
     from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer
 
     curated = [world_motion(60, s) @ cp.WORLD_TO_CAMERA_AXES.astype(np.float32) + [0, 0.9, 3.0] for s in range(3)]
     mocap = [world_motion(60, s + 10) for s in range(2)]
-    cfg = TokenizerTrainConfig(model="tiny", backend="local", use_gpu=False, steps_lr1=2, steps_lr2=0, batch_size=4,
-                               checkpoint_every=2, log_every=1, sources={"curated": 0.5, "mocap": 0.5},
-                               camera={"bone_scale": 0.05})
-    result = train_tokenizer({"curated": curated, "mocap": mocap}, None, cfg, tmp_path, log=lambda m: None)
+    cfg = TokenizerTrainConfig(model="tiny", backend=backend, use_gpu=False if backend == "local" else None, steps_lr1=2,
+                               steps_lr2=0, batch_size=4, checkpoint_every=2, log_every=1, run_name="tokenizer-mixed",
+                               sources={"curated": 0.5, "mocap": 0.5}, camera={"bone_scale": 0.05})
+    ray = pytest.importorskip("ray") if backend == "ray" else None
+    started_here = ray is not None and not ray.is_initialized()
+    try:
+        result = train_tokenizer({"curated": curated, "mocap": mocap}, None, cfg, tmp_path, log=lambda m: None)
+    finally:
+        if started_here:
+            ray.shutdown()
+    assert result.ray_run_name == (None if backend == "local" else "tokenizer-mixed")
     ckpt = load_checkpoint(result.checkpoint)
     assert ckpt.step == 2 and np.isfinite(result.heldout_mpjpe_mm)
     assert ckpt.train_config["sources"] == {"curated": 0.5, "mocap": 0.5}
