@@ -9,6 +9,7 @@ from dagster import ConfigurableResource, EnvVar
 
 from pipeline.config import (
     ENV_DATA_ROOT,
+    ENV_MOCAP,
     ENV_MOTION_VIDEO_VERSION,
     ENV_RAW_VIDEOS,
     ENV_RAY_ADDRESS,
@@ -63,6 +64,10 @@ class MTVCraftSettings(ConfigurableResource):
     mvdit_strategy: str = ""
     tiktok_root: str = ""
     ubc_fashion_root: str = ""
+    mocap: str = ""
+    tokenizer_sources: str = "auto"
+    tokenizer_mocap_weight: float = 0.5
+    real_motions: str = ""
 
     def settings(self) -> PipelineSettings:
         """The validated pipeline settings; a bad value raises ConfigError naming it."""
@@ -83,4 +88,5 @@ def settings_resource() -> MTVCraftSettings:
         motion_video_version=env_int(ENV_MOTION_VIDEO_VERSION),
         tiktok_root=env_or(ENV_TIKTOK, ""),
         ubc_fashion_root=env_or(ENV_UBC_FASHION, ""),
+        mocap=env_or(ENV_MOCAP, ""),
     )

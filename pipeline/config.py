@@ -28,6 +28,8 @@ ENV_RAY_ADDRESS = "RAY_ADDRESS"
 ENV_MOTION_VIDEO_VERSION = "MTVCRAFT_MOTION_VIDEO_VERSION"
 ENV_TIKTOK = "MTVCRAFT_TIKTOK"
 ENV_UBC_FASHION = "MTVCRAFT_UBC_FASHION"
+ENV_MOCAP = "MTVCRAFT_MOCAP"
+TOKENIZER_SOURCES = ("auto", "curated", "mocap", "curated+mocap")
 
 NLF_WEIGHTS_FILE = "nlf_l_multi.torchscript"
 
@@ -110,6 +112,14 @@ class PipelineSettings:
     # Local copies of the evaluation benchmarks (pipeline/benchmarks; "" = <data_root>/benchmarks/<name>).
     tiktok_root: str = ""
     ubc_fashion_root: str = ""
+    # Motion capture for 4DMoT (beyond the paper; pipeline/mocap_import.py, pipeline/motion_sources.py):
+    # mocap = MTVCRAFT_MOCAP, a folder or manifest of motion files ("" = none); tokenizer_sources "auto" = curated,
+    # plus mocap when it is set; tokenizer_mocap_weight = share of windows from mocap when mixing; real_motions =
+    # an npz of real NLF joints (mm) the tokenizer is also evaluated on ("" = ../shared/real when present).
+    mocap: str = ""
+    tokenizer_sources: str = "auto"
+    tokenizer_mocap_weight: float = 0.5
+    real_motions: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "PipelineSettings":
@@ -122,6 +132,7 @@ class PipelineSettings:
             "motion_video_version": env_int(ENV_MOTION_VIDEO_VERSION),
             "tiktok_root": os.environ.get(ENV_TIKTOK, ""),
             "ubc_fashion_root": os.environ.get(ENV_UBC_FASHION, ""),
+            "mocap": os.environ.get(ENV_MOCAP, ""),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env).validated()
@@ -171,6 +182,12 @@ class PipelineSettings:
             raise ConfigError(f"mvdit_strategy = {self.mvdit_strategy!r}; choose one of {MVDIT_STRATEGIES}")
         if self.train_backend not in ("ray", "local"):
             raise ConfigError(f"train_backend = {self.train_backend!r}; choose 'ray' or 'local'")
+        if self.mocap and not Path(self.mocap).exists():
+            raise ConfigError(f"mocap ({ENV_MOCAP}) = {self.mocap!r} does not exist: expected a folder or a manifest file")
+        if self.tokenizer_sources not in TOKENIZER_SOURCES:
+            raise ConfigError(f"tokenizer_sources = {self.tokenizer_sources!r}; choose one of {TOKENIZER_SOURCES}")
+        if not 0.0 < self.tokenizer_mocap_weight < 1.0:
+            raise ConfigError(f"tokenizer_mocap_weight = {self.tokenizer_mocap_weight}; must lie in (0, 1)")
         if self.min_clip_frames < 2:
             raise ConfigError(f"min_clip_frames = {self.min_clip_frames}; must be >= 2 (the paper uses 33)")
         return self

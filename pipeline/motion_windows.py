@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -189,7 +190,10 @@ class WindowSampler:
         config: WindowConfig | None = None,
         seed: int = 0,
         rank: int = 0,
+        prepare: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ) -> None:
+        """``prepare(window, rng)``, when given, turns each raw window into camera-frame joints before the
+        augmentation (world-frame motion capture, `pipeline.camera_placement`); its draws come after the others."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.clips = _check_clips(clips)
@@ -197,6 +201,7 @@ class WindowSampler:
         self.config = config or WindowConfig()
         self.seed = seed
         self.rank = rank
+        self.prepare = prepare
         lengths = np.array([len(c) for c in self.clips], dtype=np.int64)
         # (length, stride) buckets some clip can supply, with the start positions each clip offers.
         self.buckets: list[tuple[int, int]] = []
@@ -233,26 +238,32 @@ class WindowSampler:
     def batch(self, step: int) -> WindowBatch:
         """The batch at ``step`` for this rank."""
         length, stride = self.bucket(step)
-        rng = np.random.default_rng([self.seed, step, self.rank, 1])
+        return self.draw(length, stride, self.batch_size, np.random.default_rng([self.seed, step, self.rank, 1]))
+
+    def draw(self, length: int, stride: int, count: int, rng: np.random.Generator) -> WindowBatch:
+        """``count`` augmented windows of one (length, stride) bucket, drawn from ``rng``."""
         starts = self._starts[(length, stride)]
         # Uniform over all (clip, start) positions: pick a clip in proportion to its start count.
-        clip_index = rng.choice(len(self.clips), size=self.batch_size, p=starts / starts.sum())
-        start = (rng.random(self.batch_size) * starts[clip_index]).astype(np.int64)
+        clip_index = rng.choice(len(self.clips), size=count, p=starts / starts.sum())
+        start = (rng.random(count) * starts[clip_index]).astype(np.int64)
         cfg = self.config
-        scale, unit_shift = np.ones(self.batch_size), np.zeros((self.batch_size, 3))
+        scale, unit_shift = np.ones(count), np.zeros((count, 3))
         if cfg.augment:
-            scale = 1.0 + rng.uniform(-cfg.max_scale, cfg.max_scale, self.batch_size)
-            unit_shift = rng.uniform(-cfg.max_shift, cfg.max_shift, (self.batch_size, 3))
+            scale = 1.0 + rng.uniform(-cfg.max_scale, cfg.max_scale, count)
+            unit_shift = rng.uniform(-cfg.max_shift, cfg.max_shift, (count, 3))
         # Camera-space switches: drawn after the paper's draws, only when on.
         on = cfg.augment
-        yaw = rng.uniform(-cfg.max_yaw, cfg.max_yaw, self.batch_size) if on and cfg.max_yaw > 0 else None
-        bones = (1.0 + rng.uniform(-cfg.max_bone_scale, cfg.max_bone_scale, (self.batch_size, 24))
+        yaw = rng.uniform(-cfg.max_yaw, cfg.max_yaw, count) if on and cfg.max_yaw > 0 else None
+        bones = (1.0 + rng.uniform(-cfg.max_bone_scale, cfg.max_bone_scale, (count, 24))
                  if on and cfg.max_bone_scale > 0 else None)
-        drift = rng.uniform(-cfg.max_drift, cfg.max_drift, (self.batch_size, 3)) if on and cfg.max_drift > 0 else None
+        drift = rng.uniform(-cfg.max_drift, cfg.max_drift, (count, 3)) if on and cfg.max_drift > 0 else None
+        place_rng = np.random.default_rng(rng.integers(2**63)) if self.prepare is not None else None
         windows, shifts = [], []
-        for b in range(self.batch_size):
+        for b in range(count):
             clip = self.clips[clip_index[b]]
             w = clip[start[b] : start[b] + window_span(length, stride) : stride]
+            if self.prepare is not None:
+                w = self.prepare(w, place_rng)
             if bones is not None:
                 w = rescale_bones(w, bones[b])
             if yaw is not None:

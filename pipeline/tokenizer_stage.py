@@ -38,6 +38,7 @@ def tokenizer_train_config(settings: PipelineSettings):
 
     steps_lr1 = max(1, round(settings.tokenizer_steps * 2 / 3))  # the paper's 200K + 100K split
     return TokenizerTrainConfig(
+        sources=source_weights(settings),
         model=settings.tokenizer_model, steps_lr1=steps_lr1, steps_lr2=settings.tokenizer_steps - steps_lr1,
         lr1=settings.tokenizer_lr, lr2=settings.tokenizer_lr / 10, batch_size=settings.tokenizer_batch_size,
         num_workers=settings.train_workers, backend=settings.train_backend,
@@ -46,13 +47,28 @@ def tokenizer_train_config(settings: PipelineSettings):
     )
 
 
+def source_weights(settings: PipelineSettings) -> dict[str, float]:
+    """Mixing weights of ``tokenizer_sources`` ("auto": curated, plus mocap when MTVCRAFT_MOCAP is set)."""
+    from pipeline.motion_sources import parse_sources
+
+    text = settings.tokenizer_sources
+    if text == "auto":
+        text = "curated+mocap" if settings.mocap else "curated"
+    return parse_sources(text, settings.tokenizer_mocap_weight)
+
+
 def config_key(config) -> str:
     """Short stable hash of what a training run learns: the training config (less `_NOT_IN_KEY`) and the model.
 
     The model enters twice on purpose: its preset name and its resolved `TokenizerConfig`, so that a
     changed preset definition also gives a new folder.
     """
+    from pipeline.motion_sources import PAPER_SOURCES
+
     data = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+    for key, default in (("sources", PAPER_SOURCES), ("camera", {})):  # the paper's recipe keeps its old folder key
+        if data.get(key) == default:
+            data.pop(key)
     data["tokenizer_config"] = config.tokenizer_config().to_dict()
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
@@ -76,7 +92,13 @@ def tokenizer_dir(settings: PipelineSettings) -> Path:
     """
     config = tokenizer_train_config(settings)
     model = config.model if isinstance(config.model, str) else "custom"
-    return settings.root.joinpath(*TOKENIZER_ROOT) / f"v{motion_video_version(settings)}-{model}-{config_key(config)}"
+    mocap = ""
+    if config.sources.get("mocap", 0) > 0:
+        from pipeline.mocap_stage import MOCAP_MOTIONS
+
+        uri = settings.table_uri(MOCAP_MOTIONS)
+        mocap = f"-m{tables.version(uri) if tables.exists(uri) else 0}"
+    return settings.root.joinpath(*TOKENIZER_ROOT) / f"v{motion_video_version(settings)}{mocap}-{model}-{config_key(config)}"
 
 
 def current_tokenizer_checkpoint(settings: PipelineSettings) -> Path | None:
@@ -96,28 +118,76 @@ def train_tokenizer_stage(settings: PipelineSettings, log: Log = default_log) ->
     """Train 4DMoT (Ray Train by default) on the curated joints with the motion_stats normalisation."""
     from pipeline.train_tokenizer import train_tokenizer
 
+    from pipeline.mocap_stage import read_mocap
+    from pipeline.train_tokenizer import split_heldout
+
+    config = tokenizer_train_config(settings)
     clips = curated_clips(settings, ["joints"])
     joints = tables.sequence_as_arrays(clips, "joints", (24, 3))
-    if not joints:
+    sources = {"curated": joints}
+    if config.sources.get("curated", 0) > 0 and not joints:
         raise ValueError("motion_video holds no clips: nothing to train the tokenizer on")
-    stats = MotionStats.load(stats_path(settings))
-    config = tokenizer_train_config(settings)
+    loaded = MotionStats.load(stats_path(settings))
+    # The paper's normalisation (motion_stats); mocap alone: statistics of its placed clips (train_tokenizer).
+    stats = {"mean": loaded.mean, "std": loaded.std} if config.sources.get("curated", 0) > 0 else None
+    if config.sources.get("mocap", 0) > 0:
+        sources["mocap"] = read_mocap(settings, split="train")
+        if not sources["mocap"]:
+            raise ValueError(f"tokenizer_sources = {settings.tokenizer_sources!r} uses motion capture, but mocap_motions "
+                             "holds no training sequences: set MTVCRAFT_MOCAP and materialize mocap_motions")
     out_dir = tokenizer_dir(settings)
-    log(f"tokenizer: training folder {out_dir}")
-    result = train_tokenizer(joints, {"mean": stats.mean, "std": stats.std}, config, out_dir, log=log)
+    log(f"tokenizer: training folder {out_dir}, sources {config.sources}")
+    heldout = None
+    if config.sources.get("curated", 0) == 0:  # curated clips are not trained on: all of them are held out
+        heldout = joints
+        del sources["curated"]
+    result = train_tokenizer(sources, stats, config, out_dir, log=log, heldout=heldout)
     curve_png = previews.encode_png(loss_curve_figure(result.loss_curve))
     log(f"tokenizer: held-out MPJPE {result.heldout_mpjpe_mm:.1f} mm, active codes {result.active_code_share:.0%}")
+    curated_heldout = heldout if heldout is not None else split_heldout(joints, config.heldout_fraction, config.seed)[1]
+    evaluation = evaluate_for_metadata(settings, result.checkpoint, curated_heldout, config.placement(), log)
     markdown = previews.png_markdown(curve_png, "loss curve")
+    if evaluation:
+        from pipeline.tokenizer_eval import markdown as eval_markdown
+
+        markdown = eval_markdown(evaluation) + "\n\n" + markdown
     for key, title in (("usage_png", "codebook usage (App. E.3)"), ("cosine_png", "pairwise cosine similarity of used codes")):
         if key in result.analytics_files:
             markdown += "\n\n" + previews.png_markdown(Path(result.analytics_files[key]).read_bytes(), title)
-    return StageResult("tokenizer", str(result.checkpoint), stats.motion_video_version, len(joints), len(joints), 0,
+    return StageResult("tokenizer", str(result.checkpoint), loaded.motion_video_version, len(joints), len(joints), 0,
                        preview_markdown=markdown, preview_png=curve_png,
                        extra={"heldout_mpjpe_mm": round(float(result.heldout_mpjpe_mm), 2),
                               "active_code_share": round(float(result.active_code_share), 4),
                               "checkpoint": str(result.checkpoint), "ray_run": result.ray_run_name or "local",
                               "codebook": result.codebook, "model": settings.tokenizer_model,
-                              "steps": settings.tokenizer_steps})
+                              "steps": settings.tokenizer_steps, "sources": config.sources, "evaluation": evaluation})
+
+
+def evaluate_for_metadata(settings: PipelineSettings, checkpoint: Path, curated_heldout: list[np.ndarray], placement,
+                          log: Log) -> dict:
+    """`pipeline.tokenizer_eval` numbers of a checkpoint: curated held-out clips (the generated sample in the demo),
+    the mocap held-out split (at most 200 windows) and the real NLF motions, each when present."""
+    from pipeline.camera_placement import place_clips
+    from pipeline.mocap_stage import read_mocap
+    from pipeline.tokenizer_eval import DEFAULT_REAL, evaluate_checkpoint_sets, real_nlf
+
+    sets = {"curated held-out": curated_heldout}
+    if settings.mocap:
+        sets["mocap held-out"] = place_clips(read_mocap(settings, split="heldout"), placement, seed=0, limit=200)
+    real = Path(settings.real_motions) if settings.real_motions else DEFAULT_REAL
+    if real.is_file():
+        sets["real NLF"] = real_nlf(real)
+    elif settings.real_motions:
+        raise FileNotFoundError(f"real_motions = {settings.real_motions}: not found (an npz of NLF joints in mm)")
+    else:
+        log(f"tokenizer: no real NLF joints at {real}: real-motion numbers left out")
+    results = evaluate_checkpoint_sets(checkpoint, sets, max_windows=200)
+    for name, r in results.items():
+        if r.get("windows"):
+            log(f"tokenizer on {name}: MPJPE {r['mpjpe_mm']:.1f} mm, PA-MPJPE {r['pa_mpjpe_mm']:.1f} mm, "
+                f"accel {r['accel_error_mm']:.2f} mm/f^2, active codes {r.get('active_codes', float('nan')):.0%}, "
+                f"perplexity {r.get('perplexity', float('nan')):.1f}")
+    return results
 
 
 def loss_curve_figure(curve: list[dict]) -> np.ndarray:

@@ -41,7 +41,9 @@ import torch
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig
 from pipeline import codebook_analytics
 from pipeline.checkpoints import checkpoint_name, latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
-from pipeline.motion_windows import WindowConfig, WindowSampler, eval_windows
+from pipeline.camera_placement import CameraPlacement, place_clips
+from pipeline.motion_sources import PAPER_SOURCES, WORLD_SOURCES, SourceSlice, check_weights, flatten, make_sampler
+from pipeline.motion_windows import WindowConfig, eval_windows
 from pipeline.tokenize_motion import tokenize_windows
 
 Log = Callable[[str], None]
@@ -78,10 +80,17 @@ class TokenizerTrainConfig:
     # Fine-tuning (beyond the paper): start from this checkpoint's weights and codebook (not its optimizer
     # or step) when out_dir has no checkpoint to resume; its normalisation is used when no stats are given.
     init_checkpoint: str = ""
+    # Training sources (beyond the paper, which trains on curated motion only): mixing weights by source name
+    # (pipeline.motion_sources); world-frame sources (motion capture) are placed per window by a virtual camera
+    # with these CameraPlacement overrides ({} = its defaults). Both are saved in every checkpoint's train_config.
+    sources: dict = field(default_factory=lambda: dict(PAPER_SOURCES))
+    camera: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.windows, dict):
             self.windows = WindowConfig.from_dict(self.windows)
+        self.sources = check_weights(dict(self.sources))
+        self.placement()  # fail early on a bad camera setting
         self.betas = tuple(self.betas)
         if self.backend not in ("ray", "local"):
             raise ValueError(f"TokenizerTrainConfig.backend must be 'ray' or 'local', got {self.backend!r}")
@@ -95,6 +104,9 @@ class TokenizerTrainConfig:
     @property
     def total_steps(self) -> int:
         return self.steps_lr1 + self.steps_lr2
+
+    def placement(self) -> CameraPlacement:
+        return CameraPlacement.from_dict({**CameraPlacement().to_dict(), **self.camera})
 
     def tokenizer_config(self) -> TokenizerConfig:
         if isinstance(self.model, dict):
@@ -161,7 +173,8 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
     model = VQVAE(model_config)
     normalizer = MotionNormalizer(mean, std, differential=model_config.differential).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr1, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sampler = WindowSampler(job["clips"], cfg.batch_size, cfg.windows, seed=cfg.seed, rank=rank)
+    slices = [SourceSlice(**s) for s in job.get("sources") or []]
+    sampler = make_sampler(job["clips"], slices, cfg.batch_size, cfg.windows, cfg.seed, rank, cfg.placement())
     clips_id = sampler.fingerprint()
     start, curve, running = 0, [], {"n": 0}
     last = latest_checkpoint(ckpt_dir) if cfg.resume else None
@@ -311,7 +324,7 @@ def split_heldout(clips: list[np.ndarray], fraction: float, seed: int) -> tuple[
 
 
 def train_tokenizer(
-    clips: list[np.ndarray],
+    clips: list[np.ndarray] | dict[str, list[np.ndarray]],
     stats: Any,
     config: TokenizerTrainConfig,
     out_dir: str | Path,
@@ -320,25 +333,39 @@ def train_tokenizer(
 ) -> TrainResult:
     """Train 4DMoT on joint sequences (T_i, 24, 3) in metres, evaluate it, write analytics.
 
+    ``clips``: camera-frame curated clips, or {source name: clips} mixed by
+    ``config.sources`` (`pipeline.motion_sources`; motion capture in its +Y-up world frame).
     ``stats``: {"mean", "std"} ((3,) or (24, 3); e.g. the motion_stats asset),
-    or None to compute global per-axis statistics from the training clips.
-    ``heldout``: evaluation clips; None holds out ``config.heldout_fraction``
-    of ``clips`` (with a single clip, it is evaluated on itself). With
+    or None to compute global per-axis statistics from the training clips
+    (world-frame clips placed once by the virtual camera first).
+    ``heldout``: camera-frame evaluation clips; None holds out ``config.heldout_fraction``
+    of the curated clips, or of the first source (placed) without curated ones
+    (with a single clip, it is evaluated on itself). With
     ``config.init_checkpoint`` and no ``stats``, that checkpoint's statistics.
     """
     out_dir = Path(out_dir).resolve()  # Ray workers run elsewhere: a relative path would land in their session folder
     out_dir.mkdir(parents=True, exist_ok=True)
-    clips = [np.asarray(c, dtype=np.float32) for c in clips]
+    sources = {k: [np.asarray(c, dtype=np.float32) for c in v]
+               for k, v in (clips if isinstance(clips, dict) else {"curated": clips}).items()}
+    first = "curated" if sources.get("curated") and config.sources.get("curated", 0) > 0 else \
+        next(k for k in config.sources if config.sources[k] > 0)
+    world = first in WORLD_SOURCES
     if heldout is None:
-        clips, heldout = split_heldout(clips, config.heldout_fraction, config.seed)
+        sources[first], heldout = split_heldout(sources.get(first) or [], config.heldout_fraction, config.seed)
         if not heldout:
             log("only one clip: evaluating on the training clip")
-            heldout = clips
+            heldout = sources[first]
+        heldout = place_clips(heldout, config.placement(), config.seed) if world else heldout
     if stats is None and config.init_checkpoint:
         init = load_checkpoint(config.init_checkpoint)
         stats = {"mean": init.stats_mean.numpy(), "std": init.stats_std.numpy()}
-    mean, std = _stats_arrays(stats, clips)
-    job = {"config": config.to_dict(), "out_dir": str(out_dir), "clips": clips, "stats_mean": mean, "stats_std": std}
+    if stats is None:
+        stats_clips = sources.get(first) or []
+        stats = motion_stats(place_clips(stats_clips, config.placement(), config.seed, limit=4000) if world else stats_clips)
+    all_clips, slices = flatten(sources, config.sources)
+    mean, std = _stats_arrays(stats, all_clips)
+    job = {"config": config.to_dict(), "out_dir": str(out_dir), "clips": all_clips, "stats_mean": mean, "stats_std": std,
+           "sources": None if config.sources == PAPER_SOURCES else [asdict(s) for s in slices]}
 
     run_name = run_dir = None
     if config.backend == "local":

@@ -233,6 +233,11 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
     assert Path(trained.extra["checkpoint"]).is_file()
     assert np.isfinite(trained.extra["heldout_mpjpe_mm"]) and 0 <= trained.extra["active_code_share"] <= 1
     assert trained.preview_markdown.count("data:image/png;base64,") >= 2  # loss curve + codebook plots
+    # tokenizer_eval's numbers for the same checkpoint: its curated held-out MPJPE is the training's held-out MPJPE
+    held = trained.extra["evaluation"]["curated held-out"]
+    assert held["mpjpe_mm"] == pytest.approx(trained.extra["heldout_mpjpe_mm"], abs=0.01)
+    assert held["pa_mpjpe_mm"] <= held["mpjpe_mm"] and 0 < held["active_codes"] <= 1 and held["perplexity"] >= 1
+    assert trained.extra["sources"] == {"curated": 1.0} and "mocap held-out" not in trained.extra["evaluation"]
     tokens = tokenizer_stage.tokenize_curated(quick)
     # every clip of the latest motion_video version (an earlier test may have re-curated it)
     assert tokens.num_rows == tables.count(settings.table_uri("motion_video")), tokens.extra["failures"]
@@ -284,6 +289,31 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
                   out_dir=tmp_path / "cfg", log=lambda m: None)
     assert sorted(swept) == [0.0, 1.0] and all(np.isfinite(v["psnr"]) for v in swept.values())
     assert (tmp_path / "cfg" / "cfg_sweep.png").stat().st_size > 1000
+
+
+def test_tokenizer_stage_with_mocap_set_trains_on_both_sources(curated, tmp_path):
+    """MTVCRAFT_MOCAP set: mocap_motions fills its table, and the tokenizer (tokenizer_sources=auto) mixes both sources."""
+    from test_mocap import world_motion, write_corpus
+
+    from pipeline import tokenizer_stage
+    from pipeline.checkpoints import load_checkpoint
+    from pipeline.mocap_stage import build_mocap_motions
+
+    settings, _, _ = curated
+    write_corpus(tmp_path, {f"cmu_daz_salsa_{p}_01": world_motion(90, i) * 1000 for i, p in enumerate((60, 61))},
+                 corpus="cmu_test")
+    quick = settings.with_overrides(train_backend="local", tokenizer_steps=4, tokenizer_batch_size=4, mocap=str(tmp_path))
+    assert build_mocap_motions(quick).num_rows == 2
+    trained = tokenizer_stage.train_tokenizer_stage(quick)
+    assert trained.extra["sources"] == {"curated": 0.5, "mocap": 0.5}
+    assert load_checkpoint(trained.extra["checkpoint"]).train_config["sources"] == {"curated": 0.5, "mocap": 0.5}
+    assert trained.extra["evaluation"]["mocap held-out"]["windows"] == 1  # subject 61's 90 frames: one 49-frame piece
+    curated_only = tokenizer_stage.tokenizer_dir(quick.with_overrides(mocap="", tokenizer_sources="curated"))
+    assert tokenizer_stage.tokenizer_dir(quick) != curated_only and "-m" in tokenizer_stage.tokenizer_dir(quick).name
+    # mocap alone: every curated clip is held out
+    alone = tokenizer_stage.train_tokenizer_stage(quick.with_overrides(tokenizer_sources="mocap"))
+    assert alone.extra["sources"] == {"mocap": 1.0}
+    assert alone.extra["evaluation"]["curated held-out"]["clips"] == tables.count(settings.table_uri("motion_video"))
 
 
 def test_table_checks_pass_on_the_curated_tables_and_catch_breakage(curated, tmp_path):
