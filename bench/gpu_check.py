@@ -11,8 +11,9 @@ On one CUDA GPU, for MV-DiT-6B (paper layout, 49 x 480 x 720: 17,550 tokens) and
    p, then 2p, 4p, ... up to the full depth) until the GPU runs out of memory or ``--budget-s`` is spent; per
    depth: step time (median of ``--steps`` after one warm-up step), the peak of ``torch.cuda`` allocated memory
    over forward + backward above what was allocated before it (activations + gradients), and beside it the
-   prediction of `pipeline.mvdit.memory` for the same model, depth, clip and batch (``measure_activations``
-   under ``FakeTensorMode``, run here on the CPU, plus the gradient bytes); the ratio measured / predicted;
+   prediction of `pipeline.mvdit.memory` for the same model, depth, clip and batch (its cached ``MemTracker``
+   measurements under ``FakeTensorMode`` extended to that depth, plus the gradient bytes); the ratio
+   measured / predicted;
 2. one 50-step sampling run (no grad, motion CFG: 2 branches for the 6B, 3 with text CFG for the 18B) with 2p
    blocks: its time, and per step and per block.
 
@@ -43,6 +44,7 @@ SETTINGS = {  # name -> (full-size config, frames, height, width): the paper set
     "MV-DiT-6B": (MVDiTConfig.cogvideox_5b("paper"), 49, 480, 720),
     "MV-DiT-18B": (MVDiTWanConfig.wan_i2v_14b("paper"), 49, 480, 832),
 }
+CACHED = {"MV-DiT-6B": ("6b", "paper"), "MV-DiT-18B": ("18b", "paper")}  # their rows in memory_measured.json
 DRY_SETTINGS = {  # the same classes at toy size, for --dry-run on the CPU
     "MV-DiT-6B (tiny)": (MVDiTConfig.tiny(num_layers=4), 9, 32, 32),
     "MV-DiT-18B (tiny)": (MVDiTWanConfig.tiny(num_layers=8), 9, 32, 32),
@@ -132,6 +134,24 @@ def sampling_time(cfg, frames, height, width, steps, device, dtype) -> float:
     return seconds
 
 
+def predicted_activations(name: str, cfg, frames: int, height: int, width: int, batch: int) -> int:
+    """The memory simulation's activations (gradient checkpointing) for ``cfg``'s depth: from the cached p / 2p
+    block measurements extended linearly, as `pipeline.mvdit.memory.activation_bytes` does, when cached;
+    else measured now (tiny models)."""
+    if name in CACHED:
+        from pipeline.mvdit.memory import load_cache, measurement_key
+
+        model, layout = CACHED[name]
+        with torch.device("meta"):
+            period = motion_period(cfg.build())
+        key = lambda n: measurement_key(model, layout, frames, height, width, batch, True, n)  # noqa: E731
+        measured = load_cache()
+        if key(period) in measured and key(2 * period) in measured:
+            one, two = measured[key(period)], measured[key(2 * period)]
+            return one + (cfg.backbone["num_layers"] // period - 1) * (two - one)
+    return measure_activations(cfg, frames, height, width, batch, True)
+
+
 def check(settings: dict, device: torch.device, dtype: torch.dtype, batch: int, steps: int, sample_steps: int,
           budget_s: float, log=print) -> list[dict]:
     rows = []
@@ -156,7 +176,7 @@ def check(settings: dict, device: torch.device, dtype: torch.dtype, batch: int, 
                 rows.append(row)
                 torch.cuda.empty_cache()
                 break
-            row["predicted_activation_bytes"] = measure_activations(sub, frames, height, width, batch, True)
+            row["predicted_activation_bytes"] = predicted_activations(name, sub, frames, height, width, batch)
             predicted = row["predicted_activation_bytes"] + row["grad_bytes"]
             row["predicted_fwd_bwd_bytes"] = predicted
             if row["fwd_bwd_peak_bytes"]:
