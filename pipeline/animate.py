@@ -3,7 +3,8 @@
     python -m pipeline.animate --image ref.png --motion {video.mp4|motion.npz|tokens.npz} --out out.mp4 \
         {--weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] | --release-checkpoint DIR} \
         [--frames N] [--height H --width W] \
-        [--window W --overlap 9] [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR]
+        [--window W --overlap 9] [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR] \
+        [--device auto|cpu|cuda[:N]] [--dtype auto|float32|bfloat16|float16]
 
 The reference image is the first frame: its latent z_ref = E(x_0) is repeated over
 the latent frames and concatenated with the noisy latents (Eq. 3, inside the
@@ -25,9 +26,18 @@ kinematics on the neutral skeleton; a ``.npz`` with ``joints`` (T, 24, 3) or
 ``pose`` + ``transl`` is read with `load_motion_file`; a ``.npz`` with ``ids``
 (T', 24) code ids (as ``tokenize_motion --out`` writes) or ``tokens`` (T' * 24, D)
 codebook vectors is used as is. Weights: a diffusers folder of a trained MV-DiT
-(``from_pretrained``; its ``vae/`` subfolder is used when present, else the
-fixed pool latent map) or a `train_mvdit` checkpoint (which names its 4DMoT and
-latent map). Bad inputs fail with one clear message each before any model loads.
+(``from_pretrained``; its ``vae/`` subfolder is the latent map; a tiny model
+without one uses the fixed pool latent map, a full-size model (16 latent
+channels, the CogVideoX / Wan VAE's) without one is an error) or a `train_mvdit`
+checkpoint (which names its 4DMoT and latent map). Bad inputs fail with one clear
+message each before any model loads.
+
+Device and precision (``--device``, ``--dtype``): by default the GPU when CUDA is
+present, in bfloat16 where it supports it, else the CPU in float32. The model is
+cast before it moves (a full model never lands on the GPU in float32); the VAE
+loads in that dtype with tiling and slicing on; 4DMoT stays float32. The
+reference latent is the mode of the VAE posterior (as diffusers' Wan I2V pipeline
+takes it; its CogVideoX I2V pipeline samples it), so a seed fixes the output.
 
 Long motions: joints longer than one pass (``--window``, default the longest
 clip the model's c_m∅ covers) are sampled in windows overlapping by
@@ -57,6 +67,7 @@ from pipeline.motion_windows import MIN_FRAMES, usable_length
 DEFAULT_PROMPT = "a person is dancing"  # App. A.3's evaluation prompt (18B model)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 NUM_JOINTS = 24
+FULL_SIZE_LATENT_CHANNELS = 16  # latent channels of the CogVideoX-5B and Wan2.1 VAEs (tiny models use fewer)
 
 
 @dataclass
@@ -67,6 +78,31 @@ class PreparedCall:
     num_frames: int
     latent_frames: int
     tokens: torch.Tensor  # 4DMoT codebook vectors (1, latent_frames * 24, D)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` / None: the first CUDA GPU when CUDA is present, else the CPU; otherwise the named device."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine (use 'cpu' or 'auto')")
+    return device
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``"auto"`` / None: bfloat16 on a GPU that supports it (the full models do not fit in float32), else
+    float32; otherwise the named dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
 
 
 def is_wan_checkpoint(info: dict[str, Any]) -> bool:
@@ -98,9 +134,12 @@ class MTVCraftPipeline:
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_train_checkpoint(cls, path: str | Path, tokenizer: str | Path | None = None,
-                              device: str | torch.device = "cpu",
-                              wan_encoders: str | Path | None = None) -> MTVCraftPipeline:
-        """From a `train_mvdit` checkpoint (it records the MV-DiT kwargs, latent map and 4DMoT path).
+                              device: str | torch.device | None = "cpu",
+                              wan_encoders: str | Path | None = None,
+                              dtype: str | torch.dtype | None = None) -> MTVCraftPipeline:
+        """From a `train_mvdit` checkpoint (it records the MV-DiT kwargs, latent map and 4DMoT path), cast to
+        ``dtype`` (None: `resolve_dtype`'s choice for ``device``) before it moves to ``device`` ("auto": CUDA
+        when present).
 
         A Wan (MV-DiT-18B) checkpoint gives a `pipeline.animate_wan.WanMotionPipeline`, whose text and image
         encoders load from ``wan_encoders`` (default: the folder the checkpoint was trained with).
@@ -116,21 +155,37 @@ class MTVCraftPipeline:
         if is_wan_checkpoint(info):  # MV-DiT-18B: text + image conditioning, rectified flow
             from pipeline.animate_wan import WanMotionPipeline
 
-            return WanMotionPipeline.from_checkpoint(ckpt, tokenizer, device, wan_encoders)
-        model = model_from_checkpoint(ckpt, device=device, dtype=torch.float32)  # built on meta, loaded once
+            return WanMotionPipeline.from_checkpoint(ckpt, tokenizer, device, wan_encoders, dtype)
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        model = model_from_checkpoint(ckpt, device=device, dtype=dtype)  # built on meta, cast on the host, loaded once
         vq, normalizer, _ = load_tokenizer(tokenizer or info["tokenizer_checkpoint"], device=device)
-        return cls(model.to(device), latent_map_from_spec(info["latent_map"], device), (vq, normalizer))
+        return cls(model, latent_map_from_spec(info["latent_map"], device, dtype), (vq, normalizer))
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, tokenizer: str | Path | None = None,
-                        device: str | torch.device = "cpu") -> MTVCraftPipeline:
-        """From a diffusers folder of a trained MV-DiT (``transformer/`` or the folder itself; ``vae/`` optional)."""
+                        device: str | torch.device | None = "cpu",
+                        dtype: str | torch.dtype | None = None) -> MTVCraftPipeline:
+        """From a diffusers folder of a trained MV-DiT (``transformer/`` or the folder itself) and its ``vae/``,
+        loaded in ``dtype`` (None: `resolve_dtype`'s choice) onto ``device`` ("auto": CUDA when present). Only a
+        tiny model (not the 16 latent channels of the CogVideoX / Wan VAE) may go without ``vae/``: it then uses
+        the fixed pool latent map; a full-size model without it is a FileNotFoundError naming the folder."""
         from models.mvdit.cogvideox import MVDiTCogVideoX, transformer_folder
         from pipeline.latents import load_vae
 
         folder = Path(folder)
-        model = MVDiTCogVideoX.from_pretrained(str(transformer_folder(folder)), local_files_only=True)
-        latent_map = load_vae(folder, device) if (folder / "vae" / "config.json").is_file() else PoolLatentMap(
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        transformer = transformer_folder(folder)
+        config = MVDiTCogVideoX.load_config(str(transformer))
+        has_vae = (folder / "vae" / "config.json").is_file()
+        if not has_vae and config.get("out_channels") == FULL_SIZE_LATENT_CHANNELS:
+            raise FileNotFoundError(
+                f"--weights {folder}: no vae/config.json; this MV-DiT has {FULL_SIZE_LATENT_CHANNELS} latent channels "
+                f"(the CogVideoX-5B VAE's) and decodes only with that VAE: put the backbone's vae/ folder in {folder}"
+            )
+        model = MVDiTCogVideoX.from_pretrained(str(transformer), local_files_only=True, torch_dtype=dtype)
+        latent_map = load_vae(folder, device, dtype) if has_vae else PoolLatentMap(
             latent_channels=model.config.out_channels)
         tok = None
         if tokenizer is not None:
@@ -138,7 +193,7 @@ class MTVCraftPipeline:
 
             vq, normalizer, _ = load_tokenizer(tokenizer, device=device)
             tok = (vq, normalizer)
-        return cls(model.to(device), latent_map, tok)
+        return cls(model.to(device), latent_map, tok)  # from_pretrained(torch_dtype=...) cast it while loading
 
     # -- pieces -------------------------------------------------------------------------------------
     def motion_tokens(self, motion: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -164,10 +219,14 @@ class MTVCraftPipeline:
         """Motion CFG: eps(∅) + w (eps(m) - eps(∅)); scale 1 is the plain conditional prediction."""
         b = latents.shape[0]
 
+        dtype = self.model.dtype
+
         def predict(motion_keep: torch.Tensor, _text_keep: torch.Tensor) -> torch.Tensor:
             k = motion_keep.shape[0] // b
-            return self.model(latents.repeat(k, 1, 1, 1, 1), reference.repeat(k, 1, 1, 1, 1), tokens.repeat(k, 1, 1),
-                              t, motion_mask=motion_keep, mean_joints=self.rope_joints).sample
+            out = self.model(latents.repeat(k, 1, 1, 1, 1).to(dtype), reference.repeat(k, 1, 1, 1, 1).to(dtype),
+                             tokens.repeat(k, 1, 1).to(dtype), t, motion_mask=motion_keep,
+                             mean_joints=self.rope_joints).sample
+            return out.float()  # the sampler steps in float32
 
         return guided_prediction(predict, b, motion_scale=motion_scale, text_scale=1.0, has_text=False,
                                  device=latents.device)
@@ -222,7 +281,7 @@ class MTVCraftPipeline:
         if context.shape[1:3] != (height, width):
             context = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in context])
         latent_frames(len(context), self.latent_map.temporal_factor)  # raises unless 1 + 4j frames
-        return self.latent_map.encode(torch.from_numpy(context)[None].to(self.device))
+        return self.latent_map.encode(torch.from_numpy(context)[None].to(self.device), mode=True)
 
     def noised(self, known: torch.Tensor, step: int, timesteps: torch.Tensor,
                generator: torch.Generator | None) -> torch.Tensor:
@@ -262,7 +321,8 @@ class MTVCraftPipeline:
         """
         call = self.prepare(reference_image, motion, num_frames, height, width)
         device = self.device
-        reference = self.latent_map.encode(torch.from_numpy(call.image)[None, None].to(device))  # (1, 1, C, h, w)
+        # (1, 1, C, h, w); the posterior's mode, as diffusers' Wan I2V pipeline takes it
+        reference = self.latent_map.encode(torch.from_numpy(call.image)[None, None].to(device), mode=True)
         known = self.context_latents(context, *call.image.shape[:2])
         c, h, w = reference.shape[2:]
         latents = torch.randn((1, call.latent_frames, c, h, w), generator=generator).to(device)
@@ -436,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "folder the checkpoint was trained with)")
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the written mp4")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    p.add_argument("--device", default="auto", help="where the model runs: auto (CUDA when present, else the CPU), "
+                                                    "cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
+                   help="model precision: auto (bfloat16 on a GPU that supports it, else float32)")
     return p
 
 
@@ -467,16 +531,20 @@ def check_against_model(args: argparse.Namespace, inputs: Inputs, pipe: MTVCraft
 
 def run(args: argparse.Namespace) -> Path:
     inputs = check_inputs(args)  # all input errors surface here, before any model loads
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as err:
+        raise InputError(f"--device: {err}") from err
     weights = Path(args.weights or "")
     if args.release_checkpoint is not None:
         from pipeline.release_checkpoint import load_release_pipeline
 
-        pipe = load_release_pipeline(args.release_checkpoint, wan_encoders=args.wan_encoders)
+        pipe = load_release_pipeline(args.release_checkpoint, device=device, wan_encoders=args.wan_encoders)
     elif weights.is_dir():
-        pipe = MTVCraftPipeline.from_pretrained(weights, tokenizer=args.tokenizer)
+        pipe = MTVCraftPipeline.from_pretrained(weights, tokenizer=args.tokenizer, device=device, dtype=args.dtype)
     else:
-        pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer,
-                                                      wan_encoders=args.wan_encoders)
+        pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer, device=device,
+                                                      wan_encoders=args.wan_encoders, dtype=args.dtype)
     window = check_against_model(args, inputs, pipe)  # and these before the pose stage and sampling
     call = dict(height=args.height, width=args.width, num_inference_steps=args.steps,
                 motion_guidance_scale=args.motion_cfg, text_guidance_scale=args.text_cfg, prompt=args.prompt,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from models.mvdit.cfg import drop_text, guided_prediction
-from pipeline.animate import DEFAULT_PROMPT, MTVCraftPipeline
+from pipeline.animate import DEFAULT_PROMPT, MTVCraftPipeline, resolve_device, resolve_dtype
 
 
 def make_flow_scheduler(shift: float = 5.0):
@@ -77,13 +77,16 @@ class WanMotionPipeline(MTVCraftPipeline):
         self.conditioner = conditioner
 
     @classmethod
-    def from_checkpoint(cls, ckpt, tokenizer: str | Path | None = None, device: str | torch.device = "cpu",
-                        wan_encoders: str | Path | None = None) -> WanMotionPipeline:
+    def from_checkpoint(cls, ckpt, tokenizer: str | Path | None = None, device: str | torch.device | None = "cpu",
+                        wan_encoders: str | Path | None = None,
+                        dtype: str | torch.dtype | None = None) -> WanMotionPipeline:
         """From a loaded Wan `train_mvdit` checkpoint (`pipeline.checkpoints.TrainingCheckpoint`).
 
         The encoders load from ``wan_encoders`` or else the checkpoint's ``tokenizer_config["wan_encoders"]``;
-        a missing folder is a FileNotFoundError naming which of the two settings pointed there. On a GPU with
-        bf16 the transformer and UMT5 run in bf16 (MV-DiT-18B does not fit in float32), elsewhere float32.
+        a missing folder is a FileNotFoundError naming which of the two settings pointed there. ``dtype`` None:
+        on a GPU with bf16 the transformer, VAE and UMT5 run in bf16 (MV-DiT-18B does not fit in float32),
+        elsewhere float32. The transformer is cast on the CPU before it moves (74 GB of float32 weights never
+        reach an 80 GB card).
         """
         from pipeline.checkpoints import load_tokenizer
         from pipeline.latents import latent_map_from_spec
@@ -96,15 +99,14 @@ class WanMotionPipeline(MTVCraftPipeline):
         else:
             encoders = str(info.get("wan_encoders", ""))
             setting = f"the 'wan_encoders' of checkpoint {ckpt.path} (override with wan_encoders= / --wan-encoders)"
-        device = torch.device(device)
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if bf16 else torch.float32
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
         conditioner = load_wan_conditioner(encoders, device=device, text_dtype=dtype, setting=setting)
         model = model_from_checkpoint(ckpt, device=device, dtype=dtype)  # built on meta, cast before the move
         vq, normalizer, _ = load_tokenizer(tokenizer or info["tokenizer_checkpoint"], device=device)
         shift = float(ckpt.train_config.get("flow_shift", 5.0))
-        return cls(cast_model(model.to(device), dtype), latent_map_from_spec(info["latent_map"], device), conditioner,
-                   (vq, normalizer), flow_shift=shift)
+        return cls(cast_model(model, dtype).to(device), latent_map_from_spec(info["latent_map"], device, dtype),
+                   conditioner, (vq, normalizer), flow_shift=shift)
 
     # -- pieces -------------------------------------------------------------------------------------
     def conditions(self, image: np.ndarray, tokens: torch.Tensor, num_frames: int, prompt: str,
@@ -115,7 +117,8 @@ class WanMotionPipeline(MTVCraftPipeline):
         device = self.device
         frame = torch.from_numpy(image).to(device)
         video = frame[None, None].expand(1, num_frames, *frame.shape)  # only frame 0 is read (ZeroPad)
-        reference = self.latent_map.encode(zero_padded_video(video), generator=generator)  # (1, f, C, h, w)
+        # (1, f, C, h, w): the posterior's mode, as diffusers' Wan I2V pipeline takes it ("argmax")
+        reference = self.latent_map.encode(zero_padded_video(video), generator=generator, mode=True)
         text = self.conditioner.encode_prompts([prompt, ""]).to(device)
         images = self.conditioner.encode_images(image[None]).to(device)
         return WanConditions(reference.permute(0, 2, 1, 3, 4), tokens, text[:1], text[1], images)

@@ -48,7 +48,8 @@ class LatentMap(Protocol):
     spatial_factor: int
     temporal_factor: int
 
-    def encode(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    def encode(self, frames: torch.Tensor, generator: torch.Generator | None = None, mode: bool = False) -> torch.Tensor:
+        ...
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
 
@@ -120,8 +121,10 @@ class PoolLatentMap:
         # Coefficients divided by the block side, so that the lowest one is the block mean (k = 1: average pooling).
         self.basis = (dct_basis(self.spatial_factor, self.frequencies) / self.spatial_factor**0.5).float()
 
-    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, T, H, W, 3) uint8 (or float in [-1, 1]) -> (B, 1 + (T-1)/4, C, H/8, W/8)."""
+    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None,
+               mode: bool = False) -> torch.Tensor:
+        """(B, T, H, W, 3) uint8 (or float in [-1, 1]) -> (B, 1 + (T-1)/4, C, H/8, W/8); deterministic (``mode``
+        has nothing to choose)."""
         x = frames_to_unit(frames)
         _check_size(x, self.spatial_factor)
         b, t = x.shape[:2]
@@ -156,10 +159,20 @@ class PoolLatentMap:
 
 
 class VAELatentMap:
-    """A diffusers video VAE (CogVideoX or Wan) behind the ``LatentMap`` interface."""
+    """A diffusers video VAE (CogVideoX or Wan) behind the ``LatentMap`` interface.
+
+    Tiling and slicing are on (diffusers' ``enable_tiling`` / ``enable_slicing``): a 49 x 480 x 720 clip is
+    encoded and decoded in overlapping spatial tiles and one sample at a time, as diffusers' pipelines advise
+    on one GPU; clips smaller than a tile are unaffected. ``encode(mode=True)`` takes the mode of the posterior
+    (the reference latent at inference, as diffusers' Wan pipeline does); otherwise ``sample`` decides (training:
+    a sample drawn with ``generator``, as CogVideoX's training and I2V pipeline do).
+    """
 
     def __init__(self, vae: Any, folder: str | None = None, sample: bool = True) -> None:
         self.vae = vae.eval().requires_grad_(False)
+        for switch in ("enable_tiling", "enable_slicing"):
+            if hasattr(self.vae, switch):
+                getattr(self.vae, switch)()
         self.folder = folder
         self.sample = sample  # training: sample the posterior; False: its mean
         cfg = vae.config
@@ -179,14 +192,15 @@ class VAELatentMap:
         return z / factor if inverse else z * factor
 
     @torch.no_grad()
-    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None,
+               mode: bool = False) -> torch.Tensor:
         x = frames_to_unit(frames)
         _check_size(x, self.spatial_factor)
         latent_frames(x.shape[1], self.temporal_factor)
         param = next(self.vae.parameters())
         x = x.permute(0, 4, 1, 2, 3).to(param.device, param.dtype)  # (B, 3, T, H, W)
         dist = self.vae.encode(x).latent_dist
-        z = dist.sample(generator) if self.sample else dist.mode()
+        z = dist.sample(generator) if self.sample and not mode else dist.mode()
         return self._scale(z, inverse=False).permute(0, 2, 1, 3, 4).float()  # (B, F, C, h, w)
 
     @torch.no_grad()
@@ -213,7 +227,8 @@ def vae_folder(path: str | Path) -> Path:
 
 
 def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> VAELatentMap:
-    """Load the backbone's VAE from a local diffusers folder (no download: ``local_files_only``)."""
+    """Load the backbone's VAE from a local diffusers folder (no download: ``local_files_only``), in ``dtype``
+    before it moves to ``device``."""
     import diffusers
 
     folder = vae_folder(path)
@@ -224,8 +239,10 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.
     return VAELatentMap(vae.to(device), folder=str(folder))
 
 
-def latent_map_from_spec(spec: dict[str, Any] | None, device: str | torch.device = "cpu") -> LatentMap:
-    """Rebuild a latent map from its ``spec()`` (stored in checkpoints); None -> the default pool map."""
+def latent_map_from_spec(spec: dict[str, Any] | None, device: str | torch.device = "cpu",
+                         dtype: torch.dtype = torch.float32) -> LatentMap:
+    """Rebuild a latent map from its ``spec()`` (stored in checkpoints); None -> the default pool map; a VAE loads
+    in ``dtype`` onto ``device``."""
     spec = dict(spec or {"kind": "pool"})
     kind = spec.pop("kind")
     if kind == "pool":
@@ -234,5 +251,5 @@ def latent_map_from_spec(spec: dict[str, Any] | None, device: str | torch.device
     if kind == "vae":
         if not spec.get("folder"):
             raise ValueError("latent map spec of kind 'vae' needs a 'folder'")
-        return load_vae(spec["folder"], device=device)
+        return load_vae(spec["folder"], device=device, dtype=dtype)
     raise ValueError(f"unknown latent map kind {kind!r}; expected 'pool' or 'vae'")

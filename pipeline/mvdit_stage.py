@@ -23,6 +23,7 @@ from pipeline import previews, tables
 from pipeline.config import ConfigError, PipelineSettings
 from pipeline.curation import StageResult
 from pipeline.motion_video import MotionStats, stats_path
+from pipeline.motion_windows import MIN_FRAMES, usable_length
 from pipeline.progress import Log, default_log
 from pipeline.tokenizer_stage import current_tokenizer_checkpoint, curated_clips, tokenizer_dir
 
@@ -135,21 +136,55 @@ def _loss_figure(curve: list[dict]) -> np.ndarray:
     return previews.figure_rgb(fig)
 
 
+def held_out_frames(available: int, max_frames: int) -> int:
+    """Frames the held-out animation takes from a clip of ``available`` frames: the longest 1 + 8k (the video
+    VAE's 1 + 4k and 4DMoT's sliding window of 8, `usable_length`) up to ``max_frames``; a ValueError below 33."""
+    frames = usable_length(min(max_frames, available))
+    if frames < MIN_FRAMES:
+        raise ValueError(f"the held-out clip has {available} frames; an animation needs at least {MIN_FRAMES}")
+    return frames
+
+
 def animate_held_out(settings: PipelineSettings, log: Log = default_log) -> StageResult:
     """Animate the held-out clip's first frame with its own motion; write the mp4 and a side-by-side with the
-    ground truth, and report PSNR against the ground truth beside the copy-the-reference baseline."""
+    ground truth, and report PSNR against the ground truth beside the copy-the-reference baseline.
+
+    The tiny model samples here, on the CPU. A full model (``mvdit_model`` not "tiny") samples in a Ray task
+    that holds one GPU (bf16, `MTVCraftPipeline.from_train_checkpoint` with device "cuda"), never on the
+    driver; when the Ray cluster has no GPU the stage is skipped with a message saying so."""
+    checkpoint = current_mvdit_checkpoint(settings)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no MV-DiT checkpoint under {mvdit_dir(settings)}: materialize mv_dit first")
+    if settings.mvdit_model == "tiny":
+        return _animate(settings, checkpoint, "cpu", log)
+    import ray
+
+    from pipeline.ray_runtime import ensure_ray
+
+    ensure_ray(settings.ray_address)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus < 1:
+        reason = (f"skipped: mvdit_model = {settings.mvdit_model!r} samples on a GPU worker and the Ray cluster "
+                  f"({settings.ray_address or 'local'}) has no GPU; the full model is not run on the driver's CPU")
+        log(f"animations {reason}")
+        return StageResult("animations", "", 0, 0, 0, 0, preview_markdown=reason,
+                           extra={"skipped": reason, "checkpoint": str(checkpoint)})
+    task = ray.remote(num_gpus=1)(_animate)
+    return ray.get(task.remote(settings, checkpoint, "cuda", None))
+
+
+def _animate(settings: PipelineSettings, checkpoint: Path, device: str, log: Log | None) -> StageResult:
+    """The ``animations`` work on ``device`` (on a Ray GPU worker for full models; ``log`` None: print)."""
     from pipeline.animate import MTVCraftPipeline, write_mp4
     from pipeline.metrics import psnr
     from pipeline.video_io import read_frames
 
-    checkpoint = current_mvdit_checkpoint(settings)
-    if checkpoint is None:
-        raise FileNotFoundError(f"no MV-DiT checkpoint under {mvdit_dir(settings)}: materialize mv_dit first")
+    log = log or print
     _, (clip_id, uri, start, end, joints) = _clips(settings)
     max_frames, height, width = animation_size(settings)
-    frames = 1 + 4 * ((min(max_frames, end - start) - 1) // 4)  # the video VAE's 1 + 4k frames
+    frames = held_out_frames(end - start, max_frames)
     truth = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in read_frames(uri, start, start + frames)])
-    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
+    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint, device=device)
     generated = pipe(truth[0], joints[:frames], num_frames=frames, height=height, width=width,
                      generator=torch.Generator().manual_seed(0), progress=True)
     out = settings.root / "animations"

@@ -224,3 +224,19 @@ def test_wan_context_frames_are_held_to_the_end(pipe):
     held = pipe(reference(), joints(), context=context, generator=torch.Generator().manual_seed(1), **call)
     expected = pipe.latent_map.decode(pipe.latent_map.encode(torch.from_numpy(context)[None]))[0].numpy()
     np.testing.assert_array_equal(held[:5], expected)
+
+
+def test_wan_pipeline_casts_before_it_moves(checkpoint, monkeypatch):
+    """The transformer is in its inference dtype before ``.to(device)`` (an 18B in float32 would not fit the GPU)."""
+    from models.mvdit.wan import MVDiTWan
+
+    seen = []
+    to = MVDiTWan.to
+
+    def spy(self, *args, **kwargs):
+        seen.append({p.dtype for p in self.blocks.parameters()})
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(MVDiTWan, "to", spy)
+    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint, device="cpu", dtype=torch.bfloat16)
+    assert seen and torch.bfloat16 in seen[0] and pipe.model.dtype == torch.bfloat16
