@@ -123,26 +123,16 @@ def pipeline_counts_and_coverage() -> dict:
 
 
 def dev_verdicts() -> dict:
-    import pyarrow as pa
-
-    from pipeline.curation import pose_rows, subclips_of_video
+    from pipeline.curation import person_rules_of_file
     from pipeline.curation_tasks import PoseTask
     from pipeline.shots import make_shot_detector
-    from pipeline.video_io import probe_video
 
     detector = make_shot_detector("scenedetect")
     task = PoseTask("mediapipe", "")
     task.setup()
     out = {}
     for label in labels():
-        path = DEV / label["file"]
-        info = probe_video(path)
-        video = {"id": label["file"], "uri": str(path), "num_frames": info.num_frames, "fps": info.fps,
-                 "width": info.width, "height": info.height}
-        shots = [{"id": f"s{i}", "shot_index": i, "start_frame": s.start_frame, "end_frame": s.end_frame}
-                 for i, s in enumerate(detector.detect(str(path)))]
-        track = task({"uri": str(path), "num_frames": info.num_frames})
-        clips, rejected = subclips_of_video(video, shots, pose_rows(video["id"], track), 33)
+        _, shots, clips, rejected = person_rules_of_file(DEV / label["file"], detector, task, 33)
         reasons: dict[str, int] = {}
         for r in rejected:
             reasons[r.reason] = reasons.get(r.reason, 0) + (r.end_frame - r.start_frame)

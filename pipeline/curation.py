@@ -386,6 +386,24 @@ def subclips_of_video(video: dict, shots: list[dict], poses: pa.Table, min_frame
     return _clip_table(rows), bad
 
 
+def person_rules_of_file(path: str | Path, shot_detector, pose_task, min_frames: int,
+                         body_rule: str = "full") -> tuple[dict, list[dict], pa.Table, list[Reject]]:
+    """One video file through shots, poses and the sub-clip rules, without tables or quality filters: how a
+    labelled video is checked against the person rules (tests, ``bench/bench_person_rules.py``). Returns the
+    video row, its shots, the sub-clips kept and the rejected frame ranges."""
+    from pipeline.video_io import probe_video
+
+    path = Path(path)
+    info = probe_video(path)
+    video = {"id": path.name, "uri": str(path), "num_frames": info.num_frames, "fps": info.fps,
+             "width": info.width, "height": info.height}
+    shots = [{"id": f"s{i}", "shot_index": i, "start_frame": s.start_frame, "end_frame": s.end_frame}
+             for i, s in enumerate(shot_detector.detect(str(path)))]
+    track = pose_task({"uri": str(path), "num_frames": info.num_frames})
+    clips, rejected = subclips_of_video(video, shots, pose_rows(video["id"], track), min_frames, body_rule)
+    return video, shots, clips, rejected
+
+
 def frame_coverage(video: dict, poses: pa.Table, frames: np.ndarray, keep: np.ndarray, pose: np.ndarray,
                    transl: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(num_frames,) int8 body coverage of one video, steadied over a few frames (``body_coverage``): the

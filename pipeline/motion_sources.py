@@ -21,7 +21,7 @@ from functools import partial
 import numpy as np
 
 from pipeline.camera_placement import CameraPlacement, place_window
-from pipeline.motion_windows import WindowBatch, WindowConfig, WindowSampler
+from pipeline.motion_windows import WindowBatch, WindowConfig, WindowSampler, step_bucket
 
 SOURCE_NAMES = ("curated", "mocap")
 WORLD_SOURCES = ("mocap",)
@@ -112,8 +112,7 @@ class MixedWindowSampler:
         return digest.hexdigest()
 
     def bucket(self, step: int) -> tuple[int, int]:
-        rng = np.random.default_rng([self.seed, step])
-        return self.buckets[int(rng.integers(len(self.buckets)))]
+        return step_bucket(self.buckets, self.seed, step)
 
     def batch(self, step: int) -> WindowBatch:
         """The batch at ``step`` for this rank: windows grouped by source, ``clip_index`` into the joint clip list."""

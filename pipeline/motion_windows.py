@@ -180,6 +180,13 @@ def _check_clips(clips: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def step_bucket(buckets: list[tuple[int, int]], seed: int, step: int) -> tuple[int, int]:
+    """The (length, stride) bucket of training step ``step``: drawn from (seed, step) alone, so every rank and a
+    resumed run agree."""
+    rng = np.random.default_rng([seed, step])
+    return buckets[int(rng.integers(len(buckets)))]
+
+
 class WindowSampler:
     """Draws bucketed, augmented training windows from joint sequences; deterministic in (seed, step, rank)."""
 
@@ -232,8 +239,7 @@ class WindowSampler:
 
     def bucket(self, step: int) -> tuple[int, int]:
         """The (length, stride) of the batch at ``step``; the same on every rank."""
-        rng = np.random.default_rng([self.seed, step])
-        return self.buckets[int(rng.integers(len(self.buckets)))]
+        return step_bucket(self.buckets, self.seed, step)
 
     def batch(self, step: int) -> WindowBatch:
         """The batch at ``step`` for this rank."""

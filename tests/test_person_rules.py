@@ -4,28 +4,16 @@ composites of real dancers, and the four labelled real videos of ../shared/real-
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import require_all
+from conftest import shared_path
 from pipeline.pose import body_coverage as bc
 from pipeline.subclips import MULTIPLE_PEOPLE, NO_PERSON, PARTIAL_BODY, frame_verdicts
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REAL = SHARED / "real" / "mtvcrafter-samples"
-DEV = SHARED / "real-dev"
-
-
-def need(path: Path) -> Path:
-    """``path``, or skip naming it (fail under MTVCRAFT_REQUIRE_ALL_TESTS)."""
-    if not path.exists():
-        message = f"real test data not found: {path}"
-        if require_all():
-            pytest.fail(f"{message}; MTVCRAFT_REQUIRE_ALL_TESTS makes missing data a failure", pytrace=False)
-        pytest.skip(message)
-    return path
+REAL = "real/mtvcrafter-samples"
+DEV = "real-dev"
 
 
 def need_mediapipe():
@@ -122,7 +110,7 @@ def dancer_frames():
     from pipeline.video_io import read_frames
 
     need_mediapipe()
-    return read_frames(need(REAL / "00017.mp4"), 0, 30)  # full body in frame, 1024 x 1024
+    return read_frames(shared_path(f"{REAL}/00017.mp4"), 0, 30)  # full body in frame, 1024 x 1024
 
 
 def test_a_crop_that_removes_the_legs_gives_partial_body(dancer_frames):
@@ -144,8 +132,8 @@ def test_two_real_dancers_side_by_side_are_counted_two_on_every_frame():
     from pipeline.video_io import read_frames
 
     need_mediapipe()
-    left = read_frames(need(REAL / "00017.mp4"), 0, 40)[::4]
-    right = read_frames(need(REAL / "00006.mp4"), 0, 40)[::4]
+    left = read_frames(shared_path(f"{REAL}/00017.mp4"), 0, 40)[::4]
+    right = read_frames(shared_path(f"{REAL}/00006.mp4"), 0, 40)[::4]
     composite = [np.ascontiguousarray(np.concatenate([a, b], axis=1)) for a, b in zip(left, right)]
     with PersonCounter() as counter:
         assert counter.count(composite).tolist() == [2] * len(composite)
@@ -153,38 +141,28 @@ def test_two_real_dancers_side_by_side_are_counted_two_on_every_frame():
 
 
 def _labels() -> list[dict]:
-    with open(need(DEV / "labels.csv")) as file:
+    with open(shared_path(f"{DEV}/labels.csv")) as file:
         return list(csv.DictReader(file))
 
 
 def test_dev_videos_end_as_labelled():
     """Each labelled real video through shots, MediaPipe poses and the sub-clip rules (no quality filter):
     the dancer keeps one sub-clip over its whole shot, the three others keep none."""
-    from pipeline.curation import subclips_of_video
+    from pipeline.curation import person_rules_of_file
     from pipeline.curation_tasks import PoseTask
     from pipeline.shots import make_shot_detector
-    from pipeline.video_io import probe_video
 
     need_mediapipe()
     labels = _labels()
     detector = make_shot_detector("scenedetect")
-    from pipeline.curation import pose_rows
-
     task = PoseTask("mediapipe", "")
     task.setup()
     for label in labels:
-        path = need(DEV / label["file"])
-        info = probe_video(path)
-        assert info.num_frames == int(label["frames"])
-        video = {"id": label["file"], "uri": str(path), "num_frames": info.num_frames, "fps": info.fps,
-                 "width": info.width, "height": info.height}
-        shots = [{"id": f"s{i}", "shot_index": i, "start_frame": s.start_frame, "end_frame": s.end_frame}
-                 for i, s in enumerate(detector.detect(str(path)))]
-        track = task({"uri": str(path), "num_frames": info.num_frames})
-        clips, rejected = subclips_of_video(video, shots, pose_rows(video["id"], track), 33)
+        video, shots, clips, rejected = person_rules_of_file(shared_path(f"{DEV}/{label['file']}"), detector, task, 33)
+        assert video["num_frames"] == int(label["frames"])
         kept = [(c["start_frame"], c["end_frame"]) for c in clips.to_pylist()]
         if label["expected"].startswith("keep"):
-            assert len(shots) == 1 and kept == [(0, info.num_frames)], (label["file"], kept, rejected)
+            assert len(shots) == 1 and kept == [(0, video["num_frames"])], (label["file"], kept, rejected)
         else:
             assert kept == [], (label["file"], kept)
             reasons = {r.reason for r in rejected}
