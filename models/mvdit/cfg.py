@@ -124,7 +124,7 @@ def motion_condition(
     ``uncond`` (U*J, C) enters the graph when some sample is dropped, and also in training (grad enabled, c_m∅
     trainable) when none is: then it gets a zero gradient, so that every data-parallel rank reduces the same
     set of gradients (FSDP2 reduce-scatters only the gradients that exist); the trainer drops that gradient on
-    steps where no rank used c_m∅, so it changes only when used (`pipeline.mvdit.sharding.drop_unused_unconditional`).
+    steps where no rank used c_m∅, so it changes only when used (`pipeline.mvdit.sharding.finish_gradients`).
     """
     if tokens.ndim != 3:
         raise ValueError(f"motion tokens must be (B, M, C), got {tuple(tokens.shape)}")
