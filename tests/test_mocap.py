@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_all
+from conftest import shared_path
 from scipy.spatial import procrustes
 from scipy.spatial.transform import Rotation
 
@@ -19,19 +19,8 @@ from pipeline import camera_placement as cp
 from pipeline.mocap_import import bone_lengths, heldout_split, read_motion_file, read_sources
 from pipeline.rejects import Reject
 
-MOCAP = Path(__file__).resolve().parents[2] / "shared" / "mocap"
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def shared_or_skip(path: Path) -> Path:
-    """``path`` when it exists; else skip naming it, or fail under MTVCRAFT_REQUIRE_ALL_TESTS."""
-    if not path.exists():
-        message = f"shared data not found: {path} (../shared/mocap, see its README)"
-        if require_all():
-            pytest.fail(message + "; MTVCRAFT_REQUIRE_ALL_TESTS makes missing shared data a failure", pytrace=False)
-        pytest.skip(message)
-    return path
 
 
 def world_motion(frames: int = 60, seed: int = 0) -> np.ndarray:
@@ -288,7 +277,7 @@ def test_mocap_motions_asset_ingests_shared_mocap_and_is_empty_without_it(tmp_pa
     empty = build_mocap_motions(settings, log=lambda m: None)
     assert empty.num_rows == 0 and tables.count(settings.table_uri(MOCAP_MOTIONS)) == 0 and read_mocap(settings) == []
 
-    folder = shared_or_skip(MOCAP)
+    folder = shared_path("mocap")
     result = build_mocap_motions(settings.with_overrides(mocap=str(folder)), log=lambda m: None)
     meta = {p.stem: json.loads(p.with_suffix(".json").read_text()) for p in folder.glob("*.npz")}
     expected_minutes = sum(m["total_minutes"] for m in meta.values())
