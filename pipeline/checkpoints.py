@@ -322,6 +322,11 @@ def restore_model(model: nn.Module, ckpt: TrainingCheckpoint) -> None:
             raise KeyError(f"{ckpt.path} holds the trained weights of another model: "
                            f"{sorted(set(ckpt.model_state) ^ set(trained))[:5]}")
         module.load_state_dict(ckpt.model_state, strict=False)
+    restore_buffers(module, ckpt)
+
+
+def restore_buffers(module: nn.Module, ckpt: TrainingCheckpoint) -> None:
+    """Copy a checkpoint's non-persistent buffers (not in ``state_dict``) into ``module``; an unknown one is an error."""
     own = dict(module.named_buffers())
     for name, value in ckpt.buffers.items():
         if name not in own:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from models.mvdit.param_counts import parameter_group
-from pipeline.checkpoints import CorruptCheckpointError, atomic_write, file_sha256
+from pipeline.checkpoints import CorruptCheckpointError, atomic_write, file_sha256, restore_buffers
 
 MOTION_KEYS = ("motion_layout", "motion_token_dim", "num_joints", "unconditional_frames", "motion_pe",
                "motion_position_scale", "train_backbone")
@@ -262,10 +262,6 @@ def model_from_checkpoint(ckpt: Any, device: str | torch.device = "cpu",
     the trained weights loads its backbone from the recorded folder (checksum verified)."""
     backbone = verified_backbone(ckpt)
     model = build_from_state(ckpt.tokenizer_config["mvdit"], dict(ckpt.model_state), device, dtype, backbone)
-    own = dict(model.named_buffers())
-    for name, value in ckpt.buffers.items():
-        if name not in own:
-            raise KeyError(f"{ckpt.path}: buffer {name!r} does not exist in this model")
-        own[name].copy_(value)
+    restore_buffers(model, ckpt)
     model.set_mean_joints(ckpt.stats_mean.double())  # train_mvdit stores the RoPE's mean joints there
     return model
