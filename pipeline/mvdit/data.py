@@ -23,10 +23,7 @@ class ClipCache:
     def __init__(self, max_bytes: int = MAX_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.clips: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
-
-    @property
-    def nbytes(self) -> int:
-        return sum(c.nbytes for c in self.clips.values())
+        self.nbytes = 0  # bytes of the clips held, kept as they come and go
 
     def clip(self, uri: str, first: int, end: int) -> np.ndarray:
         """Frames [first, end) of ``uri`` (T, H, W, 3) uint8, decoded on first use."""
@@ -38,8 +35,9 @@ class ClipCache:
             return self.clips[key]
         frames = read_frames(uri, first, end)
         self.clips[key] = frames
+        self.nbytes += frames.nbytes
         while len(self.clips) > 1 and self.nbytes > self.max_bytes:
-            self.clips.popitem(last=False)
+            self.nbytes -= self.clips.popitem(last=False)[1].nbytes
         return frames
 
 
