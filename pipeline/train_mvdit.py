@@ -75,6 +75,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, get_args
 
@@ -127,7 +128,8 @@ class MVDiTTrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 1e-2
     bf16: bool = True  # autocast where the device supports bf16 (CUDA); float32 on the CPU
-    batch_size: int = 4  # per worker (paper: 4 per GPU, 32 in total)
+    batch_size: int = 4  # per worker and micro-batch (paper: 4 per GPU, 32 in total)
+    grad_accum_steps: int = 1  # micro-batches per optimizer step: global batch = batch_size x workers x this
     steps: int = 30_000
     buckets: tuple[tuple[int, int], ...] = ((480, 720), (720, 480), (512, 512))  # (H, W)
     lengths: tuple[int, ...] = BUCKET_LENGTHS
@@ -174,7 +176,7 @@ class MVDiTTrainConfig:
             raise ValueError(f"MVDiTTrainConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.backend not in ("ray", "local"):
             raise ValueError(f"MVDiTTrainConfig.backend must be 'ray' or 'local', got {self.backend!r}")
-        for name in ("steps", "batch_size", "num_workers", "checkpoint_every", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum_steps", "num_workers", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MVDiTTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         bad = [n for n in self.lengths if (n - 1) % 4]
@@ -309,8 +311,11 @@ def learning_rate(step: int, cfg: MVDiTTrainConfig) -> float:
     return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, step, rank, 7]).generate_state(1)[0])
+def step_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
+    """The seed of one micro-batch's draws. Micro-batch 0 keeps the seed of a run without accumulation, so
+    ``grad_accum_steps=1`` reproduces it bit for bit."""
+    words = [seed, step, rank, 7] + ([micro] if micro else [])
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 def nearest_bucket(height: int, width: int, buckets: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -419,6 +424,84 @@ def zero_padded_video(video: torch.Tensor) -> torch.Tensor:
     return zero_padded_reference(first, video.shape[1]).permute(0, 2, 3, 4, 1)
 
 
+def setup_model(job: dict[str, Any], cfg: MVDiTTrainConfig, device: torch.device, autocast: bool, sharded: bool,
+                rank: int, log: Log) -> torch.nn.Module:
+    """The MV-DiT to train with its mean joints, a reused c_m∅ (``unconditional_from``) and per-block gradient
+    checkpointing; under FSDP sharded (`sharding.shard_fsdp`). A sharded model from a backbone loads through
+    rank 0 (`factory.build_sharded_from_backbone`): no other rank reads the folder or holds the full model."""
+    from pipeline.mvdit.factory import build_sharded_from_backbone
+
+    frozen_dtype = torch.bfloat16 if autocast else torch.float32
+    rank0_load = sharded and bool(cfg.backbone)
+    tokens = None
+    if cfg.unconditional_from and (rank == 0 or not rank0_load):  # Sec. 3.3: the 18B reuses the 6B's c_m∅
+        tokens = load_unconditional_tokens(cfg.unconditional_from, job["tokenizer_checkpoint"])
+        if rank == 0:
+            log(f"c_m∅ from {cfg.unconditional_from}, frozen")
+
+    def prepare(model: torch.nn.Module) -> None:
+        model.set_mean_joints(np.array(job["mean_joints"]))
+        if cfg.unconditional_from:  # ranks > 0 of a rank-0 load: frozen on meta, the values come from rank 0
+            reuse_unconditional_tokens(model, torch.empty_like(model.unconditional_motion_token)
+                                       if tokens is None else tokens)
+        if cfg.checkpoint_blocks:
+            model.enable_gradient_checkpointing()
+
+    def shard(model: torch.nn.Module) -> torch.nn.Module:
+        return sharding.shard_fsdp(model, device, cfg.reshard_after_forward, bf16=autocast)
+
+    if rank0_load:
+        return build_sharded_from_backbone(job["model_kwargs"], cfg.backbone, device, frozen_dtype, shard, prepare)
+    model = build_model(job["model_kwargs"], cfg.backbone, device, frozen_dtype)
+    prepare(model)
+    return shard(model) if sharded else model
+
+
+@dataclass
+class StepParts:
+    """What a micro-batch needs besides its seed: the (wrapped) model, this worker's clips, the frozen encoders."""
+
+    net: torch.nn.Module
+    samples: list[Sample]
+    cfg: MVDiTTrainConfig
+    device: torch.device
+    latent_map: Any
+    vqvae: Any
+    normalizer: Any
+    scheduler: Any  # CogVideoX's DDIM scheduler; None for the Wan models (flow matching)
+    conditioner: Any  # Wan's text and image encoders; None for CogVideoX
+    autocast: bool
+
+
+def micro_step(parts: StepParts, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, motion keep-mask) of one micro-batch of ``batch_size`` windows, every draw from ``seed``: windows
+    and augmentation (step 1 of the module docstring), latents and motion tokens (2), noise (3), drops (4)."""
+    cfg, device, gen = parts.cfg, parts.device, torch.Generator().manual_seed(seed)
+    frames, joints, texts = draw_batch(parts.samples, cfg, np.random.default_rng(seed))
+    with torch.no_grad():
+        video = torch.from_numpy(frames).to(device)
+        latents = parts.latent_map.encode(video, generator=gen)
+        # 6B: z_ref = E(x_0) (Eq. 3); 18B: z_ref = E(ZeroPad(x_0)) (Eq. 9).
+        first = zero_padded_video(video) if cfg.is_wan else video[:, :1]
+        reference = parts.latent_map.encode(first, generator=gen)
+        tokens = parts.vqvae.motion_tokens(parts.normalizer(torch.from_numpy(joints).to(device)))
+    drop = CFGConfig(motion_drop_prob=cfg.motion_drop_prob, text_drop_prob=cfg.text_drop_prob)
+    motion_keep, text_keep = sample_keep_masks(len(frames), drop, generator=gen, device=device)
+    # "dynamic" PE (Table 2): the RoPE positions are each window's own first-frame joints.
+    first_joints = torch.from_numpy(joints[:, 0]).to(device) if cfg.motion_pe == "dynamic" else None
+    if parts.conditioner is not None:  # frozen encoders, outside autocast (as Wan's pipeline runs them)
+        text = parts.conditioner.encode_prompts(texts, keep=text_keep).to(device)  # dropped: the empty prompt
+        image = parts.conditioner.encode_images(frames[:, 0]).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=parts.autocast):
+        if parts.conditioner is not None:
+            loss = flow_matching_loss(parts.net, latents, reference, tokens, motion_keep, text, image, gen,
+                                      cfg.flow_shift, first_joints)
+        else:
+            loss = diffusion_loss(parts.net, parts.scheduler, latents, reference, tokens, motion_keep, gen,
+                                  first_joints)
+    return loss, motion_keep
+
+
 def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None = None,
                wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
                report: Callable[[dict], None] | None = None, log: Log = print) -> None:
@@ -433,7 +516,6 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
     samples = worker_shard(as_samples(job["samples"]), rank, world)  # references: decoded here, per batch
     vqvae, normalizer, _ = load_tokenizer(job["tokenizer_checkpoint"], device=device)
     latent_map = latent_map_from_spec(job["latent_map"], device=device)
-    mean_joints = np.array(job["mean_joints"])
     scheduler = None if cfg.is_wan else make_scheduler()
     autocast = cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
     conditioner = None
@@ -444,19 +526,11 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
                                            text_dtype=torch.bfloat16 if autocast else torch.float32)
 
     torch.manual_seed(cfg.seed)
-    model = build_model(job["model_kwargs"], cfg.backbone, device, torch.bfloat16 if autocast else torch.float32)
-    model.set_mean_joints(mean_joints)
-    if cfg.unconditional_from:  # Sec. 3.3: the 18B reuses the 6B's c_m∅ "without modification"
-        reuse_unconditional_tokens(model, load_unconditional_tokens(cfg.unconditional_from,
-                                                                    job["tokenizer_checkpoint"]))
-        if rank == 0:
-            log(f"c_m∅ from {cfg.unconditional_from}, frozen")
-    if cfg.checkpoint_blocks:
-        model.enable_gradient_checkpointing()
     sharded = cfg.strategy == "fsdp" and torch.distributed.is_initialized()
+    model = setup_model(job, cfg, device, autocast, sharded, rank, log)
     frozen_backbone = job.get("backbone") is not None  # checkpoints hold the trained weights only
     if sharded:
-        net = sharding.shard_fsdp(model, device, cfg.reshard_after_forward, bf16=autocast)
+        net = model
         optimizer = sharding.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay)
         start, curve, running = resume_sharded(ckpt_dir, model, optimizer, cfg, frozen_backbone, rank, log,
                                                  job["model_kwargs"])
@@ -470,40 +544,16 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
                     state[key] = value.to(device)
         net = wrap(model) if wrap else model
     net.train()
-    drop = CFGConfig(motion_drop_prob=cfg.motion_drop_prob, text_drop_prob=cfg.text_drop_prob)
+    parts = StepParts(net, samples, cfg, device, latent_map, vqvae, normalizer, scheduler, conditioner, autocast)
 
     for step in range(start, cfg.steps):
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        seed = step_seed(cfg.seed, step, rank)
-        rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-        frames, joints, texts = draw_batch(samples, cfg, rng)
-        with torch.no_grad():
-            video = torch.from_numpy(frames).to(device)
-            latents = latent_map.encode(video, generator=gen)
-            # 6B: z_ref = E(x_0) (Eq. 3); 18B: z_ref = E(ZeroPad(x_0)) (Eq. 9).
-            first = zero_padded_video(video) if cfg.is_wan else video[:, :1]
-            reference = latent_map.encode(first, generator=gen)
-            tokens = vqvae.motion_tokens(normalizer(torch.from_numpy(joints).to(device)))
-        motion_keep, text_keep = sample_keep_masks(len(frames), drop, generator=gen, device=device)
-        # "dynamic" PE (Table 2): the RoPE positions are each window's own first-frame joints.
-        first_joints = torch.from_numpy(joints[:, 0]).to(device) if cfg.motion_pe == "dynamic" else None
-        if conditioner is not None:  # frozen encoders, outside autocast (as Wan's pipeline runs them)
-            text = conditioner.encode_prompts(texts, keep=text_keep).to(device)  # dropped: the empty prompt
-            image = conditioner.encode_images(frames[:, 0]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            if conditioner is not None:
-                loss = flow_matching_loss(net, latents, reference, tokens, motion_keep, text, image, gen,
-                                          cfg.flow_shift, first_joints)
-            else:
-                loss = diffusion_loss(net, scheduler, latents, reference, tokens, motion_keep, gen, first_joints)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        sharding.finish_gradients(model, motion_keep, cfg.max_grad_norm)  # c_m∅ only when used; clipping
-        optimizer.step()
-
-        running["loss"] += float(loss.detach())
+        micro_batches = [partial(micro_step, parts, step_seed(cfg.seed, step, rank, micro))
+                         for micro in range(cfg.grad_accum_steps)]
+        loss = sharding.optimizer_step(net, model, optimizer, micro_batches, cfg.max_grad_norm)
+        running["loss"] += loss
         running["n"] += 1
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:

@@ -150,25 +150,31 @@ def read_backbone_config(backbone: str | Path) -> tuple[Path, dict[str, Any]]:
     return folder, {k: v for k, v in config.items() if not k.startswith("_")}
 
 
-def _assign_backbone(kwargs: dict[str, Any], backbone: str | Path, device: torch.device,
-                     frozen_dtype: torch.dtype) -> tuple[nn.Module, list[str], Callable[[str], torch.dtype]]:
-    """(model on ``meta`` holding the backbone's weights on ``device``, the new modules' keys, dtype per name)."""
-    cls = model_class(kwargs)
+def _on_meta(kwargs: dict[str, Any], backbone: str | Path) -> tuple[nn.Module, Path, int]:
+    """(MV-DiT on ``meta`` shaped by the backbone folder's config.json and the motion ``kwargs``, the transformer
+    folder, the stock ``in_channels``: a text-to-video CogVideoX gets twice its latent channels, Eq. 3)."""
     folder, config = read_backbone_config(backbone)
-    wan = "image_dim" in kwargs
     stock_in = config["in_channels"]
-    if not wan:
+    if "image_dim" not in kwargs:
         out = config.get("out_channels") or stock_in
         if stock_in not in (out, 2 * out):
             raise ValueError(f"backbone in_channels={stock_in} is neither out_channels={out} (T2V) nor 2x (I2V)")
         config["in_channels"] = 2 * out
     with torch.device("meta"):
-        model = cls(**{**config, **{k: kwargs[k] for k in MOTION_KEYS}})
+        model = model_class(kwargs)(**{**config, **{k: kwargs[k] for k in MOTION_KEYS}})
+    return model, folder, stock_in
+
+
+def _assign_backbone(kwargs: dict[str, Any], backbone: str | Path, device: torch.device,
+                     frozen_dtype: torch.dtype) -> tuple[nn.Module, list[str], Callable[[str], torch.dtype]]:
+    """(model on ``meta`` holding the backbone's weights on ``device``, the new modules' keys, dtype per name)."""
+    model, folder, stock_in = _on_meta(kwargs, backbone)
+    wan = "image_dim" in kwargs
     dtypes = parameter_dtypes(model, frozen_dtype)
     paper_6b = not wan and model.config.motion_layout == "paper"
     skip = (lambda k: None if k.startswith("patch_embed.text_proj.") else k) if paper_6b else (lambda k: k)
     state = read_weights(weight_files(folder), dtypes.get, device, rename=skip)
-    if not wan and stock_in != config["in_channels"]:
+    if not wan and stock_in != model.config.in_channels:
         w = state["patch_embed.proj.weight"]
         state["patch_embed.proj.weight"] = torch.cat([w, torch.zeros_like(w)], dim=1)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
@@ -190,6 +196,47 @@ def build_from_backbone(kwargs: dict[str, Any], backbone: str | Path, device: st
     device = torch.device(device)
     model, fresh, dtype_of = _assign_backbone(kwargs, backbone, device, frozen_dtype)
     return _finish(model, fresh, device, dtype_of)
+
+
+def build_sharded_from_backbone(kwargs: dict[str, Any], backbone: str | Path, device: str | torch.device,
+                                frozen_dtype: torch.dtype, shard: Callable[[nn.Module], Any],
+                                prepare: Callable[[nn.Module], Any] = lambda model: None) -> nn.Module:
+    """`build_from_backbone` under a process group, without a full copy per rank (collective: every rank calls it).
+
+    Rank 0 alone reads the backbone folder (`build_from_backbone` on its CPU: the backbone's tensors plus the
+    fresh motion attention, c_m∅ and zero input channels, from rank 0's random state). Every rank builds the
+    model on ``meta`` with the same dtypes (`parameter_dtypes`), calls ``prepare`` (e.g. mean joints, a reused
+    c_m∅, gradient checkpointing; rank 0 calls it on its full copy too), ``shard``s it (FSDP2 on ``meta``),
+    allocates only its shards on ``device`` (``to_empty``) and receives them with torch's
+    ``set_model_state_dict(full_state_dict=True, broadcast_from_rank0=True)``: one tensor at a time is broadcast
+    and each rank keeps its slice. The non-persistent buffers (not in a state dict: Wan's RoPE tables) are
+    broadcast from rank 0's copy. So every rank holds the single-process model's exact values, sharded.
+    """
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    device = torch.device(device)
+    full = None
+    if dist.get_rank() == 0:  # first: its fresh modules draw from the random state as one process would
+        full = build_from_backbone(kwargs, backbone, "cpu", frozen_dtype)
+        prepare(full)
+    model, _, _ = _on_meta(kwargs, backbone)
+    for name, dtype in parameter_dtypes(model, frozen_dtype).items():
+        param = model.get_parameter(name)
+        param.data = param.data.to(dtype)
+    prepare(model)
+    shard(model)
+    model.to_empty(device=device)
+    state = full.state_dict() if full is not None else {}
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    persistent = set(model.state_dict())
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name not in persistent:
+                if full is not None:
+                    buffer.copy_(full.get_buffer(name))
+                dist.broadcast(buffer, src=0)
+    return model
 
 
 def inference_dtypes(model: nn.Module, dtype: torch.dtype) -> Callable[[str], torch.dtype]:

@@ -9,7 +9,9 @@ parameters).
 
 Every strategy, the same step (`finish_gradients`): c_m∅ changes only on steps where some sample on some rank
 used it (Sec. 3.2: it "is only updated when used"; otherwise its gradient is dropped, so AdamW applies neither
-momentum nor weight decay to it), then the same gradient clipping (``max_grad_norm``, 0 = off).
+momentum nor weight decay to it), then the same gradient clipping (``max_grad_norm``, 0 = off). Under gradient
+accumulation "some sample" means some sample of any micro-batch, and ranks reduce gradients only on the last
+micro-batch (`gradient_sync`).
 
 Checkpoints of a sharded run are `torch.distributed.checkpoint` folders (``checkpoints/sharded/step_XXXXXXXX``),
 each rank writing its shards; they load on any number of ranks (DCP reshards). With a frozen backbone only
@@ -20,11 +22,12 @@ file that releases and ``animate`` read (``python -m pipeline.mvdit.sharding SHA
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -70,6 +73,29 @@ def make_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], weig
     return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
+@contextlib.contextmanager
+def gradient_sync(net: nn.Module, enabled: bool) -> Iterator[None]:
+    """Backward passes inside reduce gradients across ranks only when ``enabled``: gradient accumulation skips the
+    reduction on its non-final micro-batches (FSDP2: ``set_requires_gradient_sync(False)``, the unsharded
+    gradients accumulate locally; DDP: ``no_sync()``); a plain module accumulates either way."""
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel
+
+    if enabled:
+        yield
+    elif isinstance(net, FSDPModule):
+        net.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            net.set_requires_gradient_sync(True)
+    elif isinstance(net, DistributedDataParallel):
+        with net.no_sync():
+            yield
+    else:
+        yield
+
+
 def finish_gradients(model: nn.Module, motion_keep: torch.Tensor, max_grad_norm: float = 0.0) -> bool:
     """After backward, before the optimizer step, in every strategy: drop c_m∅'s gradient unless some sample on
     some rank used it (all ranks agree), then clip the gradient norm to ``max_grad_norm`` (0: no clipping).
@@ -83,6 +109,27 @@ def finish_gradients(model: nn.Module, motion_keep: torch.Tensor, max_grad_norm:
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_grad_norm)
     return bool(used)
+
+
+def optimizer_step(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   micro_batches: Sequence[Callable[[], tuple[torch.Tensor, torch.Tensor]]],
+                   max_grad_norm: float) -> float:
+    """One optimizer step over ``micro_batches`` (each returns its loss and motion keep-mask): backward of each
+    loss / their count, so the gradient is the mean over all their samples; ranks reduce gradients only on the
+    last one (`gradient_sync`); c_m∅ moves only if a sample of some micro-batch on some rank used it
+    (Sec. 3.2, `finish_gradients` on the union of the masks), then clipping and AdamW. Returns the mean
+    loss."""
+    optimizer.zero_grad(set_to_none=True)
+    total, keeps, n = 0.0, [], len(micro_batches)
+    for i, micro_batch in enumerate(micro_batches):
+        with gradient_sync(net, enabled=i == n - 1):
+            loss, keep = micro_batch()
+            (loss / n).backward()
+        total += float(loss.detach())
+        keeps.append(keep)
+    finish_gradients(model, torch.cat(keeps), max_grad_norm)  # c_m∅ only when used; clipping
+    optimizer.step()
+    return total / n
 
 
 # ---- sharded checkpoints -------------------------------------------------------------------------------------
