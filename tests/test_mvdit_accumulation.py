@@ -108,6 +108,22 @@ def test_two_micro_batches_per_rank_equal_one_batch_on_two_fsdp_and_ddp_ranks(re
         assert_same_training(load_file(tmp_path / f"{strategy}.safetensors"), reference)
 
 
+def test_accumulated_gradient_is_the_mean_over_all_samples():
+    """The gradient itself (AdamW would hide a constant factor such as a missing division by the micro-batch
+    count): 2 micro-batches of 4 give the gradient of one batch of 8."""
+    grads = []
+    for rows in ([slice(0, GLOBAL)], [slice(0, 4), slice(4, 8)]):
+        model = tiny_model()
+        noisy, ref, motion, t, target, keep = global_batches()[0]
+        micro = [lambda r=r: (torch.nn.functional.mse_loss(
+            model(noisy[r], ref[r], motion[r], t[r], motion_mask=keep[r]).sample, target[r]), keep[r]) for r in rows]
+        optimizer_step(model, model, torch.optim.SGD(model.parameters(), lr=0.0), micro, max_grad_norm=0.0)
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert set(grads[0]) == set(grads[1]) and "unconditional_motion_token" in grads[0]
+    for name, value in grads[0].items():
+        torch.testing.assert_close(grads[1][name], value, atol=1e-6, rtol=1e-5, msg=name)
+
+
 def test_cm_null_follows_the_union_of_the_micro_batches_drop_masks():
     """Only the union decides: a drop in the first micro-batch alone moves c_m∅ (a rule reading the last
     micro-batch's mask would not), no drop anywhere leaves it exactly."""
