@@ -4,8 +4,10 @@ One training loop (`train_loop`) serves both backends, as in `train_tokenizer`:
 ``backend="ray"`` runs it under Ray Train's `TorchTrainer` on ``num_workers``
 workers; ``backend="local"`` calls it in this process (tests, one GPU).
 
-Per step (all randomness seeded by (seed, step, rank), so a resumed run ends
-with the weights of an uninterrupted one):
+Per step, ``grad_accum_steps`` micro-batches (`micro_step`; each micro-batch's
+randomness seeded by (seed, step, rank, micro), so a resumed run ends with the
+weights of an uninterrupted one, and accumulation 1 draws as before it existed)
+of:
 1. a clip length from ``lengths`` {33, 49, 81, 97, 129} and a stride from
    ``strides`` {1, 2} (App. A.2), among those every drawn sample can give;
    ``batch_size`` windows of that length; one resolution bucket (the bucket
@@ -22,8 +24,10 @@ with the weights of an uninterrupted one):
    plain MSE (no SNR weighting);
 4. motion dropped with p = 0.2 via `models.mvdit.cfg.sample_keep_masks` (c_m∅ used
    instead; text p = 0.1 is drawn too but the 6B model has no text branch);
-5. AdamW (0.9, 0.99), weight decay 1e-2, lr 2e-5 with linear warm-up over 300
-   steps, bf16 autocast on GPUs that support it (float32 elsewhere).
+5. after the last micro-batch (`sharding.optimizer_step`: the gradient is the
+   mean over all their samples), AdamW (0.9, 0.99), weight decay 1e-2, lr 2e-5
+   with linear warm-up over 300 steps, bf16 autocast on GPUs that support it
+   (float32 elsewhere).
 
 Strategies (``strategy``, `pipeline.mvdit.sharding`): "ddp" (the tiny models: Ray Train ``prepare_model``, with
 ``find_unused_parameters`` because the unused text halves of the norms get no gradient) and "fsdp" (the default
@@ -31,8 +35,9 @@ for full models: FSDP2 per transformer block, ``reshard_after_forward=False`` = 
 bf16 parameters / float32 reduction on GPUs, sharded `torch.distributed.checkpoint` checkpoints consolidated
 into one safetensors file at the end). Both apply the same step: c_m∅ moves only on steps where some sample
 used it (Sec. 3.2), then the same gradient clipping (``max_grad_norm``). Full models are built on ``meta`` and
-loaded from the backbone once (`pipeline.mvdit.factory`), frozen weights in bf16 on GPUs, with per-block
-gradient checkpointing; the samples are clip references each worker decodes (`pipeline.mvdit.data`).
+loaded from the backbone once (`pipeline.mvdit.factory`; under FSDP2 rank 0 alone reads it and broadcasts),
+frozen weights in bf16 on GPUs, with per-block gradient checkpointing; the samples are clip references each
+worker decodes (`pipeline.mvdit.data`).
 
 Models "wan_i2v_14b" (MV-DiT-18B, Sec. 3.3, App. C) and "wan_tiny" (the same
 class at toy size, CPU tests) train ``models.mvdit.wan.MVDiTWan`` with these

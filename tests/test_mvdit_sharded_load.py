@@ -3,7 +3,7 @@
 sharded parameters and every rank's non-persistent buffers equal the single-process `build_from_backbone` load
 exactly, the fresh modules (motion attention, c_m∅, zero input channels) included although rank 1 starts from
 another random state; one training step after it equals the step after today's load (every rank reads, then
-`shard_fsdp`)."""
+`shard_fsdp`), and so does a `train_loop` run from a backbone folder."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ import torch
 from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 from test_mvdit_sharding import spawn
+from test_train_mvdit import synthetic_samples
+from tiny_models import tiny_tokenizer
 
 from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.wan import MVDiTWanConfig
+from pipeline.checkpoints import load_checkpoint
 from pipeline.mvdit.factory import build_from_backbone
+from pipeline.train_mvdit import MVDiTTrainConfig, prepare_job, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SEED = 7
@@ -76,7 +80,7 @@ def full_state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in {**state, **extra}.items()}
 
 
-def load_ranks(rank: int, world: int, root: Path) -> None:
+def load_ranks(rank: int, world: int, root: Path, tokenizer: str) -> None:
     import safetensors
 
     from pipeline.mvdit.factory import build_sharded_from_backbone
@@ -114,13 +118,34 @@ def load_ranks(rank: int, world: int, root: Path) -> None:
         if buffers:
             save_file(buffers, str(root / f"{kind}.buffers{rank}.safetensors"))
     (root / f"opened{rank}.json").write_text(json.dumps(opened))
+    safetensors.safe_open = real_open
+    train_from_backbone(rank, root, tokenizer)
+
+
+def train_from_backbone(rank: int, root: Path, tokenizer: str) -> None:
+    """`train_loop` from the CogVideoX folder on 2 FSDP2 ranks: as it loads now (rank 0), and as it loaded
+    before (every rank `build_from_backbone`, then `shard_fsdp`)."""
+    import pipeline.mvdit.factory as factory
+
+    cfg = MVDiTTrainConfig.tiny(strategy="fsdp", backbone=str(root / "cogvideox"), steps=2, checkpoint_every=2,
+                                motion_drop_prob=0.5)
+    job = prepare_job(synthetic_samples(n=2), tokenizer, None, cfg, root / "train_rank0")
+    train_loop(job, rank=rank, log=lambda s: None)
+
+    def every_rank(kwargs, backbone, device, frozen_dtype, shard, prepare):
+        model = build_from_backbone(kwargs, backbone, device, frozen_dtype)
+        prepare(model)
+        return shard(model)
+
+    factory.build_sharded_from_backbone = every_rank
+    train_loop({**job, "out_dir": str(root / "train_every_rank")}, rank=rank, log=lambda s: None)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rank0_load")
     save_backbones(root)
-    spawn(2, load_ranks, root)
+    spawn(2, load_ranks, root, tiny_tokenizer(root / "tokenizer"))
     return root
 
 
@@ -162,3 +187,12 @@ def test_one_step_after_the_sharded_load_equals_the_step_after_todays_load(runs,
         torch.testing.assert_close(new[name], value, atol=1e-5, rtol=0, msg=name)
     moved = [k for k in loaded if not torch.equal(loaded[k], new[k])]
     assert any("motion" in k or "attn0" in k for k in moved)  # the step trained the motion attention
+
+
+def test_train_loop_from_a_backbone_on_two_ranks_trains_as_with_todays_load(runs):
+    ours = load_checkpoint(runs / "train_rank0" / "checkpoints" / "step_00000002.safetensors")
+    before = load_checkpoint(runs / "train_every_rank" / "checkpoints" / "step_00000002.safetensors")
+    assert ours.extra["loss_curve"] == before.extra["loss_curve"] and len(ours.extra["loss_curve"]) == 1
+    assert set(ours.model_state) == set(before.model_state)
+    for name, value in before.model_state.items():
+        torch.testing.assert_close(ours.model_state[name], value, atol=1e-5, rtol=0, msg=name)

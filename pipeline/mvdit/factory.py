@@ -6,7 +6,8 @@ diffusers-layout safetensors (training, `build_from_backbone`) or from our check
 `model_from_checkpoint`), each cast to its final dtype on the host and moved to the target device before the next
 one is read, and handed to the model with ``load_state_dict(..., assign=True)``. Only the new modules (motion
 attention, its pre-norm, c_m∅, the zero input channels of the reference latent) are initialised, on the target
-device, after.
+device, after. Under FSDP2 (`build_sharded_from_backbone`) only rank 0 reads the folder and holds the full
+model; every other rank builds on ``meta``, shards, allocates its shards and receives them by broadcast.
 
 Dtypes: trainable parameters keep float32 master weights; frozen ones (the 18B's backbone) take ``frozen_dtype``
 (bf16 on a GPU), except the modules diffusers keeps in float32 (``_keep_in_fp32_modules``: Wan's time embedder,
