@@ -135,6 +135,9 @@ class MVDiTTrainConfig:
     bf16: bool = True  # autocast where the device supports bf16 (CUDA); float32 on the CPU
     batch_size: int = 4  # per worker and micro-batch (paper: 4 per GPU, 32 in total)
     grad_accum_steps: int = 1  # micro-batches per optimizer step: global batch = batch_size x workers x this
+    reduce_every_micro_batch: bool = False  # FSDP2 + accumulation: reduce-scatter each micro-batch (gradients stay
+    #                                         sharded) instead of once per step (unsharded float32 gradients of
+    #                                         the trainable weights held per rank in between, less communication)
     steps: int = 30_000
     buckets: tuple[tuple[int, int], ...] = ((480, 720), (720, 480), (512, 512))  # (H, W)
     lengths: tuple[int, ...] = BUCKET_LENGTHS
@@ -557,7 +560,8 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
             group["lr"] = lr
         micro_batches = [partial(micro_step, parts, step_seed(cfg.seed, step, rank, micro))
                          for micro in range(cfg.grad_accum_steps)]
-        loss = sharding.optimizer_step(net, model, optimizer, micro_batches, cfg.max_grad_norm)
+        loss = sharding.optimizer_step(net, model, optimizer, micro_batches, cfg.max_grad_norm,
+                                       cfg.reduce_every_micro_batch)
         running["loss"] += loss
         running["n"] += 1
         done = step + 1

@@ -1,8 +1,9 @@
 """Gradient accumulation in MV-DiT training (``MVDiTTrainConfig.grad_accum_steps``, `sharding.optimizer_step`):
-2 micro-batches of 2 (one process) or of 2 per rank (2 gloo ranks, FSDP2 and DDP) give the parameters of one
-batch of the same windows, within 1e-5; c_m∅ moves on a step where only the first micro-batch of one rank
-dropped motion and stays exactly where it was on a step where none did; ``grad_accum_steps=1`` reproduces the
-training of the code before accumulation bit for bit; each micro-batch draws from its own seed."""
+2 micro-batches of 2 (one process) or of 2 per rank (2 gloo ranks: FSDP2 with one reduce-scatter per step or
+one per micro-batch, and DDP) give the parameters of one batch of the same windows, within 1e-5; c_m∅ moves on a
+step where only the first micro-batch of one rank dropped motion and stays exactly where it was on a step where
+none did; ``grad_accum_steps=1`` reproduces the training of the code before accumulation bit for bit; each
+micro-batch draws from its own seed."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def global_batches():
     return out
 
 
-def train(net, model, rows: list[slice]) -> list[torch.Tensor]:
+def train(net, model, rows: list[slice], reduce_every_micro_batch: bool = False) -> list[torch.Tensor]:
     """Two optimizer steps, each over the micro-batches ``rows`` of the global batch; c_m∅ after each step."""
     optimizer = make_optimizer(model, 1e-3, (0.9, 0.99), 1e-2)
     tokens = []
@@ -48,7 +49,8 @@ def train(net, model, rows: list[slice]) -> list[torch.Tensor]:
             pred = net(noisy[r], ref[r], motion[r], t[r], motion_mask=keep[r]).sample
             return torch.nn.functional.mse_loss(pred, target[r]), keep[r]
 
-        optimizer_step(net, model, optimizer, [lambda r=r: micro(r) for r in rows], max_grad_norm=0.5)
+        optimizer_step(net, model, optimizer, [lambda r=r: micro(r) for r in rows], max_grad_norm=0.5,
+                       reduce_every_micro_batch=reduce_every_micro_batch)
         token = model.unconditional_motion_token
         tokens.append(token.full_tensor() if hasattr(token, "full_tensor") else token.detach().clone())
     return tokens
@@ -69,11 +71,14 @@ def accumulate_ranks(rank: int, world: int, root: Path) -> None:
     rows = [slice(base, base + 2), slice(base + 2, base + 4)]
     model = shard_fsdp(tiny_model(), torch.device("cpu"))
     fsdp = state_of(model, train(model, model, rows))
+    model = shard_fsdp(tiny_model(), torch.device("cpu"))
+    fsdp_every = state_of(model, train(model, model, rows, reduce_every_micro_batch=True))
     model = tiny_model()
     ddp = state_of(model, train(DistributedDataParallel(model, find_unused_parameters=True), model, rows))
     if rank == 0:
         save_file(fsdp, str(root / "fsdp.safetensors"))
         save_file(ddp, str(root / "ddp.safetensors"))
+        save_file(fsdp_every, str(root / "fsdp_every.safetensors"))
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,7 @@ def test_two_micro_batches_equal_one_batch_of_the_same_windows_on_one_process(re
 
 def test_two_micro_batches_per_rank_equal_one_batch_on_two_fsdp_and_ddp_ranks(reference, tmp_path):
     spawn(2, accumulate_ranks, tmp_path)
-    for strategy in ("fsdp", "ddp"):
+    for strategy in ("fsdp", "ddp", "fsdp_every"):  # fsdp_every: reduce-scatter on every micro-batch
         assert_same_training(load_file(tmp_path / f"{strategy}.safetensors"), reference)
 
 

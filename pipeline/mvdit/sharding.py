@@ -77,7 +77,9 @@ def make_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], weig
 def gradient_sync(net: nn.Module, enabled: bool) -> Iterator[None]:
     """Backward passes inside reduce gradients across ranks only when ``enabled``: gradient accumulation skips the
     reduction on its non-final micro-batches (FSDP2: ``set_requires_gradient_sync(False)``, the unsharded
-    gradients accumulate locally; DDP: ``no_sync()``); a plain module accumulates either way."""
+    gradients accumulate locally, in float32 under bf16 mixed precision: a full copy of the trainable
+    parameters' gradients per rank until the last micro-batch; DDP: ``no_sync()``, no extra memory); a plain
+    module accumulates either way."""
     from torch.distributed.fsdp import FSDPModule
     from torch.nn.parallel import DistributedDataParallel
 
@@ -113,16 +115,17 @@ def finish_gradients(model: nn.Module, motion_keep: torch.Tensor, max_grad_norm:
 
 def optimizer_step(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
                    micro_batches: Sequence[Callable[[], tuple[torch.Tensor, torch.Tensor]]],
-                   max_grad_norm: float) -> float:
+                   max_grad_norm: float, reduce_every_micro_batch: bool = False) -> float:
     """One optimizer step over ``micro_batches`` (each returns its loss and motion keep-mask): backward of each
     loss / their count, so the gradient is the mean over all their samples; ranks reduce gradients only on the
-    last one (`gradient_sync`); c_m∅ moves only if a sample of some micro-batch on some rank used it
-    (Sec. 3.2, `finish_gradients` on the union of the masks), then clipping and AdamW. Returns the mean
-    loss."""
+    last one (`gradient_sync`) unless ``reduce_every_micro_batch`` (FSDP2 then keeps gradients sharded between
+    micro-batches, at one reduce-scatter per micro-batch: the memory-lean choice torchtitan makes); c_m∅ moves
+    only if a sample of some micro-batch on some rank used it (Sec. 3.2, `finish_gradients` on the union of the
+    masks), then clipping and AdamW. Returns the mean loss."""
     optimizer.zero_grad(set_to_none=True)
     total, keeps, n = 0.0, [], len(micro_batches)
     for i, micro_batch in enumerate(micro_batches):
-        with gradient_sync(net, enabled=i == n - 1):
+        with gradient_sync(net, enabled=reduce_every_micro_batch or i == n - 1):
             loss, keep = micro_batch()
             (loss / n).backward()
         total += float(loss.detach())
