@@ -193,3 +193,48 @@ def test_vae_posterior_is_the_scaled_distribution_encode_samples_from():
         draws = torch.stack([latent_table.sample_posterior(mean, logvar, torch.Generator().manual_seed(i))
                              for i in range(200)])
         assert torch.allclose(draws.std(0).mean(), std.mean(), rtol=0.1)
+
+
+def test_stage_is_off_by_default_and_when_on_encodes_records_rejects_and_points_mv_dit_at_the_table(clips, tmp_path,
+                                                                                                  monkeypatch):
+    import hashlib
+    import json
+
+    from pipeline.config import ConfigError, PipelineSettings
+    from pipeline.mvdit_stage import mvdit_config, mvdit_dir
+    from pipeline.video_latents_stage import build_video_latents
+
+    monkeypatch.setenv("MTVCRAFT_VIDEO_LATENTS", "maybe")
+    with pytest.raises(ConfigError, match="MTVCRAFT_VIDEO_LATENTS"):
+        PipelineSettings.from_env(data_root=str(tmp_path))
+    monkeypatch.setenv("MTVCRAFT_VIDEO_LATENTS", "1")
+    assert PipelineSettings.from_env(data_root=str(tmp_path)).video_latents is True
+    off = PipelineSettings(data_root=str(tmp_path))
+    result = build_video_latents(off, log=lambda s: None)
+    assert result.extra == {"enabled": False} and not (tmp_path / "tables" / "video_latents.lance").exists()
+
+    # A motion_video table of the fixture's clips (the columns the stage reads; the rest empty).
+    names = tables.MOTION_VIDEO.names
+    rows = [{**{n: None for n in names}, **{k: c[k] for k in ("id", "uri", "start_frame", "end_frame", "width",
+                                                                "height")}} for c in clips]
+    tables.upsert(off.table_uri("motion_video"), pa_table(rows))
+    on = off.with_overrides(video_latents=True)
+    result = build_video_latents(on, log=lambda s: None)
+    # Demo bucket 48 x 64, 33 frames at stride 1: 2 windows in each of the three readable clips.
+    assert (result.num_rows, result.rejected, result.extra["windows_added"]) == (6, 1, 6)
+    assert result.extra["latent_map"]["kind"] == "pool" and result.extra["bytes_added"] > 0
+    rejected = tables.read(on.table_uri("rejects"), filter="stage = 'video_latents'").to_pylist()
+    assert [(r["item_id"], r["reason"]) for r in rejected] == [("b:40-120", "decode_failed")]
+    assert mvdit_config(on).video_latents == on.table_uri("video_latents") and mvdit_config(off).video_latents == ""
+    # Off, the training folder's key is the one computed before the setting existed (no video_latents in it).
+    config = mvdit_config(off).to_dict()
+    for name in ("backend", "num_workers", "ray_address", "run_name", "log_every", "video_latents"):
+        config.pop(name)
+    assert mvdit_dir(off).name.endswith(hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10])
+    assert mvdit_dir(on) != mvdit_dir(off)
+
+
+def pa_table(rows):
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=tables.MOTION_VIDEO)
