@@ -9,7 +9,8 @@ moving squares, two latent maps:
 - ``vae``: a small random diffusers ``AutoencoderKLCogVideoX`` (block channels 16-16-32-32, 16 latent channels;
   a stand-in for a VAE whose encoding costs something next to the model; the real CogVideoX VAE is far heavier).
 Per map: seconds to encode one clip's fixed windows (`LatentTask`, in this process: the work a Ray actor does per
-clip), then training steps/s read from the table and encoding each step, the two runs alternated (table, encode,
+clip), the median milliseconds of one step's data alone (`step_latents`, both paths), then training steps/s
+read from the table and encoding each step, the two runs alternated (table, encode,
 table, encode) in one process, from the log's time stamps after 3 warm-up steps. The machine is shared: compare
 the ratio, not the absolute numbers.
 """
@@ -35,7 +36,7 @@ import torch  # noqa: E402
 from pipeline import tables  # noqa: E402
 from pipeline.animate import write_mp4  # noqa: E402
 from pipeline.mvdit.latent_table import FIRST_FRAME, SCHEMA, LatentTask, latent_key, plan_clips  # noqa: E402
-from pipeline.train_mvdit import MVDiTTrainConfig, latent_map_spec, train_mvdit  # noqa: E402
+from pipeline.train_mvdit import MVDiTTrainConfig, latent_map_spec, step_latents, train_mvdit  # noqa: E402
 
 WARMUP = 3
 
@@ -82,6 +83,30 @@ def steps_per_second(samples, tokenizer: str, cfg: MVDiTTrainConfig, out: Path) 
     return (len(stamps) - WARMUP) / (stamps[-1] - stamps[WARMUP - 1])
 
 
+def data_ms_per_step(samples, cfg: MVDiTTrainConfig, uri: str, draws: int = 20) -> dict[str, float]:
+    """Milliseconds of one step's data alone (`step_latents`: the latents, reference and joints of a batch), from
+    the table or drawn and encoded by the latent map (clips already decoded in both: a warm-up draw first)."""
+    from pipeline.latents import latent_map_from_spec
+    from pipeline.mvdit.data import as_samples
+    from pipeline.mvdit.latent_table import LatentWindows, table_reference
+
+    spec = latent_map_spec(cfg)
+    wrapped = as_samples(samples)
+    sources = {"table": (None, LatentWindows(table_reference(uri, spec, FIRST_FRAME), wrapped, cfg.lengths,
+                                             cfg.strides, cfg.buckets)),
+               "encode": (latent_map_from_spec(spec), None)}
+    out = {}
+    for name, (latent_map, table) in sources.items():
+        times = []
+        for k in range(draws + 1):
+            t0 = time.perf_counter()
+            step_latents(wrapped, cfg, np.random.default_rng(k), torch.Generator().manual_seed(k), latent_map, table,
+                         torch.device("cpu"))
+            times.append(time.perf_counter() - t0)
+        out[name] = round(1000 * float(np.median(times[1:])), 2)
+    return out
+
+
 def small_vae(folder: Path) -> str:
     from diffusers import AutoencoderKLCogVideoX
 
@@ -113,6 +138,8 @@ def main() -> None:
         base = dict(steps=steps, log_every=1, checkpoint_every=steps, buckets=((48, 64),), vae=vae)
         uri = str(root / f"{name}.lance")
         encode = encode_table(uri, clips, MVDiTTrainConfig.tiny(**base))
+        data = data_ms_per_step(samples, MVDiTTrainConfig.tiny(**base), uri)
+        print(f"{name} data ms/step {data}", flush=True)
         runs = {"table": [], "encode": []}
         for rep in range(2):
             for path in ("table", "encode"):
@@ -124,7 +151,7 @@ def main() -> None:
             "encode_s_per_clip": round(float(np.mean(encode)), 3), "windows": tables.count(uri),
             "table_MiB": round(sum(f.stat().st_size for f in Path(uri).rglob("*") if f.is_file()) / 2**20, 2),
             "steps_per_s_table": round(table, 2), "steps_per_s_encode": round(per_step, 2),
-            "runs": runs, "ratio": round(table / per_step, 2)}
+            "runs": runs, "ratio": round(table / per_step, 2), "data_ms_per_step": data}
         print(json.dumps(results["maps"][name]), flush=True)
     print(json.dumps(results, indent=1))
     if args.out:

@@ -166,13 +166,8 @@ class LatentTask:
                                                dtype=torch.bfloat16 if gpu else torch.float32)
 
     def __call__(self, item: dict) -> list[dict]:
-        from pipeline.video_io import read_frames
-
-        try:
-            clip = read_frames(item["uri"], item["start"], item["end"])
-        except Exception as err:
-            raise ClipDecodeError(f"{item['uri']} [{item['start']}, {item['end']}): {type(err).__name__}: {err}") from err
         bucket = tuple(item["bucket"])
+        clip = self.decode(item["uri"], item["start"], item["end"], bucket)
         rows = []
         for wid, (first, length, stride) in zip(item["ids"], item["windows"]):
             window = Window(first, length, stride)
@@ -182,6 +177,21 @@ class LatentTask:
                          "height": bucket[0], "width": bucket[1], "reference": self.reference,
                          **encode_window(self.latent_map, clip, window, bucket, self.reference)})
         return rows
+
+    @staticmethod
+    def decode(uri: str, start: int, end: int, bucket: tuple[int, int]) -> np.ndarray:
+        """The clip's frames resized and centre-cropped to ``bucket`` as they stream in (every window of a clip is
+        cut from the same bucket, so cropping once is the same as cropping each window, and a long full-HD clip
+        is never held at full size); a `ClipDecodeError` when the frames cannot all be read."""
+        from pipeline.video_io import iter_frames
+
+        try:
+            frames = [resize_crop(f[None], bucket, None)[0] for f in iter_frames(uri, start, end)]
+            if len(frames) != end - start:
+                raise ValueError(f"asked for frames [{start}, {end}) but the video ends at frame {start + len(frames)}")
+        except Exception as err:
+            raise ClipDecodeError(f"{uri} [{start}, {end}): {type(err).__name__}: {err}") from err
+        return np.stack(frames)
 
 
 def existing_ids(uri: str, key: str) -> set[str]:
@@ -290,7 +300,8 @@ class LatentWindows:
                  buckets: Sequence[tuple[int, int]]):
         self.ref = ref
         self.ds = tables.dataset(ref["uri"], ref["version"])
-        index = {tuple(s.video): i for i, s in enumerate(samples) if not isinstance(s.video, np.ndarray)}
+        index = {(str(s.video[0]), int(s.video[1]), int(s.video[2])): i for i, s in enumerate(samples)
+                 if not isinstance(s.video, np.ndarray)}
         self.windows: dict[int, dict[tuple[int, int], list[tuple[int, int]]]] = {}
         self.bucket: dict[int, tuple[int, int]] = {}
         keep_lengths, keep_strides, keep_buckets = set(lengths), set(strides), {tuple(b) for b in buckets}
