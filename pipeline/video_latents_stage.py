@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from pipeline import previews, rejects, tables
 from pipeline.config import PipelineSettings
-from pipeline.curation import StageResult
+from pipeline.curation import REJECTS, StageResult
 from pipeline.mvdit.latent_table import FIRST_FRAME, VIDEO_LATENTS, ZERO_PADDED, encode_clips, latent_key
 from pipeline.progress import Log, default_log
-from pipeline.tables import REJECTS
 from pipeline.tokenizer_stage import curated_clips
 
 

@@ -100,6 +100,9 @@ def test_a_corrupt_clip_is_a_rejection_and_a_rerun_adds_nothing(clips, table):
     summary, _ = encode_clips(uri, clips[:1], other, ZERO_PADDED, (33,), (1,), BUCKETS, log=lambda s: None)
     assert summary["windows_added"] == 2 and tables.count(uri) == count + 2
     assert tables.count(uri, f"latent_key = '{latent_key(SPEC)}'") == count
+    # The 18B's reference (Eq. 9): ZeroPad(x_0) has the window's length, so as many latent frames as the window.
+    padded = tables.read(uri, filter="reference = 'zero_padded'").to_pylist()
+    assert all(r["ref_shape"] == r["shape"] == [9, 4, 4, 4] for r in padded)
 
 
 def samples_of(clips):
@@ -238,3 +241,13 @@ def pa_table(rows):
     import pyarrow as pa
 
     return pa.Table.from_pylist(rows, schema=tables.MOTION_VIDEO)
+
+
+def test_mv_dit_depends_on_the_video_latents_asset():
+    from dagster import AssetKey
+
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert AssetKey("video_latents") in graph.get(AssetKey("mv_dit")).parent_keys
+    assert AssetKey("motion_video") in graph.get(AssetKey("video_latents")).parent_keys
