@@ -251,3 +251,32 @@ def test_mv_dit_depends_on_the_video_latents_asset():
     graph = defs.resolve_asset_graph()
     assert AssetKey("video_latents") in graph.get(AssetKey("mv_dit")).parent_keys
     assert AssetKey("motion_video") in graph.get(AssetKey("video_latents")).parent_keys
+
+
+def test_wan_tiny_trains_on_zero_padded_references_and_the_stored_first_frames(clips, table, tokenizer_ckpt,
+                                                                              tmp_path, monkeypatch):
+    """The 18B's path (Eq. 9 references, CLIP image of frame 0) from the table: the image encoder gets the stored,
+    centre-cropped first frames, and the latent map never runs."""
+    from tiny_models import tiny_wan_encoders
+
+    from pipeline.wan_conditioning import WanConditioner
+
+    uri, _, _ = table
+    summary, _ = encode_clips(uri, clips, SPEC, ZERO_PADDED, (33,), (1, 2), BUCKETS, log=lambda s: None)
+    assert summary["windows_added"] == 9  # beside the first-frame rows of the same latent map
+    stored = {r["first_frame"] for r in tables.read(uri, columns=["first_frame"],
+                                                    filter="reference = 'zero_padded'").to_pylist()}
+    seen = []
+    original = WanConditioner.encode_images
+
+    def spy(self, images):
+        seen.extend(np.ascontiguousarray(image).tobytes() for image in images)
+        return original(self, images)
+
+    monkeypatch.setattr(WanConditioner, "encode_images", spy)
+    monkeypatch.setattr(PoolLatentMap, "encode", lambda *a, **k: pytest.fail("the latent map ran in training"))
+    cfg = MVDiTTrainConfig.tiny(model="wan_tiny", wan_encoders=str(tiny_wan_encoders(tmp_path / "wan")), steps=2,
+                                log_every=1, buckets=BUCKETS, lengths=(33,), strides=(1, 2), video_latents=uri)
+    result = train_mvdit(samples_of(clips[:3]), tokenizer_ckpt, None, cfg, tmp_path / "run", log=lambda s: None)
+    assert len(result.loss_curve) == 2 and all(np.isfinite(p["loss"]) for p in result.loss_curve)
+    assert len(seen) == 2 * cfg.batch_size and set(seen) <= stored
