@@ -25,8 +25,9 @@ colour jitter, and a batch's clips share the first drawn clip's bucket (each cli
 Rows are keyed by (clip id, window, bucket, reference kind, latent-map identity: the VAE's class, folder and the
 SHA-256 of its config.json, or the pool map's spec), so re-materializing encodes only what is missing (Lance
 ``merge_insert``); a clip that fails to decode or encode is a recorded rejection, the other clips' rows are kept.
-Encoding runs per clip on Ray actors (`pipeline.ray_runtime.map_items`): one GPU each for a VAE (bf16, tiling
-and slicing on, as `pipeline.latents.VAELatentMap` sets them), a fraction of a CPU for the pool map.
+Encoding runs per clip on Ray actors (`pipeline.ray_runtime.map_items`; each clip decoded once, straight to its
+bucket): one GPU each for a full model's VAE (bf16, tiling and slicing on, as `pipeline.latents.VAELatentMap` sets
+them), a fraction of a CPU for the tiny models' pool map.
 
 Training (`LatentWindows`): the driver passes the table's uri, version and key; each worker scans the small key
 columns for its own clips and reads a step's rows by position (``take``), never the whole table.
