@@ -15,8 +15,10 @@ from pipeline.config import (
     ENV_RAY_ADDRESS,
     ENV_TIKTOK,
     ENV_UBC_FASHION,
+    ENV_VIDEO_LATENTS,
     ENV_WEIGHTS,
     PipelineSettings,
+    env_bool,
     env_int,
 )
 
@@ -62,6 +64,7 @@ class MTVCraftSettings(ConfigurableResource):
     mvdit_encoders: str = ""
     mvdit_unconditional_from: str = ""
     mvdit_strategy: str = ""
+    video_latents: bool = False
     tiktok_root: str = ""
     ubc_fashion_root: str = ""
     mocap: str = ""
@@ -89,4 +92,5 @@ def settings_resource() -> MTVCraftSettings:
         tiktok_root=env_or(ENV_TIKTOK, ""),
         ubc_fashion_root=env_or(ENV_UBC_FASHION, ""),
         mocap=env_or(ENV_MOCAP, ""),
+        video_latents=env_bool(ENV_VIDEO_LATENTS),
     )

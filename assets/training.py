@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from assets.curation import motion_stats, motion_video
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
-from pipeline import mocap_stage, mvdit_stage, tokenizer_stage
+from pipeline import mocap_stage, mvdit_stage, tokenizer_stage, video_latents_stage
 
 GROUP = "training"
 
@@ -34,7 +34,15 @@ def motion_tokens(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) ->
     return materialized(tokenizer_stage.tokenize_curated(settings, context.log.info), settings)
 
 
-@asset(group_name=GROUP, deps=[tokenizer, motion_video, motion_stats], kinds={"pytorch", "ray"})
+@asset(group_name=GROUP, deps=[motion_video], kinds={"lance", "ray"})
+def video_latents(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
+    """Optional (MTVCRAFT_VIDEO_LATENTS): every curated clip's fixed training windows encoded once by the VAE
+    (bf16, tiled) for mv_dit to read; metadata: windows, bytes, seconds, the latent map; off: writes nothing."""
+    settings = mtvcraft.settings()
+    return materialized(video_latents_stage.build_video_latents(settings, context.log.info), settings)
+
+
+@asset(group_name=GROUP, deps=[tokenizer, motion_video, motion_stats, video_latents], kinds={"pytorch", "ray"})
 def mv_dit(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
     """MV-DiT (Sec. 3.2) trained on the curated clips with 4DMoT motion tokens; metadata: loss curve, checkpoint."""
     settings = mtvcraft.settings()

@@ -29,6 +29,7 @@ ENV_MOTION_VIDEO_VERSION = "MTVCRAFT_MOTION_VIDEO_VERSION"
 ENV_TIKTOK = "MTVCRAFT_TIKTOK"
 ENV_UBC_FASHION = "MTVCRAFT_UBC_FASHION"
 ENV_MOCAP = "MTVCRAFT_MOCAP"
+ENV_VIDEO_LATENTS = "MTVCRAFT_VIDEO_LATENTS"
 TOKENIZER_SOURCES = ("auto", "curated", "mocap", "curated+mocap")
 
 NLF_WEIGHTS_FILE = "nlf_l_multi.torchscript"
@@ -36,6 +37,18 @@ NLF_WEIGHTS_FILE = "nlf_l_multi.torchscript"
 
 class ConfigError(ValueError):
     """A setting has a value the pipeline cannot use; the message names the setting."""
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """A yes/no environment variable (1/true/yes/on, 0/false/no/off); a clear error naming it otherwise."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} = {raw!r}; expected 1/true/yes/on or 0/false/no/off")
 
 
 def env_int(name: str, default: int = 0) -> int:
@@ -109,6 +122,9 @@ class PipelineSettings:
     mvdit_encoders: str = ""
     mvdit_unconditional_from: str = ""  # 18B only: the 6B checkpoint whose c_m∅ it reuses, frozen (Sec. 3.3)
     mvdit_strategy: str = ""  # "" (fsdp at full size: FSDP2 = the paper's ZeRO-2) | ddp | fsdp
+    # MTVCRAFT_VIDEO_LATENTS: the video_latents asset encodes each curated clip's fixed windows once with the
+    # VAE and mv_dit reads those latents (pipeline/mvdit/latent_table.py); off: the VAE runs on every step.
+    video_latents: bool = False
     # Local copies of the evaluation benchmarks (pipeline/benchmarks; "" = <data_root>/benchmarks/<name>).
     tiktok_root: str = ""
     ubc_fashion_root: str = ""
@@ -133,6 +149,7 @@ class PipelineSettings:
             "tiktok_root": os.environ.get(ENV_TIKTOK, ""),
             "ubc_fashion_root": os.environ.get(ENV_UBC_FASHION, ""),
             "mocap": os.environ.get(ENV_MOCAP, ""),
+            "video_latents": env_bool(ENV_VIDEO_LATENTS),
         }
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env).validated()
@@ -188,6 +205,8 @@ class PipelineSettings:
             raise ConfigError(f"tokenizer_sources = {self.tokenizer_sources!r}; choose one of {TOKENIZER_SOURCES}")
         if not 0.0 < self.tokenizer_mocap_weight < 1.0:
             raise ConfigError(f"tokenizer_mocap_weight = {self.tokenizer_mocap_weight}; must lie in (0, 1)")
+        if not isinstance(self.video_latents, bool):
+            raise ConfigError(f"video_latents ({ENV_VIDEO_LATENTS}) = {self.video_latents!r}; must be true or false")
         if self.min_clip_frames < 2:
             raise ConfigError(f"min_clip_frames = {self.min_clip_frames}; must be >= 2 (the paper uses 33)")
         return self

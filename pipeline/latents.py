@@ -51,6 +51,10 @@ class LatentMap(Protocol):
     def encode(self, frames: torch.Tensor, generator: torch.Generator | None = None, mode: bool = False) -> torch.Tensor:
         ...
 
+    def posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean, log-variance or None for a deterministic map), each like ``encode``'s output."""
+        ...
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
 
     def spec(self) -> dict[str, Any]: ...
@@ -138,6 +142,10 @@ class PoolLatentMap:
         z = torch.einsum("cd,ndhw->nchw", self.embedding.to(x.device), coef) * self.scaling_factor
         return z.unflatten(0, (b, -1))
 
+    def posterior(self, frames: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, None]:
+        """(latents, None): the map is deterministic, it has no posterior variance to sample from."""
+        return self.encode(frames), None
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, F, C, h, w) -> uint8 (B, 1 + 4(F-1), 8h, 8w, 3)."""
         if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
@@ -191,17 +199,33 @@ class VAELatentMap:
         factor = float(cfg.scaling_factor)
         return z / factor if inverse else z * factor
 
-    @torch.no_grad()
-    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None,
-               mode: bool = False) -> torch.Tensor:
+    def _posterior(self, frames: torch.Tensor | np.ndarray):
+        """The VAE's posterior (diffusers' ``DiagonalGaussianDistribution``) of (B, T, H, W, 3) frames."""
         x = frames_to_unit(frames)
         _check_size(x, self.spatial_factor)
         latent_frames(x.shape[1], self.temporal_factor)
         param = next(self.vae.parameters())
         x = x.permute(0, 4, 1, 2, 3).to(param.device, param.dtype)  # (B, 3, T, H, W)
-        dist = self.vae.encode(x).latent_dist
+        return self.vae.encode(x).latent_dist
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor | np.ndarray, generator: torch.Generator | None = None,
+               mode: bool = False) -> torch.Tensor:
+        dist = self._posterior(frames)
         z = dist.sample(generator) if self.sample and not mode else dist.mode()
         return self._scale(z, inverse=False).permute(0, 2, 1, 3, 4).float()  # (B, F, C, h, w)
+
+    @torch.no_grad()
+    def posterior(self, frames: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean, log-variance) of the posterior in the scaled latent space, float32 (B, F, C, h, w) each: the
+        scaling is affine per channel (z * a + b), so the mean maps like z and the log-variance gains 2 ln|a|.
+        A sample mean + exp(logvar / 2) * eps is distributed as ``encode`` (the `video_latents` table stores these
+        so that every training step can still draw its own sample)."""
+        dist = self._posterior(frames)
+        mean, logvar = dist.mean.float(), dist.logvar.float()
+        gain = self._scale(torch.ones_like(mean), inverse=False) - self._scale(torch.zeros_like(mean), inverse=False)
+        logvar = logvar + 2 * gain.abs().log()
+        return self._scale(mean, inverse=False).permute(0, 2, 1, 3, 4), logvar.permute(0, 2, 1, 3, 4)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,8 @@ def mvdit_config(settings: PipelineSettings):
 
     run = dict(steps=settings.mvdit_steps, backend=settings.train_backend, num_workers=settings.train_workers,
                ray_address=settings.ray_address, log_every=max(1, settings.mvdit_steps // 20))
+    if settings.video_latents:  # latents of fixed windows from the video_latents asset (pipeline/mvdit/latent_table)
+        run["video_latents"] = settings.table_uri("video_latents")
     reuse = settings.mvdit_unconditional_from
     if reuse and settings.mvdit_model != "wan_i2v_14b":
         raise ConfigError(f"mvdit_unconditional_from is for mvdit_model = 'wan_i2v_14b' (the 18B reuses the 6B's "
@@ -77,6 +79,8 @@ def mvdit_dir(settings: PipelineSettings) -> Path:
     config = mvdit_config(settings).to_dict()
     for name in ("backend", "num_workers", "ray_address", "run_name", "log_every"):  # how it runs, not what it learns
         config.pop(name, None)
+    if not config.get("video_latents"):
+        config.pop("video_latents", None)  # off: the key of runs from before the setting existed
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
     return settings.root / "checkpoints" / "mv_dit" / f"{tokenizer_dir(settings).name}-{digest}"
 

@@ -53,13 +53,16 @@ def ensure_ray(address: str = "") -> None:
     ctx.verbose_progress = False
 
 
-def pool_shape(num_actors: int = 0, cpus_per_actor: float = 0.5) -> dict:
-    """Actor count and per-actor resources for the cluster Ray is connected to."""
+def pool_shape(num_actors: int = 0, cpus_per_actor: float = 0.5, gpu: bool | None = None) -> dict:
+    """Actor count and per-actor resources for the cluster Ray is connected to (``gpu`` None: GPU actors when the
+    cluster has GPUs; False: CPU actors; True: GPU actors, an error when the cluster has none)."""
     import ray
 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    if gpus:
+    if gpu and not gpus:
+        raise RuntimeError("this stage runs on GPU actors and the Ray cluster has no GPU")
+    if gpus and gpu is not False:
         return {"size": num_actors or gpus, "num_gpus": 1, "num_cpus": 1}
     cpus = resources.get("CPU", 1)
     cpu_nodes = sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0)
@@ -91,7 +94,7 @@ class _TaskActor:
 
 
 def map_items(items: list[dict], task: ItemTask, desc: str, log: Log | None = None,
-              ray_address: str = "", num_actors: int = 0) -> Iterator[ItemResult]:
+              ray_address: str = "", num_actors: int = 0, gpu: bool | None = None) -> Iterator[ItemResult]:
     """Run ``task`` on every item on Ray; yield results as they finish (any order).
 
     Items go out one at a time to whichever actor is free (no queue of items per actor: an item is
@@ -105,7 +108,7 @@ def map_items(items: list[dict], task: ItemTask, desc: str, log: Log | None = No
     from ray.data import ActorPoolStrategy
 
     ensure_ray(ray_address)
-    shape = pool_shape(num_actors)
+    shape = pool_shape(num_actors, gpu=gpu)
     size = min(shape["size"], len(items))
     dataset = ray.data.from_items([{"payload": pickle.dumps(item)} for item in items], override_num_blocks=len(items))
     mapped = dataset.map_batches(

@@ -17,6 +17,9 @@ of:
    frame alone) from `pipeline.latents`; motion tokens = the 4DMoT codebook
    vectors of the window's joints (``VQVAE.motion_tokens``: frame-major
    (F * 24, code_dim), F latent frames, the same count as the video latents);
+   with ``video_latents`` (a table of the `video_latents` asset) steps 1-2 read instead the stored posteriors of
+   fixed, centre-cropped windows and sample them (no VAE, no random crop or colour jitter; `step_latents`,
+   `pipeline.mvdit.latent_table`);
 3. the diffusion objective with a diffusers scheduler: CogVideoX-5B is a
    v-prediction model, so ``CogVideoXDDIMScheduler`` (its 5B config:
    scaled-linear betas, zero terminal SNR, v-prediction) adds noise at a uniform
@@ -77,26 +80,25 @@ loss curve in ``extra``.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, get_args
 
-import cv2
 import numpy as np
 import torch
 
 from models.mvdit.cfg import CFGConfig, reuse_unconditional_tokens, sample_keep_masks
 from pipeline.checkpoints import (latest_checkpoint, load_checkpoint, load_tokenizer, load_unconditional_tokens,
                                   save_checkpoint)
-from pipeline.latents import PoolLatentMap, frames_to_unit, latent_frames, latent_map_from_spec
+from pipeline.latents import PoolLatentMap, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
 from pipeline.mvdit import sharding
 from pipeline.mvdit.data import Sample, as_samples, worker_shard
 from pipeline.mvdit.factory import backbone_reference
 from pipeline.mvdit.resume import checkpoint_meta, resume, resume_sharded, safetensors_args
+from pipeline.mvdit.windows import nearest_bucket, reference_video, resize_crop, zero_padded_video  # noqa: F401
 
 Log = Callable[[str], None]
 MODELS = ("tiny", "cogvideox_5b", "wan_tiny", "wan_i2v_14b")
@@ -143,6 +145,8 @@ class MVDiTTrainConfig:
     lengths: tuple[int, ...] = BUCKET_LENGTHS
     strides: tuple[int, ...] = STRIDES
     colour_jitter: float = 0.0  # strength of the per-window colour augmentation (0 = off; see `jitter_colours`)
+    video_latents: str = ""  # uri of a `video_latents` table: read fixed windows' latents (no VAE in training;
+    #                          no random crop or colour jitter: `pipeline.mvdit.latent_table`); "" = encode each step
     motion_drop_prob: float = 0.2
     text_drop_prob: float = 0.1
     strategy: str = "fsdp"  # ddp | fsdp (FSDP2; the tiny configs use ddp)
@@ -326,23 +330,6 @@ def step_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
-def nearest_bucket(height: int, width: int, buckets: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """The bucket whose aspect ratio is closest (in log) to the frame's."""
-    return min(buckets, key=lambda b: abs(math.log((b[0] / b[1]) / (height / width))))
-
-
-def resize_crop(frames: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Resize (T, H, W, 3) so it covers ``size`` (H, W), then crop a random (H, W) window."""
-    th, tw = size
-    h, w = frames.shape[1:3]
-    scale = max(th / h, tw / w)
-    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
-    if (nh, nw) != (h, w):
-        frames = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
-    top, left = int(rng.integers(0, nh - th + 1)), int(rng.integers(0, nw - tw + 1))
-    return frames[:, top : top + th, left : left + tw]
-
-
 def jitter_colours(frames: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """One random colour change for a whole window (T, H, W, 3) uint8: a channel permutation (with probability
     ``strength``), per-channel gains exp(U(-s, s)) and offsets U(-40 s, 40 s) on 0-255.
@@ -381,6 +368,21 @@ def draw_batch(samples: list[Sample], cfg: MVDiTTrainConfig,
         joints.append(sample.joints[start : start + span : stride])
     texts = [samples[i].caption if samples[i].caption is not None else cfg.prompt for i in picks]
     return np.stack(videos), np.stack(joints), texts
+
+
+def step_latents(samples: list[Sample], cfg: MVDiTTrainConfig, rng: np.random.Generator, gen: torch.Generator,
+                 latent_map: Any, table: Any, device: torch.device):
+    """One step's (z_0, z_ref, joints, texts, first frames): random windows encoded by ``latent_map``, or, with a
+    ``table`` (`pipeline.mvdit.latent_table.LatentWindows`), fixed windows' latents read and sampled from it."""
+    if table is not None:
+        return table.draw(samples, cfg.batch_size, cfg.prompt, rng, gen, device)
+    frames, joints, texts = draw_batch(samples, cfg, rng)
+    with torch.no_grad():
+        video = torch.from_numpy(frames).to(device)
+        latents = latent_map.encode(video, generator=gen)
+        # 6B: z_ref = E(x_0) (Eq. 3); 18B: z_ref = E(ZeroPad(x_0)) (Eq. 9).
+        reference = latent_map.encode(reference_video(video, cfg.is_wan), generator=gen)
+    return latents, reference, joints, texts, frames[:, 0]
 
 
 # ---- the training step -------------------------------------------------------------------------
@@ -424,14 +426,6 @@ def flow_matching_loss(model, latents: torch.Tensor, reference: torch.Tensor, to
     return torch.nn.functional.mse_loss(pred.float(), (noise - z0).float())
 
 
-def zero_padded_video(video: torch.Tensor) -> torch.Tensor:
-    """Eq. 9's ZeroPad(x_0) in the latent map's layout: uint8 (B, T, H, W, 3) -> float [-1, 1], frames >= 1 zero."""
-    from models.mvdit.wan import zero_padded_reference
-
-    first = frames_to_unit(video[:, :1]).permute(0, 4, 1, 2, 3)  # (B, 3, 1, H, W)
-    return zero_padded_reference(first, video.shape[1]).permute(0, 2, 3, 4, 1)
-
-
 def setup_model(job: dict[str, Any], cfg: MVDiTTrainConfig, device: torch.device, autocast: bool, sharded: bool,
                 rank: int, log: Log) -> torch.nn.Module:
     """The MV-DiT to train with its mean joints, a reused c_m∅ (``unconditional_from``) and per-block gradient
@@ -473,7 +467,8 @@ class StepParts:
     samples: list[Sample]
     cfg: MVDiTTrainConfig
     device: torch.device
-    latent_map: Any
+    latent_map: Any  # None when latents come from a `video_latents` table
+    table: Any  # `latent_table.LatentWindows` or None
     vqvae: Any
     normalizer: Any
     scheduler: Any  # CogVideoX's DDIM scheduler; None for the Wan models (flow matching)
@@ -485,21 +480,17 @@ def micro_step(parts: StepParts, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     """(loss, motion keep-mask) of one micro-batch of ``batch_size`` windows, every draw from ``seed``: windows
     and augmentation (step 1 of the module docstring), latents and motion tokens (2), noise (3), drops (4)."""
     cfg, device, gen = parts.cfg, parts.device, torch.Generator().manual_seed(seed)
-    frames, joints, texts = draw_batch(parts.samples, cfg, np.random.default_rng(seed))
+    latents, reference, joints, texts, first_frames = step_latents(parts.samples, cfg, np.random.default_rng(seed),
+                                                                   gen, parts.latent_map, parts.table, device)
     with torch.no_grad():
-        video = torch.from_numpy(frames).to(device)
-        latents = parts.latent_map.encode(video, generator=gen)
-        # 6B: z_ref = E(x_0) (Eq. 3); 18B: z_ref = E(ZeroPad(x_0)) (Eq. 9).
-        first = zero_padded_video(video) if cfg.is_wan else video[:, :1]
-        reference = parts.latent_map.encode(first, generator=gen)
         tokens = parts.vqvae.motion_tokens(parts.normalizer(torch.from_numpy(joints).to(device)))
     drop = CFGConfig(motion_drop_prob=cfg.motion_drop_prob, text_drop_prob=cfg.text_drop_prob)
-    motion_keep, text_keep = sample_keep_masks(len(frames), drop, generator=gen, device=device)
+    motion_keep, text_keep = sample_keep_masks(len(joints), drop, generator=gen, device=device)
     # "dynamic" PE (Table 2): the RoPE positions are each window's own first-frame joints.
     first_joints = torch.from_numpy(joints[:, 0]).to(device) if cfg.motion_pe == "dynamic" else None
     if parts.conditioner is not None:  # frozen encoders, outside autocast (as Wan's pipeline runs them)
         text = parts.conditioner.encode_prompts(texts, keep=text_keep).to(device)  # dropped: the empty prompt
-        image = parts.conditioner.encode_images(frames[:, 0]).to(device)
+        image = parts.conditioner.encode_images(first_frames).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=parts.autocast):
         if parts.conditioner is not None:
             loss = flow_matching_loss(parts.net, latents, reference, tokens, motion_keep, text, image, gen,
@@ -523,7 +514,14 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
     _, world = sharding.world()
     samples = worker_shard(as_samples(job["samples"]), rank, world)  # references: decoded here, per batch
     vqvae, normalizer, _ = load_tokenizer(job["tokenizer_checkpoint"], device=device)
-    latent_map = latent_map_from_spec(job["latent_map"], device=device)
+    table = None
+    if job.get("video_latents"):  # latents read from the table: the VAE is not even loaded
+        from pipeline.mvdit.latent_table import LatentWindows
+
+        table = LatentWindows(job["video_latents"], samples, cfg.lengths, cfg.strides, cfg.buckets)
+        if rank == 0:
+            log(table.describe())
+    latent_map = None if table else latent_map_from_spec(job["latent_map"], device=device)
     scheduler = None if cfg.is_wan else make_scheduler()
     autocast = cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
     conditioner = None
@@ -552,7 +550,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
                     state[key] = value.to(device)
         net = wrap(model) if wrap else model
     net.train()
-    parts = StepParts(net, samples, cfg, device, latent_map, vqvae, normalizer, scheduler, conditioner, autocast)
+    parts = StepParts(net, samples, cfg, device, latent_map, table, vqvae, normalizer, scheduler, conditioner, autocast)
 
     for step in range(start, cfg.steps):
         lr = learning_rate(step, cfg)
@@ -654,6 +652,22 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
     return MVDiTTrainResult(checkpoint, ckpt.extra.get("loss_curve", []), frames, run_name, run_dir)
 
 
+def latent_map_spec(config: MVDiTTrainConfig) -> dict[str, Any]:
+    """The latent map the config trains on: the backbone's VAE (``vae``), or the pool map for the tiny models."""
+    if config.vae:
+        from pipeline.latents import load_vae
+
+        spec = load_vae(config.vae).spec()
+        if config.is_wan and spec["class"] != "AutoencoderKLWan":
+            raise ValueError(f"MVDiTTrainConfig.vae = {config.vae!r} holds {spec['class']}; "
+                             f"model {config.model!r} needs Wan2.1's AutoencoderKLWan")
+        return spec
+    if config.model in TINY_MODELS:
+        k = config.latent_frequencies
+        return PoolLatentMap(latent_channels=max(4, 3 * k * k), frequencies=k).spec()
+    raise ValueError(f"MVDiTTrainConfig.vae must name the backbone's VAE folder for model {config.model!r}")
+
+
 def prepare_job(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats: Any, config: MVDiTTrainConfig,
                 out_dir: str | Path) -> dict[str, Any]:
     """Everything a training worker needs (checked here, before any worker starts): configs, model kwargs,
@@ -666,18 +680,7 @@ def prepare_job(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
     if not Path(tokenizer_checkpoint).is_file():
         raise FileNotFoundError(f"4DMoT checkpoint not found: {tokenizer_checkpoint}")
     vqvae, _, _ = load_tokenizer(tokenizer_checkpoint)
-    if config.vae:
-        from pipeline.latents import load_vae
-
-        latent_spec = load_vae(config.vae).spec()
-        if config.is_wan and latent_spec["class"] != "AutoencoderKLWan":
-            raise ValueError(f"MVDiTTrainConfig.vae = {config.vae!r} holds {latent_spec['class']}; "
-                             f"model {config.model!r} needs Wan2.1's AutoencoderKLWan")
-    elif config.model in TINY_MODELS:
-        k = config.latent_frequencies
-        latent_spec = PoolLatentMap(latent_channels=max(4, 3 * k * k), frequencies=k).spec()
-    else:
-        raise ValueError(f"MVDiTTrainConfig.vae must name the backbone's VAE folder for model {config.model!r}")
+    latent_spec = latent_map_spec(config)
     if config.model not in TINY_MODELS and not config.backbone:
         raise ValueError(f"MVDiTTrainConfig.backbone must name the stock diffusers backbone folder for model "
                          f"{config.model!r} (a full model is fine-tuned from it, never trained from random weights)")
@@ -697,6 +700,11 @@ def prepare_job(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
            "mean_joints": _mean_joints(stats, wrapped)}
     if config.is_wan:
         job["wan_encoders"] = encoders
+    if config.video_latents:  # a reference (uri, pinned version, key): the workers read their own rows
+        from pipeline.mvdit.latent_table import FIRST_FRAME, ZERO_PADDED, table_reference
+
+        job["video_latents"] = table_reference(config.video_latents, latent_spec,
+                                               ZERO_PADDED if config.is_wan else FIRST_FRAME)
     if config.backbone and not kwargs["train_backbone"]:  # checkpoints then hold only the trained weights
         job["backbone"] = backbone_reference(config.backbone, cache=out_dir / "checkpoints" / "backbone_sha256.json")
     return job
