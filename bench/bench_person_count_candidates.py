@@ -129,11 +129,11 @@ def main() -> None:
         "BlazePose detector + side columns (PersonCounter before)": lambda: per_frame(PersonCounter(person_mask=False)),
         "+ fixed 2 x 2 corner windows (grid=True)": lambda: per_frame(PersonCounter(person_mask=False, grid=True)),
         "person-mask components >= 1% (no detector)": lambda: mask_components,
-        "detector + side columns + person-mask component windows": lambda: per_frame(
-            PersonCounter(person_mask=True, headless=False)),
-        "+ headless fallback (mask component >= 5% counts 1)": lambda: per_frame(PersonCounter(person_mask=True)),
-        "+ running median of 3 samples": lambda: running_median(PersonCounter(person_mask=True)),
-        "mask windows, mask on whole frame only (tiled_mask=False)": lambda: per_frame(PersonCounter(tiled_mask=False)),
+        "detector + side columns + person-mask component windows (PersonCounter now)": lambda: per_frame(
+            PersonCounter(person_mask=True)),
+        "+ headless fallback (mask component >= 5% counts 1)": lambda: per_frame(PersonCounter(headless=True)),
+        "+ running median of 3 samples": lambda: running_median(PersonCounter(headless=True)),
+        "+ headless, mask on the whole frame only (tiled_mask=False)": lambda: per_frame(PersonCounter(headless=True, tiled_mask=False)),
     }
     if args.only:
         keep = {int(i) - 1 for i in args.only.split(",")}

@@ -52,17 +52,29 @@ def test_tiled_mask_is_the_largest_probability_over_windows_and_components_are_s
         PersonCounter(headless_area=0.0)
 
 
-def test_headless_torso_counts_one_only_with_the_person_mask():
-    """The dev set's torso (head above the frame, labelled 1 person): the face-anchored detector alone finds no one."""
+def test_headless_torso_counts_one_with_the_headless_option():
+    """The dev set's torso (head above the frame, labelled 1 person): the face-anchored detector alone finds no one;
+    ``headless=True`` counts the mask's large component (off by default: see the next test)."""
     from pipeline.video_io import read_frames
 
     need_mediapipe()
     frames = read_frames(shared_path("real-dev/torso_pouring_coffee.mp4"))[::24]
-    with PersonCounter() as counter, PersonCounter(person_mask=False) as detector_only:
+    with PersonCounter(headless=True) as counter, PersonCounter() as detector_only:
         assert counter.count(frames).tolist() == [1] * len(frames)
         assert (detector_only.count(frames) == 0).sum() >= len(frames) // 2
         scores, boxes = counter.people(frames[0])
         assert np.isnan(scores).all() and boxes.shape == (1, 4)  # the mask's component: no detector score
+
+
+def test_headless_counts_a_rendered_empty_background_which_is_why_it_is_off():
+    """The selfie mask marks half of the demo's rendered background as a person: the headless rule would count it."""
+    from test_person_count import _render
+
+    need_mediapipe()
+    empty = _render("normal", seed=3, draw_persons=False)
+    with PersonCounter(headless=True) as headless, PersonCounter() as counter:
+        assert 1 in headless.count(empty).tolist()
+        assert counter.count(empty).tolist() == [0] * len(empty)
 
 
 def test_background_beside_a_real_dancer_counts_no_one():
@@ -72,7 +84,7 @@ def test_background_beside_a_real_dancer_counts_no_one():
     need_mediapipe()
     frames = read_frames(shared_path(f"{REAL}/00016.mp4"), 0, 40)[::8]
     strips = [np.ascontiguousarray(f[:, 225:225 + 86]) for f in frames] + [np.ascontiguousarray(f[:, 712:798]) for f in frames]
-    with PersonCounter() as counter:
+    with PersonCounter(headless=True) as counter:  # the mask finds no large component there either
         assert counter.count(strips).tolist() == [0] * len(strips)
 
 

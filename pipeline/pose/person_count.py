@@ -117,7 +117,8 @@ class PersonCounter:
     tile_min_score: float = TILE_MIN_SCORE
     grid: bool = False  # off by default: counts a second person on real single dancers (module docstring)
     person_mask: bool = True  # also run the detector on the person mask's components (person_mask.py)
-    headless: bool = True  # with person_mask: a large component where the detector finds no one is one person
+    headless: bool = False  # with person_mask: a large component where the detector finds no one is one person
+    # (off by default: the mask marks half of a rendered empty background as a person; module docstring)
     headless_area: float = HEADLESS_AREA
     tiled_mask: bool = True  # with person_mask: the mask also runs on the column windows / 2 x 2 quadrants
     _graph: object = field(default=None, init=False, repr=False, compare=False)
