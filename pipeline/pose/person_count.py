@@ -25,15 +25,19 @@ segmentation (``person_mask.py``, in the same wheel) marks the person pixels, ru
 and on the same columns (wide frames) or four 60% corner windows (squarish frames >= 448 px), the
 larger probability winning. Each connected component of at least 1% of the frame is one more window
 for the detector (its box grown 15% a side), so tiled and small people reach the detector larger
-where they are, not in fixed corners; and where no window finds anyone but a component covers
-``headless_area`` (5%) of the frame, that component is one person without a head (a torso with the
-head above the frame: the detector is face-anchored). Measured side by side
-(bench/bench_person_count_candidates.py, BENCHMARKS.md "Person counter with the person mask"): right
-on 560 of the 593 dev and composite frames (94.4%, 405 before), 2 x 2 tiles 17/20 (0 before) without
-the grid's false second people, the headless torso 144/144 (7), every single dancer 1 and every empty
-strip beside a dancer 0 as before; two chest-down arm wrestlers remain 0-1 (one mask component).
-Costs about twice the detector alone (three to five detector passes and up to five mask passes).
-``person_mask=False`` gives the counter as it was.
+where they are, not in fixed corners. Measured side by side (bench/bench_person_count_candidates.py,
+BENCHMARKS.md "Person counter with the person mask"): 2 x 2 tiles 17/20 (0 before; the fixed grid's
+19/20 came with false second people on single dancers, these windows count none: every single dancer
+and every pair right, empty strips beside dancers 0 as before), rows of three 19/20, crowds of 6 and 9
+small dancers 4/10 and 1/10 (0 and 0); 423 of the 593 dev and composite frames (405 before).
+``headless=True`` also counts one person where no window found anyone but a component covers
+``headless_area`` (5%) of the frame (a torso with the head above it: the detector is face-anchored):
+560 of 593 (94.4%; the torso 144/144). It is off by default because the selfie model marks half of a
+rendered empty background as a person (probability 0.96), and because the pose stage already counts 1
+wherever MediaPipe's tracker holds a pose (``MediaPipeLandmarks.num_people``), so it would change no
+curation verdict. Two chest-down arm wrestlers stay 0-1 either way (the mask joins them into one
+component). The mask windows cost about twice the detector alone; ``person_mask=False`` is the counter
+as it was.
 
 Issue 16 measured it first on real footage (bench/bench_person_rules.py, BENCHMARKS.md "Person rules on
 real footage"): composites of the five real dancers and the four labelled videos of shared/real-dev.
@@ -62,7 +66,7 @@ Known limits:
   on a broad set of footage.
 
 Cost (one CPU core): about 16 ms a detector pass whatever the frame size, so 16 ms a frame
-without tiles, about 30 ms with them and about 60 ms with the person mask; the pose backend runs it on
+without tiles, about 30 ms with them and about 60 ms with the person mask's windows; the pose backend runs it on
 every k-th frame only (``MediaPipePoses.person_count_step``, 5).
 """
 
