@@ -12,9 +12,11 @@ Candidates (all ship inside the mediapipe wheel):
 - ``PersonCounter`` as it was (BlazePose person detector + side columns), the baseline of the same run;
 - the same with ``grid=True`` (fixed 2 x 2 windows);
 - person-mask components counted (selfie segmentation, components >= 1% of the frame): no detector at all;
-- the detector + windows on the person mask's components (each component's box grown 15%) instead of fixed grids;
-- the same + a headless fallback: no detection but a mask component >= 5% of the frame counts 1;
-- the last + a 3-sample running median over time (the pose stage's samples are 5 frames apart).
+- the detector + windows on the person mask's components (each component's box grown 15%) instead of fixed
+  grids (``PersonCounter`` now; the mask also runs on the columns / corner windows);
+- the same + a headless fallback (``headless=True``): no detection but a mask component >= 5% counts 1;
+- the last + a 3-sample running median over time within each group (samples 2 or 8 frames apart here);
+- the headless one with the mask on the whole frame only (``tiled_mask=False``).
 One torch thread. ms / frame is process time per frame, whole candidate.
 """
 
@@ -33,8 +35,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_person_rules import DANCERS, REAL, composites, correct, dev_frames, fit_height, labels  # noqa: E402
-
-PAPER_DANCERS = DANCERS
 
 
 def _picture(frame: np.ndarray) -> np.ndarray:
@@ -133,7 +133,8 @@ def main() -> None:
             PersonCounter(person_mask=True)),
         "+ headless fallback (mask component >= 5% counts 1)": lambda: per_frame(PersonCounter(headless=True)),
         "+ running median of 3 samples": lambda: running_median(PersonCounter(headless=True)),
-        "+ headless, mask on the whole frame only (tiled_mask=False)": lambda: per_frame(PersonCounter(headless=True, tiled_mask=False)),
+        "+ headless, mask on the whole frame only (tiled_mask=False)": lambda: per_frame(
+            PersonCounter(headless=True, tiled_mask=False)),
     }
     if args.only:
         keep = {int(i) - 1 for i in args.only.split(",")}

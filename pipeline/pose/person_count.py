@@ -203,14 +203,16 @@ class PersonCounter:
         windows (the grid's windows: here they only find the mask's components, no person directly)."""
         return _windows(width, height, self.tile_width, columns=True, grid=True)[1:]
 
-    def mask_windows(self, components: list[tuple[float, np.ndarray]], width: int, height: int) -> list[tuple[int, int, int, int]]:
+    def mask_windows(self, components: list[tuple[float, np.ndarray]], width: int,
+                     height: int) -> list[tuple[int, int, int, int]]:
         """Windows (left, top, right, bottom) around the person mask's components: each box grown by
         ``MASK_GROW`` of its size on each side, clipped to the frame; a window covering 90% of the frame's
         width and height is the whole-frame pass again and is left out."""
         windows = []
         for _, (x, y, w, h) in components:
             left, top = max(0, int(x - MASK_GROW * w)), max(0, int(y - MASK_GROW * h))
-            right, bottom = min(width, int(np.ceil(x + w + MASK_GROW * w))), min(height, int(np.ceil(y + h + MASK_GROW * h)))
+            right = min(width, int(np.ceil(x + w + MASK_GROW * w)))
+            bottom = min(height, int(np.ceil(y + h + MASK_GROW * h)))
             if (right - left < 0.9 * width or bottom - top < 0.9 * height) and min(right - left, bottom - top) >= 16:
                 windows.append((left, top, right, bottom))
         return windows

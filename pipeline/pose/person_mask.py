@@ -1,16 +1,18 @@
 """Where the people are in a frame: MediaPipe's selfie segmentation mask and its connected components.
 
-The person counter (``person_count.py``) uses the mask two ways (issue 16, item 1): each large
-component is a window the BlazePose person detector runs on (the person reaches the detector's
-224 x 224 input larger than in the whole frame: tiled or small people), and a large component where the
-face-anchored detector finds no one is still a person (a torso with the head above the frame).
+The person counter (``person_count.py``) uses the mask (issue 16, item 1): each large component is
+a window the BlazePose person detector runs on (the person reaches the detector's 224 x 224 input
+larger than in the whole frame: tiled or small people); with ``headless=True`` (off by default) a
+large component where the face-anchored detector finds no one also counts as a person (a torso with
+the head above the frame).
 The model is ``mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite`` (the general
 256 x 256 model, inside the wheel; the 144 x 256 "landscape" model marked a headless torso's
 shirt as background), run through ``mediapipe.solutions.selfie_segmentation``; nothing is downloaded.
 
 Known limits: it is a selfie model (people within a few metres): it also marks furniture touching a
-person (a table under a torso) and merges people who touch into one component; far-away people
-below about 1% of the frame are dropped as noise.
+person (a table under a torso), marks half of a rendered empty background as a person (probability
+0.96: why the mask alone is no evidence of a person), and merges people who touch into one
+component; far-away people below about 1% of the frame are dropped as noise.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class PersonMask:
                 np.maximum(inner, self.mask(frame[top:bottom, left:right]), out=inner)
         return person
 
-    def components(self, frame: np.ndarray, windows: list[tuple[int, int, int, int]] = ()) -> list[tuple[float, np.ndarray]]:
+    def components(self, frame: np.ndarray,
+                   windows: list[tuple[int, int, int, int]] = ()) -> list[tuple[float, np.ndarray]]:
         """The person mask's components of at least ``min_area`` of the frame, largest first:
         (area as a fraction of the frame, box x, y, width, height in pixels); ``windows`` as in ``tiled_mask``."""
         person = (self.tiled_mask(frame, list(windows)) >= self.level).astype(np.uint8)
