@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -194,8 +196,9 @@ def fsdp2_bytes(model: nn.Module, world: int, rank: int = 0, reshard_after_forwa
                         optimizer_step=ADAMW_STEP_TEMP * trainable)
 
 
+@functools.lru_cache(maxsize=None)
 def meta_model(model: str, layout: str) -> nn.Module:
-    """The full-size model on the meta device (shapes and requires_grad only)."""
+    """The full-size model on the meta device (shapes and requires_grad only; built once, read only)."""
     with torch.device("meta"):
         return model_config(model, layout).build()
 
@@ -340,14 +343,19 @@ def measure_all(settings: Iterable[Setting], only: Iterable[str] = (), log=print
 
 
 def update_cache(results: dict[str, int], only: Iterable[str], seconds: float, path: Path = CACHE) -> None:
-    """Merge ``results`` into the cache; keys no setting needs any more are dropped; each run is logged."""
-    cache = json.loads(path.read_text()) if path.is_file() else {"dtype": "bfloat16", "runs": [], "bytes": {}}
+    """Merge ``results`` into the cache; keys no setting needs any more are dropped; each run is logged. Read,
+    merge and write hold a lock, so measurements of different subsets may run at the same time."""
+    import fcntl
+
     needed = {k for s in all_settings() for k in measurement_keys(s)}
-    cache["bytes"] = {k: v for k, v in sorted({**cache["bytes"], **results}.items()) if k in needed}
-    cache.setdefault("runs", []).append({
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "seconds": round(seconds),
-        "only": list(only) or ["*"], "keys": len(results), "tracker": "LiveBytes (pipeline/mvdit/live_bytes.py)"})
-    path.write_text(json.dumps(cache, indent=1) + "\n")
+    with open(Path(tempfile.gettempdir(), f"{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache = json.loads(path.read_text()) if path.is_file() else {"dtype": "bfloat16", "bytes": {}}
+        cache["bytes"] = {k: v for k, v in sorted({**cache["bytes"], **results}.items()) if k in needed}
+        cache.setdefault("runs", []).append({
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "seconds": round(seconds),
+            "only": list(only) or ["*"], "keys": len(results), "tracker": "LiveBytes (pipeline/mvdit/live_bytes.py)"})
+        path.write_text(json.dumps(cache, indent=1) + "\n")
 
 
 def load_cache(path: Path = CACHE) -> dict[str, int]:
