@@ -83,3 +83,32 @@ class LiveBytes(TorchDispatchMode):
         for h in self._handles:
             h.remove()
         return super().__exit__(*exc)
+
+
+class _NoHook:
+    def remove(self) -> None:
+        pass
+
+
+def MemTrackerPeak(model: nn.Module):  # noqa: N802 (a tracker factory, used like a class)
+    """torch's ``MemTracker`` keeping only the peak of activation + temporary bytes, for comparison with
+    `LiveBytes` (what `pipeline.mvdit.memory` measured before; the same without checkpointing, one block input
+    more per 6B block with it). Its own peaks are of the total and per module (a pass over every module after
+    every op). Frozen parameters (the 18B backbone) get a placeholder where the tracker keeps its gradient hooks:
+    it would otherwise try to hook a tensor that has no gradient, and fail."""
+    from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
+
+    class ActivationPeak(MemTracker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.activation_peak = 0
+            for p in model.parameters():
+                if not p.requires_grad:
+                    self._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
+
+        def _update_peak_stats(self, peak_state) -> None:  # after every op; replaces the per-module bookkeeping
+            for snap in self._curr_mem_snap.values():
+                live = snap.get(_MemRefType.ACT, 0) + snap.get(_MemRefType.TEMP, 0)
+                self.activation_peak = max(self.activation_peak, live)
+
+    return ActivationPeak()

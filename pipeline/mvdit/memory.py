@@ -1,6 +1,6 @@
 """Per-GPU memory of MV-DiT training at full size (Sec. 3.2, App. A.2: 8 GPUs, bf16, batch 4 per GPU, ZeRO-2).
 
-    python -m pipeline.mvdit.memory [--check] [--measure] [--gpus 8] [--gpu-gib 80] [--reshard-after-forward]
+    python -m pipeline.mvdit.memory [--check] [--measure [--only GLOB]] [--gpus 8] [--gpu-gib 80] [--reshard-after-forward]
 
 For MV-DiT-6B / -18B (paper layouts) and the released 7B / 17B layouts, 49 and 129 frames, 480 x 720 and
 480 x 832, batch 1-4 per GPU, it prints per rank: parameters, gradients, optimizer state, all-gather buffers,
@@ -60,7 +60,7 @@ from torch import nn
 
 from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.wan import TEXT_TOKENS, MVDiTWanConfig
-from pipeline.mvdit.live_bytes import LiveBytes
+from pipeline.mvdit.live_bytes import LiveBytes, MemTrackerPeak
 
 GIB = 2**30
 CACHE = Path(__file__).with_name("memory_measured.json")
@@ -204,37 +204,6 @@ def meta_model(model: str, layout: str) -> nn.Module:
 
 
 # ---- activations, measured ---------------------------------------------------------------------------------
-class _NoHook:
-    def remove(self) -> None:
-        pass
-
-
-def _activation_peak_tracker(model: nn.Module):
-    from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
-
-    class ActivationPeak(MemTracker):
-        """``MemTracker`` keeping only the peak of activation + temporary bytes (its own peaks are of the total,
-        parameters and gradients included, which here `fsdp2_bytes` accounts for per rank; and per module, which
-        costs a pass over every module after every op).
-
-        Frozen parameters (the 18B backbone) get a placeholder where the tracker keeps its gradient hooks: it
-        would otherwise try to hook a tensor that has no gradient, and fail."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.activation_peak = 0
-            for p in model.parameters():
-                if not p.requires_grad:
-                    self._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
-
-        def _update_peak_stats(self, peak_state) -> None:  # after every op; replaces the per-module bookkeeping
-            for snap in self._curr_mem_snap.values():
-                live = snap.get(_MemRefType.ACT, 0) + snap.get(_MemRefType.TEMP, 0)
-                self.activation_peak = max(self.activation_peak, live)
-
-    return ActivationPeak()
-
-
 def latent_shape(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: int, width: int) -> tuple[int, int, int]:
     """(latent frames, latent height, latent width) of a clip: both VAEs are 4x in time, 8x in space."""
     if (frames - 1) % 4 or height % 16 or width % 16:
@@ -300,7 +269,7 @@ def measure_activations_memtracker(cfg: MVDiTConfig | MVDiTWanConfig, frames: in
     """The same peak by torch's ``MemTracker`` (activation + temporary bytes): higher with checkpointing, because
     its module hooks hold every block's input gradient to the end of backward (`pipeline.mvdit.live_bytes`)."""
     return int(fake_training_step(cfg, frames, height, width, batch, checkpointing,
-                                  _activation_peak_tracker).activation_peak)
+                                  MemTrackerPeak).activation_peak)
 
 
 def measurement_key(model: str, layout: str, frames: int, height: int, width: int, batch: int, checkpointing: bool,
