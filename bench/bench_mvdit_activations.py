@@ -1,20 +1,22 @@
 """Audit of the activation bytes `pipeline.mvdit.memory` measures: what each extra transformer block adds.
 
     python bench/bench_mvdit_activations.py [--model 6b|18b] [--frames 49 --height 480 --width 720] [--batch 1]
+        [--shapes | --whole | --composition]
 
 For p and 2p blocks (p = motion-block period), with and without per-block gradient checkpointing, on fake CPU
-tensors (``FakeTensorMode``, bf16, full width, the given token count, the real blocks), it prints:
+tensors (``FakeTensorMode``, bf16, full width, the given token count, the real blocks), it prints (MiB):
 
 - saved: bytes of the tensors autograd saves for backward (``saved_tensors_hooks``; unique storages, parameters
   excluded), alive at the end of forward; with checkpointing these are the checkpoints' saved block inputs and
-  what is saved outside the blocks;
+  what is saved outside the blocks (``--shapes`` lists them);
 - live@fwd: bytes of every storage created by the step and alive at the end of forward (`LiveBytes`);
 - peak: `LiveBytes`' peak over forward and backward (what `memory.measure_activations` returns);
 - peak+hooks: the same with torch's ``ModTracker`` active (the module hooks ``MemTracker`` installs);
 - memtracker: ``MemTracker``'s activation + temporary peak (what `memory` measured before);
-- block input: bytes of one block's hidden-state input (B x tokens x width, bf16; + Wan's none, CogVideoX's
-  empty text) for reference.
-and the per-period increment of each, in bytes and in block inputs per block.
+
+and the per-period increment of each, in bytes and in block inputs (B x tokens x width, bf16) per block.
+``--whole``: instead, the whole-depth model with checkpointing in one run beside the cached extension.
+``--composition``: instead, what is alive at the checkpointed peak at 2p blocks.
 """
 
 from __future__ import annotations
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=240)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--shapes", action="store_true", help="list the saved tensors at the end of forward")
+    p.add_argument("--whole", action="store_true",
+                   help="only measure the whole-depth model with checkpointing beside the cached extension")
     p.add_argument("--composition", action="store_true",
                    help="only list what is alive at the checkpointed peak at 2p blocks")
     args = p.parse_args(argv)
@@ -163,6 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     block_input = args.batch * n_tok * width * 2
     print(f"{memory.MODELS[(args.model, args.layout)]} {args.frames}x{args.height}x{args.width} batch {args.batch}: "
           f"{n_tok} tokens, width {width}, block input {block_input / MIB:.2f} MiB (bf16), period {period} blocks")
+    if args.whole:
+        start = time.time()
+        whole = memory.measure_activations(base, args.frames, args.height, args.width, args.batch, True)
+        setting = memory.Setting(args.model, args.layout, args.frames, args.height, args.width, args.batch)
+        extended = memory.activation_bytes(memory.load_cache(), setting, True)
+        print(f"  ckpt {base.backbone['num_layers']} blocks: whole {whole / memory.GIB:.3f} GiB, extended from "
+              f"the cache {extended / memory.GIB:.3f} GiB, ratio {extended / whole:.4f} ({time.time() - start:.0f} s)")
+        return 0
     if args.composition:
         composition(memory.with_layers(base, 2 * period), args)
         return 0
