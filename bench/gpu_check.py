@@ -11,7 +11,7 @@ On one CUDA GPU, for MV-DiT-6B (paper layout, 49 x 480 x 720: 17,550 tokens) and
    p, then 2p, 4p, ... up to the full depth) until the GPU runs out of memory or ``--budget-s`` is spent; per
    depth: step time (median of ``--steps`` after one warm-up step), the peak of ``torch.cuda`` allocated memory
    over forward + backward above what was allocated before it (activations + gradients), and beside it the
-   prediction of `pipeline.mvdit.memory` for the same model, depth, clip and batch (its cached ``MemTracker``
+   prediction of `pipeline.mvdit.memory` for the same model, depth, clip and batch (its cached ``LiveBytes``
    measurements under ``FakeTensorMode`` extended to that depth, plus the gradient bytes); the ratio
    measured / predicted;
 2. one 50-step sampling run (no grad, motion CFG: 2 branches for the 6B, 3 with text CFG for the 18B) with 2p
@@ -135,20 +135,20 @@ def sampling_time(cfg, frames, height, width, steps, device, dtype) -> float:
 
 
 def predicted_activations(name: str, cfg, frames: int, height: int, width: int, batch: int) -> int:
-    """The memory simulation's activations (gradient checkpointing) for ``cfg``'s depth: from the cached p / 2p
-    block measurements extended linearly, as `pipeline.mvdit.memory.activation_bytes` does, when cached;
-    else measured now (tiny models)."""
+    """The memory simulation's activations (gradient checkpointing) for ``cfg``'s depth: from the cached block
+    measurements extended linearly (`pipeline.mvdit.memory.activations_at_depth`) when cached and the depth is
+    reachable; else measured now (tiny models, shallow depths)."""
     if name in CACHED:
-        from pipeline.mvdit.memory import load_cache, measurement_key
+        from pipeline.mvdit.memory import activations_at_depth, load_cache
 
         model, layout = CACHED[name]
         with torch.device("meta"):
             period = motion_period(cfg.build())
-        key = lambda n: measurement_key(model, layout, frames, height, width, batch, True, n)  # noqa: E731
-        measured = load_cache()
-        if key(period) in measured and key(2 * period) in measured:
-            one, two = measured[key(period)], measured[key(2 * period)]
-            return one + (cfg.backbone["num_layers"] // period - 1) * (two - one)
+        try:
+            return activations_at_depth(load_cache(), model, layout, frames, height, width, batch, True,
+                                        cfg.backbone["num_layers"], period)
+        except (KeyError, ValueError):
+            pass
     return measure_activations(cfg, frames, height, width, batch, True)
 
 

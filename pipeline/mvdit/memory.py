@@ -1,6 +1,6 @@
 """Per-GPU memory of MV-DiT training at full size (Sec. 3.2, App. A.2: 8 GPUs, bf16, batch 4 per GPU, ZeRO-2).
 
-    python -m pipeline.mvdit.memory [--check] [--measure] [--gpus 8] [--gpu-gib 80] [--reshard-after-forward]
+    python -m pipeline.mvdit.memory [--check] [--measure [--only GLOB]] [--gpus 8] [--gpu-gib 80] [--reshard-after-forward]
 
 For MV-DiT-6B / -18B (paper layouts) and the released 7B / 17B layouts, 49 and 129 frames, 480 x 720 and
 480 x 832, batch 1-4 per GPU, it prints per rank: parameters, gradients, optimizer state, all-gather buffers,
@@ -20,18 +20,22 @@ Two parts, kept apart on purpose:
   Not measured, stated: a block's backward holds its bf16 gradients and their fp32 copy for the reduce-scatter
   (6 bytes per trainable parameter of the largest block), AdamW's foreach step one fp32 temporary per
   trainable parameter (`ADAMW_STEP_TEMP`, checked in a test with ``MemTracker`` on a small model).
-- **Activations are measured** (`measure_activations`): torch's ``MemTracker`` under ``FakeTensorMode`` runs
-  the real model (this project's ``MVDiTCogVideoX`` / ``MVDiTWan``, bf16, full width, the full token count,
-  the training loss, backward) on fake CPU tensors: no memory, no compute, seconds per run. The tracker is
-  run on the model with ``p`` and ``2p`` blocks, ``p`` the period of the motion blocks (1 release-7B, 2 paper,
-  4 release-17B), and extended to the full depth linearly (each period of blocks adds the same bytes;
-  `tests/test_mvdit_memory.py` shows it at small size, and the full 42-block 6B measured once agrees:
-  BENCHMARKS.md). Gradient checkpointing is diffusers' ``enable_gradient_checkpointing()`` (one
-  ``torch.utils.checkpoint`` per block). The activation figure is the peak over forward and backward of the
-  tracker's activation + temporary bytes (`_ActivationPeak`).
+- **Activations are measured** (`measure_activations`): `LiveBytes` (a dispatch mode counting the bytes of every
+  storage the step creates, per storage, while it is alive) runs the real model (this project's
+  ``MVDiTCogVideoX`` / ``MVDiTWan``, bf16, full width, the full token count, the training loss, backward) under
+  ``FakeTensorMode`` on fake CPU tensors: no memory, no compute, seconds per run. Parameter gradients are left
+  out (counted per rank above). Measured at two depths a period apart (`measured_layers`; the period is that of
+  the motion blocks: 1 release-7B, 2 paper, 4 release-17B) and extended to the full depth linearly (each period
+  adds the same bytes; `tests/test_mvdit_memory.py` shows it at small size, BENCHMARKS.md at full size).
+  Gradient checkpointing is diffusers' ``enable_gradient_checkpointing()`` (one non-reentrant
+  ``torch.utils.checkpoint`` per block): each block then keeps its input (B x tokens x width, bf16) to backward,
+  and the peak is in backward: the saved inputs + one block's recomputed activations + its gradients.
+  Not torch's ``MemTracker``: its module hooks hold every block's input gradient until backward ends (one more
+  block input per block with checkpointing: 2x the true growth for the 6B; `pipeline.mvdit.live_bytes`). Both
+  agree exactly without checkpointing (test).
 
 Measurements are cached in ``memory_measured.json`` next to this file (so the table prints in a second);
-``--measure`` measures again (about 20 minutes on 2 CPU cores) and rewrites it.
+``--measure`` measures again and updates it (``--only GLOB`` a subset of its keys).
 
 Peak per rank = max(forward/backward: shards + all-gather buffers + gradient shards + moments + activations +
 reduce-scatter buffers; optimizer step: shards + gradient shards + moments + AdamW temporaries).
@@ -40,12 +44,15 @@ reduce-scatter buffers; optimizer step: shards + gradient shards + moments + Ada
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import functools
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -53,6 +60,7 @@ from torch import nn
 
 from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.wan import TEXT_TOKENS, MVDiTWanConfig
+from pipeline.mvdit.live_bytes import LiveBytes, MemTrackerPeak
 
 GIB = 2**30
 CACHE = Path(__file__).with_name("memory_measured.json")
@@ -85,12 +93,34 @@ class Setting:
         return MODELS[(self.model, self.layout)]
 
 
-# App. A.2: batch 4 per GPU on 8 GPUs, bf16. The 6B at CogVideoX-5B's 49 x 480 x 720 with that batch. The 18B
-# at Wan2.1's 480p (480 x 832) with the released 17B sampler's 49-frame windows: by this measurement batch 4 per
-# GPU does not fit an 80 GiB GPU (`PAPER_BATCH_18B` is printed beside it), batch 1 does: the paper's global
-# batch of 32 then needs 4 steps of gradient accumulation (the paper names no resolution for the 18B).
-PAPER_SETTINGS = (Setting("6b", "paper", 49, 480, 720, 4), Setting("18b", "paper", 49, 480, 832, 1))
-PAPER_BATCH_18B = Setting("18b", "paper", 49, 480, 832, 4)
+@dataclass(frozen=True)
+class Plan:
+    """How a setting reaches a global batch: ``setting.batch`` per GPU x ``grad_accum`` micro-steps x the GPUs,
+    under FSDP2 with ``reshard_after_forward`` (False: the paper's ZeRO-2). Gradient accumulation adds nothing to
+    the peak: each micro-step's gradients are reduce-scattered into the fp32 gradient shards already counted."""
+
+    setting: Setting
+    grad_accum: int = 1
+    reshard_after_forward: bool = False
+
+    def describe(self, world: int) -> str:
+        s = self.setting
+        zero = "reshard_after_forward=True (ZeRO-3)" if self.reshard_after_forward else \
+            "reshard_after_forward=False (ZeRO-2)"
+        return (f"{s.name} {s.frames}x{s.height}x{s.width}: batch {s.batch} per GPU x {world} GPUs x grad accum "
+                f"{self.grad_accum} = global batch {s.batch * world * self.grad_accum}, FSDP2 {zero}")
+
+
+# App. A.2: global batch 32 (batch 4 per GPU on 8 GPUs), bf16, DeepSpeed ZeRO-2. The 6B at CogVideoX-5B's
+# 49 x 480 x 720 exactly so. The 18B at Wan2.1's 480p (480 x 832) with the released 17B sampler's 49-frame windows
+# (the paper names no resolution for it): batch 4 per GPU does not fit 80 GiB under ZeRO-2 (the bf16 all-gather
+# buffers of the 16B backbone alone are 34.5 GiB per GPU), so the checked configuration keeps ZeRO-2 and reaches
+# the global batch 32 as batch 1 x 4 steps of gradient accumulation (`MVDiTTrainConfig.grad_accum_steps`).
+# `PAPER_ALTERNATIVES` are printed beside it, not checked.
+PAPER_PLANS = (Plan(Setting("6b", "paper", 49, 480, 720, 4)), Plan(Setting("18b", "paper", 49, 480, 832, 1), 4))
+PAPER_ALTERNATIVES = (Plan(Setting("18b", "paper", 49, 480, 832, 4)),
+                      Plan(Setting("18b", "paper", 49, 480, 832, 4), reshard_after_forward=True))
+PAPER_SETTINGS = tuple(plan.setting for plan in PAPER_PLANS)
 
 
 def model_config(model: str, layout: str) -> MVDiTConfig | MVDiTWanConfig:
@@ -166,44 +196,14 @@ def fsdp2_bytes(model: nn.Module, world: int, rank: int = 0, reshard_after_forwa
                         optimizer_step=ADAMW_STEP_TEMP * trainable)
 
 
+@functools.lru_cache(maxsize=None)
 def meta_model(model: str, layout: str) -> nn.Module:
-    """The full-size model on the meta device (shapes and requires_grad only)."""
+    """The full-size model on the meta device (shapes and requires_grad only; built once, read only)."""
     with torch.device("meta"):
         return model_config(model, layout).build()
 
 
 # ---- activations, measured ---------------------------------------------------------------------------------
-class _NoHook:
-    def remove(self) -> None:
-        pass
-
-
-def _activation_peak_tracker(model: nn.Module):
-    from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
-
-    class ActivationPeak(MemTracker):
-        """``MemTracker`` keeping only the peak of activation + temporary bytes (its own peaks are of the total,
-        parameters and gradients included, which here `fsdp2_bytes` accounts for per rank; and per module, which
-        costs a pass over every module after every op).
-
-        Frozen parameters (the 18B backbone) get a placeholder where the tracker keeps its gradient hooks: it
-        would otherwise try to hook a tensor that has no gradient, and fail."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.activation_peak = 0
-            for p in model.parameters():
-                if not p.requires_grad:
-                    self._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
-
-        def _update_peak_stats(self, peak_state) -> None:  # after every op; replaces the per-module bookkeeping
-            for snap in self._curr_mem_snap.values():
-                live = snap.get(_MemRefType.ACT, 0) + snap.get(_MemRefType.TEMP, 0)
-                self.activation_peak = max(self.activation_peak, live)
-
-    return ActivationPeak()
-
-
 def latent_shape(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: int, width: int) -> tuple[int, int, int]:
     """(latent frames, latent height, latent width) of a clip: both VAEs are 4x in time, 8x in space."""
     if (frames - 1) % 4 or height % 16 or width % 16:
@@ -217,10 +217,11 @@ def tokens(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: int, width: i
     return f * (h // 2) * (w // 2)
 
 
-def measure_activations(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: int, width: int, batch: int,
-                        checkpointing: bool) -> int:
-    """Peak activation + temporary bytes of one training step's forward and backward (bf16, ``cfg``'s depth),
-    measured with ``MemTracker`` on fake CPU tensors (``FakeTensorMode``: nothing is allocated or computed)."""
+def fake_training_step(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: int, width: int, batch: int,
+                       checkpointing: bool, tracker: Callable[[nn.Module], Any], after_forward=None) -> Any:
+    """One training step's forward, loss and backward of ``cfg`` (bf16) on fake CPU tensors (``FakeTensorMode``:
+    nothing is allocated or computed) inside ``tracker(model)``, a context manager it returns; ``after_forward``
+    (optional) is called with the model and the loss before backward."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     f, h, w = latent_shape(cfg, frames, height, width)
@@ -244,14 +245,31 @@ def measure_activations(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: 
                 noisy, ref = torch.randn(batch, f, c, h, w), torch.randn(batch, 1, c, h, w)
                 extra = {}
             target = torch.randn(noisy.shape)
-            tracker = _activation_peak_tracker(model)
-            with tracker:
+            context = tracker(model)
+            with context:
                 pred = model(noisy, ref, motion, t, motion_mask=None, mean_joints=mean_joints, **extra).sample
                 loss = nn.functional.mse_loss(pred.float(), target.float())
+                if after_forward is not None:
+                    after_forward(model, loss)
                 loss.backward()
-            return int(tracker.activation_peak)
+            return context
     finally:
         torch.set_default_dtype(previous)
+
+
+def measure_activations(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: int, width: int, batch: int,
+                        checkpointing: bool) -> int:
+    """Peak bytes of the tensors a training step's forward and backward create (bf16, ``cfg``'s depth; parameter
+    gradients excluded), counted per storage by `LiveBytes` on fake CPU tensors."""
+    return fake_training_step(cfg, frames, height, width, batch, checkpointing, LiveBytes).peak
+
+
+def measure_activations_memtracker(cfg: MVDiTConfig | MVDiTWanConfig, frames: int, height: int, width: int,
+                                   batch: int, checkpointing: bool) -> int:
+    """The same peak by torch's ``MemTracker`` (activation + temporary bytes): higher with checkpointing, because
+    its module hooks hold every block's input gradient to the end of backward (`pipeline.mvdit.live_bytes`)."""
+    return int(fake_training_step(cfg, frames, height, width, batch, checkpointing,
+                                  MemTrackerPeak).activation_peak)
 
 
 def measurement_key(model: str, layout: str, frames: int, height: int, width: int, batch: int, checkpointing: bool,
@@ -259,22 +277,54 @@ def measurement_key(model: str, layout: str, frames: int, height: int, width: in
     return f"{model}/{layout}/{frames}x{height}x{width}/b{batch}/{'ckpt' if checkpointing else 'full'}/L{layers}"
 
 
-def measure_all(settings: Iterable[Setting], log=print) -> dict[str, Any]:
-    """Measure every setting at ``p`` and ``2p`` blocks, with and without checkpointing."""
+def measured_layers(period: int, checkpointing: bool) -> tuple[int, int]:
+    """The two depths measured (``a`` and ``a + period`` blocks); the full depth is extended from them.
+
+    Without checkpointing ``p`` and ``2p``. With checkpointing the peak falls in backward, and with ``p`` blocks it
+    falls where it does not in a deeper model: the 18B's increment from 2 to 4 blocks is 0.94 GiB, from 4 to 6 and
+    6 to 8 blocks 0.387 GiB, two block inputs (49 x 480 x 832, batch 1; BENCHMARKS.md). So ``2p`` and ``3p``."""
+    return (2 * period, 3 * period) if checkpointing else (period, 2 * period)
+
+
+def measurement_keys(s: Setting) -> list[str]:
+    """The cache keys one setting needs: both depths, with and without checkpointing."""
+    period = motion_period(meta_model(s.model, s.layout))
+    return [measurement_key(s.model, s.layout, s.frames, s.height, s.width, s.batch, checkpointing, layers)
+            for checkpointing in (True, False) for layers in measured_layers(period, checkpointing)]
+
+
+def measure_all(settings: Iterable[Setting], only: Iterable[str] = (), log=print) -> dict[str, int]:
+    """Measure the keys of ``settings`` (only those matching one of the ``only`` globs, when given)."""
     torch.set_num_threads(1)
+    only = list(only)
     results: dict[str, int] = {}
     start = time.time()
     for s in settings:
         cfg = model_config(s.model, s.layout)
-        period = motion_period(meta_model(s.model, s.layout))
-        for checkpointing in (True, False):
-            for layers in (period, 2 * period):
-                key = measurement_key(s.model, s.layout, s.frames, s.height, s.width, s.batch, checkpointing, layers)
-                results[key] = measure_activations(with_layers(cfg, layers), s.frames, s.height, s.width, s.batch,
-                                                   checkpointing)
-                log(f"{key}: {results[key] / GIB:.2f} GiB ({time.time() - start:.0f} s)")
-    return {"torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - start),
-            "dtype": "bfloat16", "bytes": results}
+        for key in measurement_keys(s):
+            if only and not any(fnmatch.fnmatch(key, pattern) for pattern in only):
+                continue
+            layers, checkpointing = int(key.rsplit("/L", 1)[1]), "/ckpt/" in key
+            results[key] = measure_activations(with_layers(cfg, layers), s.frames, s.height, s.width, s.batch,
+                                               checkpointing)
+            log(f"{key}: {results[key] / GIB:.2f} GiB ({time.time() - start:.0f} s)")
+    return results
+
+
+def update_cache(results: dict[str, int], only: Iterable[str], seconds: float, path: Path = CACHE) -> None:
+    """Merge ``results`` into the cache; keys no setting needs any more are dropped; each run is logged. Read,
+    merge and write hold a lock, so measurements of different subsets may run at the same time."""
+    import fcntl
+
+    needed = {k for s in all_settings() for k in measurement_keys(s)}
+    with open(Path(tempfile.gettempdir(), f"{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache = json.loads(path.read_text()) if path.is_file() else {"dtype": "bfloat16", "bytes": {}}
+        cache["bytes"] = {k: v for k, v in sorted({**cache["bytes"], **results}.items()) if k in needed}
+        cache.setdefault("runs", []).append({
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "seconds": round(seconds),
+            "only": list(only) or ["*"], "keys": len(results), "tracker": "LiveBytes (pipeline/mvdit/live_bytes.py)"})
+        path.write_text(json.dumps(cache, indent=1) + "\n")
 
 
 def load_cache(path: Path = CACHE) -> dict[str, int]:
@@ -283,17 +333,26 @@ def load_cache(path: Path = CACHE) -> dict[str, int]:
     return json.loads(path.read_text())["bytes"]
 
 
-def activation_bytes(measured: dict[str, int], s: Setting, checkpointing: bool) -> int:
-    """Activations of the full-depth model: the ``p``-block measurement plus one ``p``-block increment per period."""
-    model = meta_model(s.model, s.layout)
-    period, depth = motion_period(model), len(blocks_of(model))
-    keys = [measurement_key(s.model, s.layout, s.frames, s.height, s.width, s.batch, checkpointing, n)
-            for n in (period, 2 * period)]
+def activations_at_depth(measured: dict[str, int], model: str, layout: str, frames: int, height: int, width: int,
+                         batch: int, checkpointing: bool, depth: int, period: int) -> int:
+    """Activations of ``depth`` blocks: the measurement at ``a`` blocks plus one measured period increment per
+    period beyond (`measured_layers`). KeyError when not measured, ValueError for a depth it cannot reach."""
+    a, b = measured_layers(period, checkpointing)
+    if depth < a or (depth - a) % period:
+        raise ValueError(f"depth {depth} is not {a} + a multiple of the period {period}")
+    keys = [measurement_key(model, layout, frames, height, width, batch, checkpointing, n) for n in (a, b)]
     missing = [k for k in keys if k not in measured]
     if missing:
         raise KeyError(f"no activation measurement {missing[0]}: run python -m pipeline.mvdit.memory --measure")
-    one, two = measured[keys[0]], measured[keys[1]]
-    return one + (depth // period - 1) * (two - one)
+    lo, hi = measured[keys[0]], measured[keys[1]]
+    return lo + (depth - a) // period * (hi - lo)
+
+
+def activation_bytes(measured: dict[str, int], s: Setting, checkpointing: bool) -> int:
+    """Activations of the full-depth model of setting ``s`` (`activations_at_depth`)."""
+    model = meta_model(s.model, s.layout)
+    return activations_at_depth(measured, s.model, s.layout, s.frames, s.height, s.width, s.batch, checkpointing,
+                                len(blocks_of(model)), motion_period(model))
 
 
 # ---- the estimate ------------------------------------------------------------------------------------------
@@ -363,10 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=8, help="ranks the model is sharded over (App. A.2: 8)")
     p.add_argument("--gpu-gib", type=float, default=80, help="memory of one GPU in GiB (H100: 80)")
     p.add_argument("--reshard-after-forward", action="store_true",
-                   help="FSDP2 reshard_after_forward=True (ZeRO-3) instead of the paper's ZeRO-2")
-    p.add_argument("--measure", action="store_true", help=f"measure the activations again and rewrite {CACHE.name}")
+                   help="the table under FSDP2 reshard_after_forward=True (ZeRO-3) instead of the paper's ZeRO-2 "
+                        "(the paper-setting lines use their own strategy)")
+    p.add_argument("--measure", action="store_true", help=f"measure the activations again and update {CACHE.name}")
+    p.add_argument("--only", action="append", default=[], metavar="GLOB",
+                   help="with --measure: only the cache keys matching this glob (repeatable), e.g. '*/ckpt/*' or "
+                        "'18b/paper/49x480x832/*'")
     p.add_argument("--check", action="store_true",
-                   help="exit 1 when a paper setting (App. A.2) does not fit with gradient checkpointing")
+                   help="exit 1 when a checked paper setting (App. A.2; `PAPER_PLANS`) does not fit with gradient "
+                        "checkpointing")
     p.add_argument("--json", help="also write every row as JSON to this path")
     return p
 
@@ -376,8 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpus < 1 or args.gpu_gib <= 0:
         print(f"error: --gpus must be >= 1 and --gpu-gib > 0, got {args.gpus} and {args.gpu_gib}", file=sys.stderr)
         return 2
+    if args.only and not args.measure:
+        print("error: --only needs --measure", file=sys.stderr)
+        return 2
     if args.measure:
-        CACHE.write_text(json.dumps(measure_all(all_settings()), indent=1) + "\n")
+        start = time.time()
+        update_cache(measure_all(all_settings(), args.only), args.only, time.time() - start)
     try:
         measured = load_cache()
     except FileNotFoundError as err:
@@ -395,12 +463,13 @@ def main(argv: list[str] | None = None) -> int:
                                                 "activations": e.activations, "activations_full": e.activations_full,
                                                 "peak": e.peak, "peak_full": e.peak_full, "fits": e.fits}
                                                for e in rows], indent=1))
-    paper = [estimate(s, measured, args.gpus, args.gpu_gib, args.reshard_after_forward) for s in PAPER_SETTINGS]
-    for e in paper + [estimate(PAPER_BATCH_18B, measured, args.gpus, args.gpu_gib, args.reshard_after_forward)]:
-        s = e.setting
-        what = "paper setting" if s in PAPER_SETTINGS else "App. A.2's batch 4 for the 18B (not checked)"
-        print(f"{what} {s.name} {s.frames}x{s.height}x{s.width} batch {s.batch}: peak {e.peak / GIB:.1f} GiB "
-              f"with checkpointing ({'fits' if e.fits else 'does NOT fit'}), {e.peak_full / GIB:.1f} GiB without")
+    paper = [estimate(plan.setting, measured, args.gpus, args.gpu_gib, plan.reshard_after_forward)
+             for plan in PAPER_PLANS]
+    for plans, what in ((PAPER_PLANS, "paper setting (checked)"), (PAPER_ALTERNATIVES, "alternative (not checked)")):
+        for plan in plans:
+            e = estimate(plan.setting, measured, args.gpus, args.gpu_gib, plan.reshard_after_forward)
+            print(f"{what} {plan.describe(args.gpus)}: peak {e.peak / GIB:.1f} GiB with checkpointing "
+                  f"({'fits' if e.fits else 'does NOT fit'} in {e.budget / GIB:.0f}), {e.peak_full / GIB:.1f} GiB without")
     if args.check and not all(e.fits for e in paper):
         return 1
     return 0
