@@ -56,6 +56,8 @@ def mvdit_config(settings: PipelineSettings):
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{name} = {folder!r} is not a folder")
     strategy = {"strategy": settings.mvdit_strategy} if settings.mvdit_strategy else {}  # "": fsdp
+    if settings.mvdit_model == "wan_i2v_14b":  # batch 4 per GPU does not fit 80 GiB (`python -m pipeline.mvdit.memory`):
+        run.update(batch_size=1, grad_accum_steps=4)  # the paper's global batch 32 on 8 GPUs as 1 x 4 micro-batches
     return MVDiTTrainConfig(model=settings.mvdit_model, backbone=settings.mvdit_backbone, vae=settings.mvdit_vae,
                             wan_encoders=settings.mvdit_encoders, **strategy,
                             unconditional_from=reuse,

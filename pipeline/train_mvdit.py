@@ -137,9 +137,9 @@ class MVDiTTrainConfig:
     bf16: bool = True  # autocast where the device supports bf16 (CUDA); float32 on the CPU
     batch_size: int = 4  # per worker and micro-batch (paper: 4 per GPU, 32 in total)
     grad_accum_steps: int = 1  # micro-batches per optimizer step: global batch = batch_size x workers x this
-    reduce_every_micro_batch: bool = False  # FSDP2 + accumulation: reduce-scatter each micro-batch (gradients stay
-    #                                         sharded) instead of once per step (unsharded float32 gradients of
-    #                                         the trainable weights held per rank in between, less communication)
+    reduce_every_micro_batch: bool = True  # FSDP2 + accumulation: reduce-scatter each micro-batch, so gradients
+    #                                        stay sharded (what the memory table counts); False: once per step,
+    #                                        less communication, unsharded float32 gradients held in between
     steps: int = 30_000
     buckets: tuple[tuple[int, int], ...] = ((480, 720), (720, 480), (512, 512))  # (H, W)
     lengths: tuple[int, ...] = BUCKET_LENGTHS

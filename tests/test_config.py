@@ -81,3 +81,12 @@ def test_mvdit_model_settings_choose_a_full_model_by_configuration(tmp_path):
     (tmp_path / "6b.safetensors").write_bytes(b"")
     reused = mvdit_stage.mvdit_config(wan.with_overrides(mvdit_unconditional_from=str(tmp_path / "6b.safetensors")))
     assert reused.unconditional_from.endswith("6b.safetensors") and config.unconditional_from == ""
+    # Each full model trains in the configuration the memory table checks fits 80 GiB (global batch 32 on 8 GPUs).
+    from pipeline.mvdit.memory import PAPER_PLANS
+
+    plans = {plan.setting.model: plan for plan in PAPER_PLANS}
+    for cfg, name in ((config, "6b"), (reused, "18b")):
+        plan = plans[name]
+        assert (cfg.batch_size, cfg.grad_accum_steps, cfg.reshard_after_forward) == \
+            (plan.setting.batch, plan.grad_accum, plan.reshard_after_forward)
+        assert cfg.reduce_every_micro_batch  # the table counts sharded gradients between micro-batches
