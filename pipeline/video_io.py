@@ -394,6 +394,8 @@ def _seeking(path: Path, index: KeyframeIndex, state: dict, wanted: Iterator[int
         frames, expect = None, 0  # the decoder's frames and the frame number it gives next
         try:
             while pending is not None and pending < len(index.pts):
+                if pending < expect:
+                    raise ValueError(f"frame numbers must be increasing, got {pending} after {expect - 1}")
                 key = index.keyframe_before(pending)
                 if frames is None or key > expect:  # first frame, or a jump past a whole group of pictures
                     if frames is not None or key > 0:
@@ -412,8 +414,7 @@ def _seeking(path: Path, index: KeyframeIndex, state: dict, wanted: Iterator[int
                     if number == pending:
                         yield number, convert(frame)
                         pending = state["pending"] = next(wanted, None)
-                        if pending is None:
-                            return
+                        break  # the outer loop decides: decode on, or seek past a gap
         except av.error.DecoderNotFoundError as error:
             raise VideoRejected("unsupported_codec", str(error), path) from error
         except av.error.FFmpegError as error:
