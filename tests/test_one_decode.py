@@ -162,13 +162,13 @@ def test_each_curation_stage_decodes_a_video_once(tmp_path, decoded):
     shots = ShotTask("scenedetect")
     shots.setup()
     before = len(decoded.get("stages.mp4", []))
-    shots(item)
+    shot_seconds = shots(item)["seconds"]
     counts["shots"] = len(decoded["stages.mp4"]) - before
     pytest.importorskip("mediapipe")
     poses = PoseTask("mediapipe", "")
     poses.setup()
     before = len(decoded["stages.mp4"])
-    poses(item)
+    pose_seconds = poses(item).seconds
     counts["poses"] = len(decoded["stages.mp4"]) - before
     task = ScoreTask(PipelineSettings(data_root=str(tmp_path / "data")))
     task.scorers = [make_scorer("blur"), make_scorer("flow")]
@@ -177,5 +177,10 @@ def test_each_curation_stage_decodes_a_video_once(tmp_path, decoded):
     out = task({"uri": str(path), "clips": [{"start_frame": 5, "end_frame": 40}, {"start_frame": 45, "end_frame": 60}]})
     counts["scores"] = len(decoded["stages.mp4"]) - before
     assert all("error" not in c for c in out["clips"])
+    # Where the time went, per stage (the assets' ``stage_seconds``): decode apart from each part's work.
+    assert set(shot_seconds) == {"decode", "shots"}
+    assert set(pose_seconds) == {"decode", "landmarks", "person count", "ik fit", "other"}
+    assert set(out["seconds"]) == {"decode", "blur", "flow"}
+    assert all(v >= 0 for d in (shot_seconds, pose_seconds, out["seconds"]) for v in d.values())
     # Shot detection: one pass, plus the probe's first frame (it rejects a bad file before the pass).
     assert counts["shots"] == 60 + 1 and counts["poses"] == 60 and counts["scores"] <= 60, counts
