@@ -326,7 +326,8 @@ def keyframe_index(path: StrPath) -> KeyframeIndex | None:
     """The frame timestamps and keyframes of a video, read by demuxing only (no decoding); cached per
     file (path, size, modification time). None when timestamps cannot number the frames as decoding
     from the start does: a packet without a timestamp, repeated timestamps (e.g. AVI/Xvid packed
-    B-frames), packets hidden by an edit list or damaged, or a first frame that is not a keyframe."""
+    B-frames), packets hidden by an edit list or damaged, a packet count other than the container's
+    declared frame count, or a first frame that is not a keyframe."""
     stat = os.stat(path)
     return _keyframe_index(str(path), stat.st_size, stat.st_mtime_ns)
 
@@ -336,6 +337,7 @@ def _keyframe_index(path: str, size: int, mtime_ns: int) -> KeyframeIndex | None
     pts, key = [], []
     with _open(Path(path)) as container:
         stream = _video_stream(container, Path(path))
+        declared = stream.frames
         try:
             for packet in container.demux(stream):
                 if not packet.size:
@@ -346,7 +348,7 @@ def _keyframe_index(path: str, size: int, mtime_ns: int) -> KeyframeIndex | None
                 key.append(bool(packet.is_keyframe))
         except av.error.FFmpegError:
             return None
-    if not pts:
+    if not pts or (declared and declared != len(pts)):  # a frame count the index disagrees with
         return None
     pts_array, key_array = np.array(pts, np.int64), np.array(key, bool)
     order = np.argsort(pts_array, kind="stable")
