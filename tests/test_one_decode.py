@@ -179,7 +179,7 @@ def test_each_curation_stage_decodes_a_video_once(tmp_path, decoded):
     assert all("error" not in c for c in out["clips"])
     # Where the time went, per stage (the assets' ``stage_seconds``): decode apart from each part's work.
     assert set(shot_seconds) == {"decode", "shots"}
-    assert set(pose_seconds) == {"decode", "landmarks", "person count", "ik fit", "other"}
+    assert set(pose_seconds) == {"decode", "landmarks", "person count", "ik fit", "setup and other"}
     assert set(out["seconds"]) == {"decode", "blur", "flow"}
     assert all(v >= 0 for d in (shot_seconds, pose_seconds, out["seconds"]) for v in d.values())
     # Shot detection: one pass, plus the probe's first frame (it rejects a bad file before the pass).
