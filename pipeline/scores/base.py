@@ -442,7 +442,7 @@ def score_video_clips(
             try:
                 clip.check_complete(video_path)
                 results[k] = _score_frames(clip, scorers, clips[k].boxes, timings)
-            except ValueError as error:
+            except Exception as error:  # noqa: BLE001 (one bad clip is recorded, the video's other clips go on)
                 results[k] = error
             done += 1
 
