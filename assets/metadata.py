@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import MaterializeResult, MetadataValue
 
 from pipeline.curation import StageResult
-from pipeline.previews import png_markdown, save_png
+from pipeline.previews import markdown_table, png_markdown, save_png
 from pipeline.config import PipelineSettings
 
 
@@ -25,7 +25,16 @@ def stage_metadata(result: StageResult, settings: PipelineSettings) -> dict:
         metadata["preview_file"] = MetadataValue.path(str(path))
     for key, value in result.extra.items():
         metadata[key] = MetadataValue.json(value) if isinstance(value, (dict, list)) else value
+    if result.extra.get("stage_seconds"):
+        metadata["stage_seconds_table"] = MetadataValue.md(seconds_table(result.extra["stage_seconds"]))
     return metadata
+
+
+def seconds_table(seconds: dict[str, float]) -> str:
+    """Where a stage's worker time went (decode, shots, pose parts, each scorer), as a markdown table."""
+    total = sum(seconds.values()) or 1.0
+    return markdown_table([{"part": part, "worker seconds": f"{value:.2f}", "share": f"{100 * value / total:.0f}%"}
+                           for part, value in seconds.items()])
 
 
 def materialized(result: StageResult, settings: PipelineSettings) -> MaterializeResult:

@@ -16,7 +16,7 @@ import pyarrow as pa
 from pipeline import previews, rejects, tables
 from pipeline.clip_filters import FLOW_SCORE, REASONS, Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
 from pipeline.config import PipelineSettings
-from pipeline.curation import REJECTS, SUBCLIPS, StageResult, _result, longest_first
+from pipeline.curation import REJECTS, SUBCLIPS, StageResult, _add_seconds, _result, longest_first
 from pipeline.progress import Log, default_log
 from pipeline.ray_runtime import map_items
 from pipeline.rejects import Reject
@@ -64,19 +64,21 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
     log(f"clip_scores: {len(todo)} clips to score, {len(rows)} cached (key {key})")
     failed = []
     seconds: dict[str, float] = {}
-    for res in map_items(longest_first(todo), task, "score clips", log, settings.ray_address):
-        if res.error:
-            failed.append(Reject(CLIP_SCORES, res.item["id"], "scoring_failed", res.error, video_id=res.item["video_id"],
-                                 uri=res.item["uri"], start_frame=res.item["start_frame"], end_frame=res.item["end_frame"]))
-            continue
-        v = res.value
-        for part, value in v.get("seconds", {}).items():
-            seconds[part] = seconds.get(part, 0.0) + value
-        rows.append({**res.item, "aesthetic": v["aesthetic"], "flow": v["flow"], "blur": v["blur"], "text_ratio": v["ocr"],
-                     "subject_flow": v.get("subject_flow", float("nan")), "camera_flow": v.get("camera_flow", float("nan")),
-                     "aesthetic_backend": backends["aesthetic"], "flow_backend": backends["flow"],
-                     "blur_backend": backends["blur"], "ocr_backend": backends["ocr"], "scoring_key": key,
-                     "frames_scored": int(v.get("frames_scored", 0))})
+    videos = _by_video(todo)
+    for res in map_items(longest_first(videos), task, "score clips (one pass per video)", log, settings.ray_address):
+        _add_seconds(seconds, None if res.error else res.value["seconds"])
+        for k, clip in enumerate(res.item["clips"]):
+            v = {"error": res.error} if res.error else res.value["clips"][k]
+            if "error" in v:
+                failed.append(Reject(CLIP_SCORES, clip["id"], "scoring_failed", v["error"], video_id=clip["video_id"],
+                                     uri=clip["uri"], start_frame=clip["start_frame"], end_frame=clip["end_frame"]))
+                continue
+            rows.append({**clip, "aesthetic": v["aesthetic"], "flow": v["flow"], "blur": v["blur"], "text_ratio": v["ocr"],
+                         "subject_flow": v.get("subject_flow", float("nan")),
+                         "camera_flow": v.get("camera_flow", float("nan")),
+                         "aesthetic_backend": backends["aesthetic"], "flow_backend": backends["flow"],
+                         "blur_backend": backends["blur"], "ocr_backend": backends["ocr"], "scoring_key": key,
+                         "frames_scored": int(v.get("frames_scored", 0))})
 
     cut = uncertainty_cut(np.array([r["pose_uncertainty"] for r in rows]), thresholds.uncertainty_drop)
     bad = list(failed)
@@ -98,6 +100,17 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
                    extra={"thresholds": asdict(thresholds), "uncertainty_cut_m": cut, "funnel": dict(steps),
                           "scoring_key": backends, "scored_now": len(todo),
                           "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}, "cached": len(rows) - len(todo) + len(failed)})
+
+
+def _by_video(clips: list[dict]) -> list[dict]:
+    """One item per video: its clips by start frame, and the frames they cover (``longest_first``)."""
+    videos: dict[str, dict] = {}
+    for clip in sorted(clips, key=lambda c: (c["video_id"], c["start_frame"])):
+        video = videos.setdefault(clip["video_id"], {"video_id": clip["video_id"], "uri": clip["uri"],
+                                                     "num_frames": 0, "clips": []})
+        video["clips"].append(clip)
+        video["num_frames"] += clip["num_frames"]
+    return list(videos.values())
 
 
 def _why(row: dict, failure: str, t: Thresholds, cut: float) -> str:

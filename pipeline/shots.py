@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -52,7 +53,9 @@ class ShotDetector(Protocol):
     name: str
     version: str
 
-    def detect(self, video_path: str) -> list[Shot]: ...
+    def detect(self, video_path: str, timings: dict[str, float] | None = None) -> list[Shot]:
+        """The shots of one video; ``timings``, when given, gets seconds "decode" and "shots" added."""
+        ...
 
 
 def shots_from_cuts(cuts: Iterable[int], num_frames: int) -> list[Shot]:
@@ -97,7 +100,7 @@ class SceneDetectShots:
             f"threshold={threshold} min_scene_len={min_scene_len}; frames at {size} px ({decode})"
         )
 
-    def detect(self, video_path: str) -> list[Shot]:
+    def detect(self, video_path: str, timings: dict[str, float] | None = None) -> list[Shot]:
         from scenedetect import ContentDetector, FrameTimecode
 
         info = probe_video(video_path)  # rejects bad files; the exact frame count
@@ -106,11 +109,19 @@ class SceneDetectShots:
         cuts, position = [], None
         frames = iter_frames(video_path, size=size, interpolation="FAST_BILINEAR" if self.fast_decode else "BICUBIC",
                              pixel_format="bgr24", skip_deblocking=self.fast_decode)
+        decode = detect = 0.0
+        clock = time.perf_counter()
         for index, bgr in enumerate(frames):
+            now = time.perf_counter()
+            decode += now - clock
             position = FrameTimecode(index, info.fps)
             cuts += detector.process_frame(position, bgr)
+            clock = time.perf_counter()
+            detect += clock - now
+        decode += time.perf_counter() - clock
         if position is not None:
             cuts += detector.post_process(position)
+        _add(timings, decode=decode, shots=detect)
         return shots_from_cuts((cut.frame_num for cut in cuts), info.num_frames)
 
 
@@ -166,20 +177,29 @@ class TransNetV2Shots:
             random.setstate(py_state)
         return self._model
 
-    def predict(self, video_path: str) -> np.ndarray:
+    def predict(self, video_path: str, timings: dict[str, float] | None = None) -> np.ndarray:
         """Per-frame probability (T,) that the frame is the last one of a shot."""
         import torch
 
+        clock = time.perf_counter()
         frames = np.stack(list(iter_frames(video_path, size=(48, 27))))
+        decoded = time.perf_counter()
         model = self._load()
         with torch.inference_mode():
             single, _ = model.predict_frames(torch.from_numpy(frames).to(model.device), quiet=True)
+        _add(timings, decode=decoded - clock, shots=time.perf_counter() - decoded)
         return single.float().cpu().numpy()
 
-    def detect(self, video_path: str) -> list[Shot]:
+    def detect(self, video_path: str, timings: dict[str, float] | None = None) -> list[Shot]:
         probe_video(video_path)  # rejects bad files with a reason before decoding everything
-        scores = self.predict(video_path)
+        scores = self.predict(video_path, timings)
         return shots_from_cuts(_transition_cuts(scores > self.threshold), len(scores))
+
+
+def _add(timings: dict[str, float] | None, **seconds: float) -> None:
+    for part, value in seconds.items():
+        if timings is not None:
+            timings[part] = timings.get(part, 0.0) + value
 
 
 def _transition_cuts(flags: np.ndarray) -> list[int]:

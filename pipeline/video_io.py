@@ -8,7 +8,9 @@ stored in the file: rotation metadata (phone videos) is not applied.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -141,7 +143,7 @@ def _decoded_frames(path: Path, skip_deblocking: bool = False) -> Iterator[av.Vi
         if skip_deblocking:
             stream.codec_context.options = {"skip_loop_filter": "all"}
         try:
-            yield from container.decode(stream)
+            yield from _decode(container, stream)
         except av.error.DecoderNotFoundError as error:
             raise VideoRejected("unsupported_codec", str(error), path) from error
         except av.error.FFmpegError as error:
@@ -233,8 +235,9 @@ def iter_frames(
 ) -> Iterator[np.ndarray]:
     """Yield frames [start, end) by index as RGB uint8 (H,W,3); end=None means to the end.
 
-    Decodes from the first frame and drops frames before `start` (no seeking: exact and
-    simple; seeking to the keyframe before `start` is a later speed-up). Iteration stops
+    With `start` > 0 it seeks to the keyframe at or before `start` (``iter_frames_at``: the same
+    frames as decoding from the first one, which it falls back to where the container's timestamps
+    cannot number frames). Iteration stops
     early if the video has fewer frames than `end`. `size` = (width, height) resizes in
     FFmpeg's scaler together with the colour conversion, cheaper than converting the full
     frame and resizing it after; `interpolation` is the scaler's filter (bicubic, as the
@@ -259,33 +262,170 @@ def _iter_range(
     if end == start:
         return
     width, height = size or (None, None)
-    for index, frame in enumerate(_decoded_frames(path, skip_deblocking)):
-        if index >= start:
-            if size is not None:
-                frame = frame.reformat(width, height, format=pixel_format, interpolation=interpolation)
-            yield frame.to_ndarray(format=pixel_format)
-        if end is not None and index + 1 >= end:
-            return
+
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        if size is not None:
+            frame = frame.reformat(width, height, format=pixel_format, interpolation=interpolation)
+        return frame.to_ndarray(format=pixel_format)
+
+    wanted = itertools.count(start) if end is None else iter(range(start, end))
+    for _, frame in _frames_at(path, wanted, convert, skip_deblocking, seek=start > 0):
+        yield frame
 
 
 def iter_selected_frames(path: StrPath, start: int, offsets: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (offset, RGB frame) for the given offsets from ``start``, in order, decoding up to the last one.
-
-    Every frame up to it is decoded (the codec needs them) but only the selected ones are converted to RGB,
-    which is most of the per-frame cost for sparse sampling (about half of a 1024 x 1024 decode).
-    """
+    """Yield (offset, RGB frame) for the given offsets from ``start``, in order (``iter_frames_at``)."""
     wanted = sorted(set(int(o) for o in offsets))
     if not wanted:
         return
     if start < 0 or wanted[0] < 0:
         raise ValueError(f"start and offsets must be >= 0, got start={start}, offsets from {wanted[0]}")
-    chosen, last = set(wanted), wanted[-1]
-    for index, frame in enumerate(_decoded_frames(Path(path))):
-        offset = index - start
-        if offset in chosen:
-            yield offset, frame.to_ndarray(format="rgb24")
-        if offset >= last:
+    for index, frame in iter_frames_at(path, [start + o for o in wanted]):
+        yield index - start, frame
+
+
+def iter_frames_at(path: StrPath, indices: Iterable[int], convert=None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame number, RGB frame) for the given frame numbers (sorted, distinct, >= 0), stopping
+    early where the video ends.
+
+    Each frame of the video is decoded at most once, and never from frame 0 to reach a later one: before
+    a wanted frame the decoder seeks to the keyframe at or before it when that keyframe lies beyond the
+    frames decoded so far (a gap wider than a group of pictures is jumped; a narrower one is decoded
+    through). Only the wanted frames are converted (``convert``: av.VideoFrame -> array, RGB by default),
+    which is most of the per-frame cost of sparse sampling. Frame numbers are those of ``iter_frames``;
+    where the container's timestamps cannot number the frames (``keyframe_index`` is None) or a seek
+    lands elsewhere than the index says, it decodes from the start instead (the same frames, slower).
+    """
+    wanted = [int(i) for i in indices]
+    if any(b <= a for a, b in zip(wanted, wanted[1:])) or (wanted and wanted[0] < 0):
+        raise ValueError("frame numbers must be sorted, distinct and >= 0")
+    if not wanted:
+        return iter(())
+    convert = convert or (lambda frame: frame.to_ndarray(format="rgb24"))
+    return _frames_at(Path(path), iter(wanted), convert, seek=wanted[0] > 0 or len(wanted) > 1)
+
+
+class _Unnumbered(Exception):
+    """A decoded frame whose timestamp does not fit the keyframe index: number frames by decoding instead."""
+
+
+@dataclass(frozen=True)
+class KeyframeIndex:
+    """Presentation timestamps of a video's frames in display order (frame i has ``pts[i]``, the
+    stream's time base) and the frame numbers of its keyframes (where a decoder can start)."""
+
+    pts: np.ndarray  # (N,) int64, strictly increasing
+    keyframes: np.ndarray  # (K,) int64 frame numbers, sorted, starting with 0
+
+    def keyframe_before(self, frame: int) -> int:
+        """The last keyframe at or before ``frame``."""
+        return int(self.keyframes[np.searchsorted(self.keyframes, frame, side="right") - 1])
+
+
+def keyframe_index(path: StrPath) -> KeyframeIndex | None:
+    """The frame timestamps and keyframes of a video, read by demuxing only (no decoding); cached per
+    file (path, size, modification time). None when timestamps cannot number the frames as decoding
+    from the start does: a packet without a timestamp, repeated timestamps (e.g. AVI/Xvid packed
+    B-frames), packets hidden by an edit list or damaged, a packet count other than the container's
+    declared frame count, or a first frame that is not a keyframe."""
+    stat = os.stat(path)
+    return _keyframe_index(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _keyframe_index(path: str, size: int, mtime_ns: int) -> KeyframeIndex | None:
+    pts, key = [], []
+    with _open(Path(path)) as container:
+        stream = _video_stream(container, Path(path))
+        declared = stream.frames
+        try:
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                if packet.pts is None or packet.is_discard or packet.is_corrupt:
+                    return None
+                pts.append(int(packet.pts))
+                key.append(bool(packet.is_keyframe))
+        except av.error.FFmpegError:
+            return None
+    if not pts or (declared and declared != len(pts)):  # a frame count the index disagrees with
+        return None
+    pts_array, key_array = np.array(pts, np.int64), np.array(key, bool)
+    order = np.argsort(pts_array, kind="stable")
+    pts_array, key_array = pts_array[order], key_array[order]
+    if np.any(np.diff(pts_array) <= 0) or not key_array[0]:
+        return None
+    return KeyframeIndex(pts_array, np.flatnonzero(key_array).astype(np.int64))
+
+
+def _frames_at(path: Path, wanted: Iterator[int], convert, skip_deblocking: bool = False,
+               seek: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, converted frame) for the sorted frame numbers ``wanted``; see ``iter_frames_at``."""
+    index = keyframe_index(path) if seek else None
+    done = -1  # the last frame number yielded
+    state = {"pending": next(wanted, None)}  # the next wanted frame number (None: no more)
+    if index is not None:
+        try:
+            for number, frame in _seeking(path, index, state, wanted, convert, skip_deblocking):
+                done = number
+                yield number, frame
             return
+        except _Unnumbered:
+            pass
+    # From the start, numbering frames by decoding order (also the fallback, past what was yielded).
+    pending = state["pending"]
+    for number, frame in enumerate(_decoded_frames(path, skip_deblocking)):
+        while pending is not None and pending < number:
+            pending = next(wanted, None)
+        if pending is None:
+            return
+        if number == pending and number > done:
+            yield number, convert(frame)
+            pending = next(wanted, None)
+
+
+def _seeking(path: Path, index: KeyframeIndex, state: dict, wanted: Iterator[int], convert,
+             skip_deblocking: bool) -> Iterator[tuple[int, np.ndarray]]:
+    """Frames by seeking (``iter_frames_at``); ``state["pending"]`` is kept current for a fallback."""
+    pending = state["pending"]
+    number_of = {int(p): i for i, p in enumerate(index.pts)}
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        if skip_deblocking:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+        frames, expect = None, 0  # the decoder's frames and the frame number it gives next
+        try:
+            while pending is not None and pending < len(index.pts):
+                if pending < expect:
+                    raise ValueError(f"frame numbers must be increasing, got {pending} after {expect - 1}")
+                key = index.keyframe_before(pending)
+                if frames is None or key > expect:  # first frame, or a jump past a whole group of pictures
+                    if frames is not None or key > 0:
+                        container.seek(int(index.pts[key]), stream=stream, backward=True, any_frame=False)
+                    frames, expect = _decode(container, stream), key
+                while expect <= pending:
+                    frame = next(frames, None)
+                    if frame is None:
+                        return
+                    number = number_of.get(frame.pts) if frame.pts is not None else None
+                    if number is None or number > expect:
+                        raise _Unnumbered
+                    if number < expect:  # shown before the keyframe (open GOP) or an earlier keyframe
+                        continue
+                    expect += 1
+                    if number == pending:
+                        yield number, convert(frame)
+                        pending = state["pending"] = next(wanted, None)
+                        break  # the outer loop decides: decode on, or seek past a gap
+        except av.error.DecoderNotFoundError as error:
+            raise VideoRejected("unsupported_codec", str(error), path) from error
+        except av.error.FFmpegError as error:
+            raise VideoRejected("corrupt", f"decoding failed: {error}", path) from error
+
+
+def _decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
+    """The decoder's frames from the container's position (one place for tests to count decoded frames)."""
+    return container.decode(stream)
 
 
 def read_frames(path: StrPath, start: int = 0, end: int | None = None) -> np.ndarray:

@@ -60,6 +60,9 @@ def test_materialize_all_then_again_keeps_counts(tiny_videos, tmp_path):
         assert poses["num_rows"].value > 0 and poses["lance_version"].value >= 1
         assert poses["preview_image"].value.startswith("![poses](data:image/png;base64,")
         assert "| video |" in metadata_of(first, "shots")["preview"].value
+        # Where each stage's time went: decode apart from the stage's own work (issue 16, item 4).
+        assert "| decode |" in metadata_of(first, "shots")["stage_seconds_table"].value
+        assert "| shots |" in metadata_of(first, "shots")["stage_seconds_table"].value
         rejected = metadata_of(first, "rejects")["preview"].value
         assert "multiple_people" in rejected and "no_person" in rejected
 

@@ -173,6 +173,7 @@ def run_mediapipe(
     frame_step: int = 1,
     person_counter: PersonCounter | None = None,
     person_count_step: int = PERSON_COUNT_STEP,
+    timings: dict[str, float] | None = None,
 ) -> MediaPipeLandmarks:
     """MediaPipe Pose over consecutive RGB uint8 frames (H, W, 3) of one video, tracking across them.
 
@@ -180,8 +181,13 @@ def run_mediapipe(
     off) copy its landmarks; with ``frame_step`` k > 1 only every k-th frame (and the last)
     is run and the rest are interpolated (see the module docstring). With a
     ``person_counter``, it counts the people on every ``person_count_step``-th frame (and
-    the last) and ``people`` holds each frame's nearest count.
+    the last) and ``people`` holds each frame's nearest count. ``timings``, when given, gets the
+    seconds of MediaPipe ("landmarks", with the repeated-frame test) and of the person detector
+    ("person count") added.
     """
+    import time
+
+    clock = {"landmarks": 0.0, "person count": 0.0}
     if frame_step < 1:
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
     if person_count_step < 1:
@@ -203,19 +209,30 @@ def run_mediapipe(
                 if index % person_count_step:
                     uncounted = frame
                 else:
+                    start = time.perf_counter()
                     counted.append((index, int(person_counter.count([frame])[0])))
+                    clock["person count"] += time.perf_counter() - start
                     uncounted = None
             if frame_step > 1 and index % frame_step:
                 rows.append(None)
                 pending = frame
                 continue
             pending = None
+            start = time.perf_counter()
             row, last = _run_or_repeat(pose, frame, repeat_level, empty, last)
+            clock["landmarks"] += time.perf_counter() - start
             rows.append(row)
         if pending is not None:  # the last frame anchors the interpolation
+            start = time.perf_counter()
             rows[-1], last = _run_or_repeat(pose, pending, repeat_level, empty, last)
+            clock["landmarks"] += time.perf_counter() - start
     if uncounted is not None:  # the last frame bounds the count's spread
+        start = time.perf_counter()
         counted.append((len(rows) - 1, int(person_counter.count([uncounted])[0])))
+        clock["person count"] += time.perf_counter() - start
+    if timings is not None:
+        for part, value in clock.items():
+            timings[part] = timings.get(part, 0.0) + value
     people = None
     if person_counter is not None:
         index, count = (np.array(c, np.int64) for c in zip(*counted)) if counted else (np.zeros(0, np.int64),) * 2
@@ -425,15 +442,18 @@ class MediaPipePoses:
 
         if not 0 <= start_frame <= end_frame:
             raise ValueError(f"bad frame range [{start_frame}, {end_frame})")
-        decode = [0.0]
-        landmarks = self.landmarks(_timed(iter_frames(video_path, start=start_frame, end=end_frame), decode))
+        import time
+
+        decode, seconds = [0.0], {}
+        landmarks = self.landmarks(_timed(iter_frames(video_path, start=start_frame, end=end_frame), decode), seconds)
         if len(landmarks.world) != end_frame - start_frame:
             raise ValueError(
                 f"{video_path}: asked for frames [{start_frame}, {end_frame}) but the video "
                 f"ended at frame {start_frame + len(landmarks.world)}"
             )
+        clock = time.perf_counter()
         track = self.track(landmarks, np.arange(start_frame, end_frame))
-        track.seconds = {"decode": decode[0]}
+        track.seconds = {"decode": decode[0], **seconds, "ik fit": time.perf_counter() - clock}
         return track
 
     def estimate_frames(self, frames: np.ndarray, first_index: int = 0) -> PoseTrack:
@@ -442,13 +462,14 @@ class MediaPipePoses:
             raise ValueError(f"frames must be uint8 (N, H, W, 3) RGB, got {frames.dtype} {frames.shape}")
         return self.track(self.landmarks(frames), np.arange(first_index, first_index + len(frames)))
 
-    def landmarks(self, frames: Iterable[np.ndarray]) -> MediaPipeLandmarks:
-        """MediaPipe alone (no IK): the raw landmarks of consecutive frames, and the people counts."""
+    def landmarks(self, frames: Iterable[np.ndarray], timings: dict[str, float] | None = None) -> MediaPipeLandmarks:
+        """MediaPipe alone (no IK): the raw landmarks of consecutive frames, and the people counts
+        (``timings``: see ``run_mediapipe``)."""
         counter = self._person_counter() if self.count_people else None
         try:
             return run_mediapipe(
                 frames, self.min_detection_confidence, self.min_tracking_confidence, self.smooth_landmarks,
-                self.repeat_level, self.frame_step, counter, self.person_count_step,
+                self.repeat_level, self.frame_step, counter, self.person_count_step, timings,
             )
         finally:
             if counter is not None:

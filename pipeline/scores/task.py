@@ -18,7 +18,8 @@ def scorer_backends(settings: PipelineSettings) -> dict[str, str]:
 
 
 class ScoreTask:
-    """All four quality scores of one sub-clip, decoding its frames once."""
+    """All four quality scores of every sub-clip of one video, in one pass over the video
+    (``scores.base.score_video_clips``: each frame decoded at most once, seeking over gaps)."""
 
     def __init__(self, settings: PipelineSettings):
         self.backends = scorer_backends(settings)
@@ -44,11 +45,18 @@ class ScoreTask:
         return json.dumps(parts, sort_keys=True)
 
     def __call__(self, item: dict) -> dict:
-        from pipeline.scores.base import sample_indices, score_clip
+        """``item``: a video's ``uri`` and its ``clips`` (dicts with start_frame, end_frame, optional boxes).
+        Returns {"clips": [scores, or {"error": message}, per clip in order], "seconds": {part: s}}."""
+        from pipeline.scores.base import ClipToScore, sample_indices, score_video_clips
 
         seconds: dict[str, float] = {}
-        scores = score_clip(item["uri"], item["start_frame"], item["end_frame"], self.scorers, self.sampling,
-                            self.flow_long_side, boxes=item.get("boxes"), timings=seconds)
-        scores["seconds"] = seconds
-        scores["frames_scored"] = len(sample_indices(item["end_frame"] - item["start_frame"], self.sampling))
-        return scores
+        clips = [ClipToScore(c["start_frame"], c["end_frame"], c.get("boxes")) for c in item["clips"]]
+        results = score_video_clips(item["uri"], clips, self.scorers, self.sampling, self.flow_long_side,
+                                    timings=seconds)
+        out = []
+        for clip, scores in zip(clips, results):
+            if isinstance(scores, Exception):
+                out.append({"error": f"{type(scores).__name__}: {scores}"})
+            else:
+                out.append({**scores, "frames_scored": len(sample_indices(clip.end - clip.start, self.sampling))})
+        return {"clips": out, "seconds": seconds}
