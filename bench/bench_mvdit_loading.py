@@ -31,17 +31,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+RSS = """
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+"""  # peak (VmHWM) and current (VmRSS) resident bytes of the measuring process
+
 MEASURE = """
 import json, sys, time, torch
 torch.set_num_threads(1)
 from models.mvdit.cogvideox import MVDiTCogVideoX
 from pipeline.mvdit.factory import build_from_backbone
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-
 kwargs, folder, how = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 before = status("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")
@@ -63,11 +64,6 @@ import torch.distributed as dist
 torch.set_num_threads(1)
 from pipeline.mvdit.factory import build_from_backbone, build_sharded_from_backbone
 from pipeline.mvdit.sharding import shard_fsdp
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
 
 kwargs, folder, how = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 dist.init_process_group("gloo")
@@ -99,7 +95,7 @@ def sharded_rows(kwargs: dict, folder: Path) -> list[dict]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        procs = [subprocess.Popen([sys.executable, "-c", MEASURE_SHARDED, json.dumps(kwargs), str(folder), how],
+        procs = [subprocess.Popen([sys.executable, "-c", RSS + MEASURE_SHARDED, json.dumps(kwargs), str(folder), how],
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
                                        "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
@@ -133,7 +129,7 @@ def main() -> None:
                          unconditional_frames=4).model_kwargs()
     rows = []
     for how in ("factory", "from_backbone"):
-        proc = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(kwargs), str(folder), how], cwd=REPO,
+        proc = subprocess.run([sys.executable, "-c", RSS + MEASURE, json.dumps(kwargs), str(folder), how], cwd=REPO,
                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO),
                                                                    "OMP_NUM_THREADS": "1"})
         if proc.returncode:

@@ -86,15 +86,3 @@ def test_background_beside_a_real_dancer_counts_no_one():
     strips = [np.ascontiguousarray(f[:, 225:311]) for f in frames] + [np.ascontiguousarray(f[:, 712:798]) for f in frames]
     with PersonCounter(headless=True) as counter:  # the mask finds no large component there either
         assert counter.count(strips).tolist() == [0] * len(strips)
-
-
-def test_two_real_dancers_side_by_side_count_two_and_each_alone_one():
-    from pipeline.video_io import read_frames
-
-    need_mediapipe()
-    left = read_frames(shared_path(f"{REAL}/00016.mp4"), 0, 40)[::8]
-    right = read_frames(shared_path(f"{REAL}/00021.mp4"), 0, 40)[::8]
-    pairs = [np.ascontiguousarray(np.concatenate([a, b], axis=1)) for a, b in zip(left, right)]
-    with PersonCounter() as counter:
-        assert counter.count(pairs).tolist() == [2] * len(pairs)
-        assert counter.count(list(left) + list(right)).tolist() == [1] * (len(left) + len(right))

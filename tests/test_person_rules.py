@@ -137,7 +137,7 @@ def test_two_real_dancers_side_by_side_are_counted_two_on_every_frame():
     composite = [np.ascontiguousarray(np.concatenate([a, b], axis=1)) for a, b in zip(left, right)]
     with PersonCounter() as counter:
         assert counter.count(composite).tolist() == [2] * len(composite)
-        assert counter.count(left).tolist() == [1] * len(left)
+        assert counter.count(list(left) + list(right)).tolist() == [1] * (len(left) + len(right))
 
 
 def _labels() -> list[dict]:
