@@ -54,6 +54,7 @@ from torch import nn
 
 from models.mvdit.cfg import motion_condition
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
+from models.mvdit.motion_conditioning import MotionConditioning
 from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, RopeTable, build_rope_tables, check_position_scale
 
 logger = logging.getLogger(__name__)
@@ -346,7 +347,7 @@ def check_layout(layout: str, motion_pe: str) -> None:
 # --- the model ---------------------------------------------------------------------------------
 
 
-class MVDiTCogVideoX(CogVideoXTransformer3DModel):
+class MVDiTCogVideoX(CogVideoXTransformer3DModel, MotionConditioning):
     """MV-DiT-6B (paper) / MV-DiT-7B (release): CogVideoX-5B + reference concat + 4D motion attention.
 
     forward(hidden_states (B, F, C, H, W) noisy latents, reference_latent (B, C, H, W),
@@ -472,20 +473,9 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         """Block index -> its motion attention."""
         return {i: self.transformer_blocks[i].attn0 for i in self.motion_block_indices}
 
-    def set_trainable(self, backbone: bool) -> None:
-        """Motion attention and c_m∅ always train; the backbone when ``backbone`` (paper: the 6B trains all)."""
-        self.requires_grad_(backbone)
-        for module in self.motion_modules().values():
-            module.requires_grad_(True)
-        if self.unconditional_motion_token is not None:
-            self.unconditional_motion_token.requires_grad_(True)
-
-    def set_mean_joints(self, mean_joints: Any) -> None:
-        """Store the dataset-mean joints (J, 3), metres, in the config (saved with ``save_pretrained``)."""
-        joints = torch.as_tensor(mean_joints, dtype=torch.float64)
-        if joints.shape != (self.config.num_joints, 3):
-            raise ValueError(f"mean_joints must be ({self.config.num_joints}, 3), got {tuple(joints.shape)}")
-        self.register_to_config(motion_mean_joints=joints.tolist())
+    def motion_trainable_modules(self) -> list[nn.Module]:
+        """The motion attentions (`MotionConditioning.set_trainable` always trains them)."""
+        return list(self.motion_modules().values())
 
     # -- positions --------------------------------------------------------------------------------
     def backbone_rope(self, frames: int, grid_h: int, grid_w: int, device: torch.device) -> RopeTable:
