@@ -41,7 +41,7 @@ survives gradient checkpointing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +55,7 @@ from torch import nn
 from models.mvdit.cfg import motion_condition
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
 from models.mvdit.motion_conditioning import MotionConditioning
-from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, RopeTable, build_rope_tables, check_position_scale
+from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeTable, build_rope_tables, check_position_scale
 
 logger = logging.getLogger(__name__)
 
@@ -444,30 +444,12 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel, MotionConditioning):
         self.set_trainable(train_backbone)
 
     # -- structure ----------------------------------------------------------------------------
-    @property
-    def motion_block_indices(self) -> list[int]:
-        """Paper: every second block starting at 0; release: all blocks."""
-        step = 2 if self.config.motion_layout == "paper" else 1
-        return list(range(0, self.config.num_layers, step))
+    PAPER_PRESET, RELEASE_PRESET = "paper_6b", "release_7b"  # `MotionConditioning.motion_attention_config`
+    RELEASE_BLOCK_STEP = 1  # the release has motion attention in every block
 
-    @property
-    def motion_attention_config(self) -> MotionAttentionConfig:
-        """Eq. 5-7 settings for this backbone's shape (at full size: the ``paper_6b`` / ``release_7b`` presets)."""
-        c = self.config
-        heads, head_dim = c.num_attention_heads, c.attention_head_dim
-        if c.motion_layout == "release":
-            base = MotionAttentionConfig.release_7b()
-            rope = RopeConfig(
-                position_scale=c.motion_position_scale,
-                axis_dims=(head_dim // 4,) * 4, vision_axis_dims=cogvideox_rope_split(head_dim),
-            )
-        else:
-            base = MotionAttentionConfig.paper_6b()
-            rope = RopeConfig(pe=c.motion_pe, position_scale=c.motion_position_scale)
-        return replace(
-            base, dim=heads * head_dim, heads=heads, head_dim=head_dim, motion_dim=c.motion_token_dim,
-            num_joints=c.num_joints, rope=rope,
-        )
+    def release_rope_axes(self, head_dim: int) -> dict[str, tuple[int, ...]]:
+        """The release's motion RoPE: four equal axes; vision: CogVideoX's own split."""
+        return {"axis_dims": (head_dim // 4,) * 4, "vision_axis_dims": cogvideox_rope_split(head_dim)}
 
     def motion_modules(self) -> dict[int, MotionAttention]:
         """Block index -> its motion attention."""

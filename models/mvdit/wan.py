@@ -63,7 +63,7 @@ from models.mvdit.cogvideox import (
 )
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
 from models.mvdit.motion_conditioning import MotionConditioning
-from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, check_position_scale
+from models.mvdit.rope4d import MOTION_POSITION_SCALE, check_position_scale
 
 # --- Eq. 9-10: reference latents with the frame mask -------------------------------------------
 
@@ -350,30 +350,12 @@ class MVDiTWan(WanTransformer3DModel, MotionConditioning):
         self.set_trainable(train_backbone)
 
     # -- structure ----------------------------------------------------------------------------------
-    @property
-    def motion_block_indices(self) -> list[int]:
-        """Paper: every second block starting at 0; release: i % 4 == 0."""
-        step = 2 if self.config.motion_layout == "paper" else 4
-        return list(range(0, self.config.num_layers, step))
+    PAPER_PRESET, RELEASE_PRESET = "paper_18b", "release_17b"  # `MotionConditioning.motion_attention_config`
+    RELEASE_BLOCK_STEP = 4  # the release has motion attention in blocks i % 4 == 0
 
-    @property
-    def motion_attention_config(self) -> MotionAttentionConfig:
-        """Eq. 5-7 settings derived from the backbone shape (equals ``paper_18b``/``release_17b`` at full size)."""
-        c = self.config
-        heads, head_dim = c.num_attention_heads, c.attention_head_dim
-        if c.motion_layout == "release":
-            base = MotionAttentionConfig.release_17b()
-            rope = RopeConfig(
-                position_scale=c.motion_position_scale,
-                axis_dims=wan_motion_split(head_dim), vision_axis_dims=wan_rope_split(head_dim),
-            )
-        else:
-            base = MotionAttentionConfig.paper_18b()
-            rope = RopeConfig(pe=c.motion_pe, position_scale=c.motion_position_scale)
-        return replace(
-            base, dim=heads * head_dim, heads=heads, head_dim=head_dim, motion_dim=c.motion_token_dim,
-            num_joints=c.num_joints, rope=rope,
-        )
+    def release_rope_axes(self, head_dim: int) -> dict[str, tuple[int, ...]]:
+        """The release's motion and vision RoPE axis splits (Wan's)."""
+        return {"axis_dims": wan_motion_split(head_dim), "vision_axis_dims": wan_rope_split(head_dim)}
 
     def motion_modules(self) -> dict[int, MotionWanBlock]:
         """Block index -> the block holding ``norm4`` / ``motion_attn``."""
