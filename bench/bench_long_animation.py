@@ -31,7 +31,7 @@ import torch
 
 from pipeline.benchmark_eval import fit_frames, resolve_checkpoint
 from pipeline.benchmarks import load_generated
-from pipeline.animate import MTVCraftPipeline
+from pipeline.animate import load_train_checkpoint
 from pipeline.config import PipelineSettings
 from pipeline.long_animation import animate_in_windows, window_starts
 from pipeline.metrics.frame_metrics import psnr, ssim
@@ -65,7 +65,7 @@ def main() -> None:
     torch.set_num_threads(1)
     settings = PipelineSettings(data_root=str(args.data_root))
     checkpoint = resolve_checkpoint(settings, args.checkpoint)
-    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
+    pipe = load_train_checkpoint(checkpoint)
     rows, start_time = [], time.time()
     for clip in load_generated(settings):
         truth = fit_frames(clip.load_frames(None), *SIZE)

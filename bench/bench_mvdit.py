@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -49,6 +48,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from machine import load_average, machine_info  # noqa: E402  (bench/machine.py)
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig  # noqa: E402
 
 SOFTMAX_FLOPS_PER_SCORE = 5  # an estimate for the note only: max, subtract, exp, sum, divide
@@ -58,10 +58,6 @@ JOINTS = 24
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
 
 
 # ---- 1. analytic FLOPs -----------------------------------------------------------------------------
@@ -478,21 +474,6 @@ def to_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def machine_info() -> dict[str, Any]:
-    import diffusers
-    import ray
-
-    mem = "unknown memory"
-    try:
-        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
-        mem = f"{kb / 2**20:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return {"machine": f"{platform.machine()} {platform.system()}", "cores": os.cpu_count(), "memory": mem,
-            "python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "ray": ray.__version__, "load_start": load_average()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fast pass: few Ray steps")
@@ -519,7 +500,7 @@ def main() -> None:
 
     started = time.perf_counter()
     command = "python " + " ".join(["bench/bench_mvdit.py", *sys.argv[1:]])
-    res: dict[str, Any] = {"commands": [command], "date": str(date.today()), "machine": machine_info()}
+    res: dict[str, Any] = {"commands": [command], "date": str(date.today()), "machine": machine_info(("diffusers", "ray"))}
 
     def save() -> None:
         res["load_end"] = load_average()

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from pipeline import mvdit_stage
-from pipeline.animate import MTVCraftPipeline
+from pipeline.animate import load_train_checkpoint
+from pipeline.mtvcraft_pipeline import MTVCraftPipeline
 from pipeline.checkpoints import latest_checkpoint
 from pipeline.config import PipelineSettings
 from pipeline.metrics import psnr, ssim
@@ -115,7 +116,7 @@ def main() -> None:
     start = time.time()
     train_mvdit(samples, tokenizer, {"mean_joints": stats.mean}, cfg, out / "run", log=print)
     train_s = time.time() - start
-    pipe = MTVCraftPipeline.from_train_checkpoint(latest_checkpoint(out / "run" / "checkpoints"))
+    pipe = load_train_checkpoint(latest_checkpoint(out / "run" / "checkpoints"))
     rows: dict[str, list] = {"generated": [], "null motion": [], "copy reference": []}
     diagnostics = []
     for name, frames, joints in held_out_clips(out / "benchmark_sample"):

@@ -31,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import load_average  # noqa: E402  (bench/machine.py)
+
 NODE_IPS = ("127.0.0.2", "127.0.0.3")  # Ray rewrites 127.0.0.1 to the LAN address; other loopback IPs stay
 PAPER_CLIPS = 200_000  # App. B: 200K clips before filtering, 30K kept
 POSE_REAL = REPO / "bench" / "out" / "pose_real.json"  # bench_pose_real.py: MediaPipe + IK on real footage, this machine
@@ -116,10 +118,6 @@ def proposed_pool_shape(num_actors: int = 0, cpus_per_actor: float = 0.5) -> dic
 # ---------------------------------------------------------------------------- one curation run
 
 STAGES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_video")
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
 
 
 def curate(config: str, sample_videos: Path, work: Path) -> dict:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -50,6 +49,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from machine import load_average, machine_info  # noqa: E402  (bench/machine.py)
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig, count_parameters  # noqa: E402
 from pipeline.checkpoints import list_checkpoints, load_tokenizer  # noqa: E402
 from pipeline.motion_windows import WindowConfig, tile_windows  # noqa: E402
@@ -69,10 +69,6 @@ ANCHORS = [("T2M-GPT VQ-VAE (re-measured by MoMask)", "HumanML3D", 58.0), ("MoMa
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -354,17 +350,6 @@ def to_markdown(res: dict[str, Any]) -> str:
     if res.get("notes"):
         lines += ["Notes:", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)
-
-
-def machine_info() -> dict[str, Any]:
-    mem = "unknown memory"
-    try:
-        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
-        mem = f"{kb / 2**20:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return {"machine": f"{platform.machine()} {platform.system()}", "cores": os.cpu_count(), "memory": mem,
-            "python": platform.python_version(), "torch": torch.__version__, "load_start": load_average()}
 
 
 def main() -> None:

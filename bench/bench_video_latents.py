@@ -34,7 +34,7 @@ import pyarrow as pa  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline import tables  # noqa: E402
-from pipeline.animate import write_mp4  # noqa: E402
+from pipeline.video_io import write_mp4  # noqa: E402
 from pipeline.mvdit.latent_table import FIRST_FRAME, SCHEMA, LatentTask, latent_key, plan_clips  # noqa: E402
 from pipeline.train_mvdit import MVDiTTrainConfig, latent_map_spec, step_latents, train_mvdit  # noqa: E402
 

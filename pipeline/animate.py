@@ -1,4 +1,4 @@
-"""Animate a reference image with a motion (paper Sec. 3.2 Eq. 3, App. A.3): ``MTVCraftPipeline`` and its CLI.
+"""Animate a reference image with a motion (paper Sec. 3.2 Eq. 3, App. A.3): the CLI and the checkpoint loader.
 
     python -m pipeline.animate --image ref.png --motion {video.mp4|motion.npz|tokens.npz} --out out.mp4 \
         {--weights {DIR|step_XXXXXXXX.safetensors} [--tokenizer CKPT] | --release-checkpoint DIR} \
@@ -6,19 +6,10 @@
         [--window W --overlap 9] [--steps 50] [--motion-cfg 3.0] [--prompt TEXT --text-cfg 6.0 --wan-encoders DIR] \
         [--device auto|cpu|cuda[:N]] [--dtype auto|float32|bfloat16|float16]
 
-The reference image is the first frame: its latent z_ref = E(x_0) is repeated over
-the latent frames and concatenated with the noisy latents (Eq. 3, inside the
-model). Sampling is DDIM with 50 steps (``CogVideoXDDIMScheduler``, v-prediction,
-as CogVideoX-5B expects) and motion CFG 3.0 (App. A.3):
-eps = eps(∅) + w_m (eps(m) - eps(∅)) with the learnable c_m∅ as the null
-motion (`models.mvdit.cfg`). The 6B model has no text branch, so
-``prompt`` and ``text_guidance_scale`` have no effect on it. A Wan (MV-DiT-18B) training
-checkpoint loads as `pipeline.animate_wan.WanMotionPipeline` (Eq. 9-10, rectified flow, motion
-CFG 3.0 and text CFG 6.0 with the prompt), so the CLI and ``from_train_checkpoint`` serve both.
-
-``MTVCraftPipeline`` follows the diffusers calling style (components as
-attributes, ``__call__`` with ``num_inference_steps``, ``generator``) but is a
-plain class: its latent map and 4DMoT are not diffusers modules.
+The sampling itself (Eq. 3, DDIM 50 steps, motion CFG 3.0) is `pipeline.mtvcraft_pipeline.MTVCraftPipeline`'s;
+a Wan (MV-DiT-18B) training checkpoint loads as `pipeline.animate_wan.WanMotionPipeline` (Eq. 9-10,
+rectified flow, motion CFG 3.0 and text CFG 6.0 with the prompt), so the CLI and `load_train_checkpoint`
+serve both. This module is the CLI, the loader of training checkpoints and the preview sample after training.
 
 Motion input: a video goes through the pose stage (its ``<stem>.smpl.npz``
 sidecar when present, else ``make_pose_estimator("mediapipe")``) and forward
@@ -59,50 +50,17 @@ import cv2
 import numpy as np
 import torch
 
-from models.mvdit.cfg import guided_prediction
-from pipeline.latents import LatentMap, PoolLatentMap, latent_frames
+from models.motion.skeleton import NUM_JOINTS
+from pipeline.animate_wan import WanMotionPipeline
 from pipeline.long_animation import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
 from pipeline.motion_windows import MIN_FRAMES, usable_length
+from pipeline.mtvcraft_pipeline import DEFAULT_PROMPT, DTYPES, MTVCraftPipeline, resolve_device
+from pipeline.mvdit.data import Sample
+from pipeline.mvdit.windows import nearest_bucket, resize_crop
+from pipeline.train_mvdit import TINY_MODELS, Log, MVDiTTrainConfig
+from pipeline.video_io import write_mp4
 
-DEFAULT_PROMPT = "a person is dancing"  # App. A.3's evaluation prompt (18B model)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-NUM_JOINTS = 24
-FULL_SIZE_LATENT_CHANNELS = 16  # latent channels of the CogVideoX-5B and Wan2.1 VAEs (tiny models use fewer)
-
-
-@dataclass
-class PreparedCall:
-    """Checked inputs of one sampling call (`MTVCraftPipeline.prepare`)."""
-
-    image: np.ndarray  # reference frame uint8 (height, width, 3)
-    num_frames: int
-    latent_frames: int
-    tokens: torch.Tensor  # 4DMoT codebook vectors (1, latent_frames * 24, D)
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` / None: the first CUDA GPU when CUDA is present, else the CPU; otherwise the named device."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine (use 'cpu' or 'auto')")
-    return device
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``"auto"`` / None: bfloat16 on a GPU that supports it (the full models do not fit in float32), else
-    float32; otherwise the named dtype."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
 
 
 def is_wan_checkpoint(info: dict[str, Any]) -> bool:
@@ -110,230 +68,57 @@ def is_wan_checkpoint(info: dict[str, Any]) -> bool:
     return "image_dim" in info.get("mvdit", {})
 
 
-class MTVCraftPipeline:
-    """Reference image + motion -> video frames with MV-DiT (CogVideoX backbone).
+def load_train_checkpoint(path: str | Path, tokenizer: str | Path | None = None,
+                          device: str | torch.device | None = "cpu", wan_encoders: str | Path | None = None,
+                          dtype: str | torch.dtype | None = None) -> MTVCraftPipeline:
+    """The pipeline of a `train_mvdit` checkpoint (it records the MV-DiT kwargs, latent map and 4DMoT path): an
+    ``MTVCraftPipeline`` for CogVideoX, a `pipeline.animate_wan.WanMotionPipeline` for Wan (MV-DiT-18B: text +
+    image conditioning, rectified flow; its encoders load from ``wan_encoders``, default the folder the checkpoint
+    was trained with). Cast to ``dtype`` (None: `resolve_dtype`'s choice) before it moves to ``device``."""
+    from pipeline.checkpoints import load_checkpoint
 
-    model: ``MVDiTCogVideoX``; latent_map: a `pipeline.latents.LatentMap`;
-    tokenizer: (VQVAE, MotionNormalizer) or None (then pass motion tokens);
-    scheduler: a diffusers DDIM-style scheduler (default CogVideoX DDIM, v-prediction).
-    """
+    ckpt = load_checkpoint(path)
+    info = ckpt.tokenizer_config
+    if "mvdit" not in info:
+        raise ValueError(f"{path} is not an MV-DiT training checkpoint (it holds no 'mvdit' config)")
+    if is_wan_checkpoint(info):
+        return WanMotionPipeline.from_checkpoint(ckpt, tokenizer, device, wan_encoders, dtype)
+    return MTVCraftPipeline.from_checkpoint(ckpt, tokenizer, device, dtype)
 
-    def __init__(self, model, latent_map: LatentMap, tokenizer: tuple[Any, Any] | None = None, scheduler=None) -> None:
-        from pipeline.train_mvdit import make_scheduler
 
-        self.model = model.eval()
-        self.latent_map = latent_map
-        self.tokenizer = tokenizer
-        self.scheduler = scheduler or make_scheduler()
-        self.rope_joints: torch.Tensor | None = None  # set per call for motion_pe="dynamic"
+# ---- the preview sample after training ---------------------------------------------------------------
+def preview_sample(checkpoint: Path, first: Sample, config: MVDiTTrainConfig, log: Log) -> np.ndarray | None:
+    """The preview animation after training (`pipeline.train_mvdit.train_mvdit`'s ``preview``): the first
+    sample's motion from its first frame (<= 33 frames), ``config.sample_steps`` sampler steps.
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    The tiny models sample here on the CPU. A full model samples on a GPU: this process's when it has one, else
+    one Ray GPU worker; with neither the preview is skipped (None) with a message saying why: a 6B / 18B model
+    is never sampled on the driver's CPU."""
+    local_gpu = torch.cuda.is_available() and config.use_gpu is not False
+    if config.model in TINY_MODELS or local_gpu:
+        return _sample_preview(checkpoint, first, config, "cuda" if local_gpu else "cpu")
+    gpus = 0
+    if config.backend == "ray":
+        import ray
 
-    # -- construction ---------------------------------------------------------------------------
-    @classmethod
-    def from_train_checkpoint(cls, path: str | Path, tokenizer: str | Path | None = None,
-                              device: str | torch.device | None = "cpu",
-                              wan_encoders: str | Path | None = None,
-                              dtype: str | torch.dtype | None = None) -> MTVCraftPipeline:
-        """From a `train_mvdit` checkpoint (it records the MV-DiT kwargs, latent map and 4DMoT path), cast to
-        ``dtype`` (None: `resolve_dtype`'s choice for ``device``) before it moves to ``device`` ("auto": CUDA
-        when present).
+        gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
+    if gpus < 1:
+        log(f"preview skipped: model {config.model!r} is full size and neither this process nor the Ray cluster "
+            f"has a GPU (it is never sampled on the driver's CPU); animate {checkpoint} on a GPU machine")
+        return None
+    import ray
 
-        A Wan (MV-DiT-18B) checkpoint gives a `pipeline.animate_wan.WanMotionPipeline`, whose text and image
-        encoders load from ``wan_encoders`` (default: the folder the checkpoint was trained with).
-        """
-        from pipeline.checkpoints import load_checkpoint, load_tokenizer
-        from pipeline.latents import latent_map_from_spec
-        from pipeline.mvdit.factory import model_from_checkpoint
+    return ray.get(ray.remote(num_gpus=1)(_sample_preview).remote(checkpoint, first, config, "cuda"))
 
-        ckpt = load_checkpoint(path)
-        info = ckpt.tokenizer_config
-        if "mvdit" not in info:
-            raise ValueError(f"{path} is not an MV-DiT training checkpoint (it holds no 'mvdit' config)")
-        if is_wan_checkpoint(info):  # MV-DiT-18B: text + image conditioning, rectified flow
-            from pipeline.animate_wan import WanMotionPipeline
 
-            return WanMotionPipeline.from_checkpoint(ckpt, tokenizer, device, wan_encoders, dtype)
-        device = resolve_device(device)
-        dtype = resolve_dtype(dtype, device)
-        model = model_from_checkpoint(ckpt, device=device, dtype=dtype)  # built on meta, cast on the host, loaded once
-        vq, normalizer, _ = load_tokenizer(tokenizer or info["tokenizer_checkpoint"], device=device)
-        return cls(model, latent_map_from_spec(info["latent_map"], device, dtype), (vq, normalizer))
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, tokenizer: str | Path | None = None,
-                        device: str | torch.device | None = "cpu",
-                        dtype: str | torch.dtype | None = None) -> MTVCraftPipeline:
-        """From a diffusers folder of a trained MV-DiT (``transformer/`` or the folder itself) and its ``vae/``,
-        loaded in ``dtype`` (None: `resolve_dtype`'s choice) onto ``device`` ("auto": CUDA when present). Only a
-        tiny model (not the 16 latent channels of the CogVideoX / Wan VAE) may go without ``vae/``: it then uses
-        the fixed pool latent map; a full-size model without it is a FileNotFoundError naming the folder."""
-        from models.mvdit.cogvideox import MVDiTCogVideoX, transformer_folder
-        from pipeline.latents import load_vae
-
-        folder = Path(folder)
-        device = resolve_device(device)
-        dtype = resolve_dtype(dtype, device)
-        transformer = transformer_folder(folder)
-        config = MVDiTCogVideoX.load_config(str(transformer))
-        has_vae = (folder / "vae" / "config.json").is_file()
-        if not has_vae and config.get("out_channels") == FULL_SIZE_LATENT_CHANNELS:
-            raise FileNotFoundError(
-                f"--weights {folder}: no vae/config.json; this MV-DiT has {FULL_SIZE_LATENT_CHANNELS} latent channels "
-                f"(the CogVideoX-5B VAE's) and decodes only with that VAE: put the backbone's vae/ folder in {folder}"
-            )
-        model = MVDiTCogVideoX.from_pretrained(str(transformer), local_files_only=True, torch_dtype=dtype)
-        latent_map = load_vae(folder, device, dtype) if has_vae else PoolLatentMap(
-            latent_channels=model.config.out_channels)
-        tok = None
-        if tokenizer is not None:
-            from pipeline.checkpoints import load_tokenizer
-
-            vq, normalizer, _ = load_tokenizer(tokenizer, device=device)
-            tok = (vq, normalizer)
-        return cls(model.to(device), latent_map, tok)  # from_pretrained(torch_dtype=...) cast it while loading
-
-    # -- pieces -------------------------------------------------------------------------------------
-    def motion_tokens(self, motion: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Joints (T, 24, 3) -> 4DMoT codebook vectors (1, F * 24, D); tokens (M, D) / (1, M, D) pass through."""
-        # a copy of numpy input: arrays read from Arrow tables are read-only, which torch warns about
-        motion = torch.from_numpy(np.array(motion)) if isinstance(motion, np.ndarray) else torch.as_tensor(motion)
-        if motion.ndim == 3 and motion.shape[1:] == (NUM_JOINTS, 3):
-            if self.tokenizer is None:
-                raise ValueError("joints given but the pipeline has no 4DMoT tokenizer; pass tokenizer= or motion tokens")
-            if len(motion) < num_frames:
-                raise ValueError(f"motion has {len(motion)} frames, fewer than num_frames={num_frames}")
-            vq, normalizer = self.tokenizer
-            joints = motion[:num_frames].float()[None].to(self.device)
-            return vq.motion_tokens(normalizer(joints))
-        if motion.ndim == 2:
-            motion = motion[None]
-        if motion.ndim != 3 or not motion.is_floating_point():
-            raise ValueError(f"motion must be joints (T, 24, 3) or tokens (F*24, D) / (1, F*24, D), got {tuple(motion.shape)}")
-        return motion.float().to(self.device)
-
-    def guided_prediction(self, latents: torch.Tensor, t: torch.Tensor, reference: torch.Tensor,
-                          tokens: torch.Tensor, motion_scale: float) -> torch.Tensor:
-        """Motion CFG: eps(∅) + w (eps(m) - eps(∅)); scale 1 is the plain conditional prediction."""
-        b = latents.shape[0]
-
-        dtype = self.model.dtype
-
-        def predict(motion_keep: torch.Tensor, _text_keep: torch.Tensor) -> torch.Tensor:
-            k = motion_keep.shape[0] // b
-            out = self.model(latents.repeat(k, 1, 1, 1, 1).to(dtype), reference.repeat(k, 1, 1, 1, 1).to(dtype),
-                             tokens.repeat(k, 1, 1).to(dtype), t, motion_mask=motion_keep,
-                             mean_joints=self.rope_joints).sample
-            return out.float()  # the sampler steps in float32
-
-        return guided_prediction(predict, b, motion_scale=motion_scale, text_scale=1.0, has_text=False,
-                                 device=latents.device)
-
-    # -- sampling -------------------------------------------------------------------------------------
-    def spatial_factor(self) -> int:
-        """Pixels per transformer token side: the latent map's factor times the spatial patch size."""
-        patch = self.model.config.patch_size
-        return self.latent_map.spatial_factor * (patch if isinstance(patch, int) else patch[-1])
-
-    def prepare(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None,
-                height: int | None, width: int | None) -> PreparedCall:
-        """Check and size the inputs shared by both backbones: the reference image resized to (height, width),
-        the frame count (default: the longest 1 + 8k the joints give) and the motion tokens; sets ``rope_joints``."""
-        image = np.asarray(reference_image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"reference_image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-        motion_arr = np.asarray(motion) if isinstance(motion, np.ndarray) else motion
-        if num_frames is None:
-            num_frames = len(motion_arr) if motion_arr.ndim == 3 and motion_arr.shape[1:] == (NUM_JOINTS, 3) else None
-            if num_frames is None:
-                raise ValueError("num_frames is required when motion tokens are given")
-            num_frames = usable_length(num_frames)
-        f = latent_frames(num_frames, self.latent_map.temporal_factor)
-        factor = self.spatial_factor()
-        height, width = height or image.shape[0] // factor * factor, width or image.shape[1] // factor * factor
-        if height % factor or width % factor or height < factor or width < factor:
-            raise ValueError(f"height and width must be positive multiples of {factor}, got {height}x{width}")
-        if image.shape[:2] != (height, width):
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        tokens = self.motion_tokens(motion, num_frames)
-        # "dynamic" PE (Table 2) places the motion RoPE at this clip's first-frame joints; the others use the
-        # dataset-mean joints stored in the model config (None here).
-        self.rope_joints = None
-        if getattr(self.model.config, "motion_pe", "4d") == "dynamic":
-            if not (motion_arr.ndim == 3 and motion_arr.shape[1:] == (NUM_JOINTS, 3)):
-                raise ValueError("a model trained with motion_pe='dynamic' needs joints (T, 24, 3), not motion tokens")
-            self.rope_joints = torch.as_tensor(np.asarray(motion_arr[0]), dtype=torch.float64)
-        if tokens.shape[1] != f * self.model.config.num_joints:
-            raise ValueError(f"motion tokens cover {tokens.shape[1] // self.model.config.num_joints} latent frames; "
-                             f"{num_frames} frames need {f}")
-        return PreparedCall(image, num_frames, f, tokens)
-
-    def context_latents(self, context: np.ndarray | None, height: int, width: int) -> torch.Tensor | None:
-        """Latents (1, m, C, h, w) of frames the clip must start with (uint8 (1 + 4j, H, W, 3), resized to the
-        output size), or None."""
-        if context is None:
-            return None
-        context = np.asarray(context)
-        if context.dtype != np.uint8 or context.ndim != 4 or context.shape[3] != 3:
-            raise ValueError(f"context must be uint8 frames (k, H, W, 3), got {context.dtype} {context.shape}")
-        if context.shape[1:3] != (height, width):
-            context = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in context])
-        latent_frames(len(context), self.latent_map.temporal_factor)  # raises unless 1 + 4j frames
-        return self.latent_map.encode(torch.from_numpy(context)[None].to(self.device), mode=True)
-
-    def noised(self, known: torch.Tensor, step: int, timesteps: torch.Tensor,
-               generator: torch.Generator | None) -> torch.Tensor:
-        """``known`` clean latents at the noise level the sample has after ``step`` (DDIM: the scheduler's forward
-        process at the next timestep; clean after the last step)."""
-        if step + 1 == len(timesteps):
-            return known
-        noise = torch.randn(known.shape, generator=generator).to(known.device)
-        return self.scheduler.add_noise(known, noise, timesteps[step + 1:step + 2])
-
-    def timesteps(self, num_inference_steps: int) -> torch.Tensor:
-        """The scheduler's timesteps for ``num_inference_steps``."""
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        return self.scheduler.timesteps
-
-    @staticmethod
-    def progress(timesteps: torch.Tensor, show: bool):
-        """``timesteps`` wrapped in a tqdm bar when ``show``."""
-        if not show:
-            return timesteps
-        from tqdm.auto import tqdm
-
-        return tqdm(timesteps, desc="MV-DiT")
-
-    @torch.no_grad()
-    def __call__(self, reference_image: np.ndarray, motion: np.ndarray | torch.Tensor, num_frames: int | None = None,
-                 height: int | None = None, width: int | None = None, num_inference_steps: int = 50,
-                 motion_guidance_scale: float = 3.0, text_guidance_scale: float = 6.0,
-                 generator: torch.Generator | None = None, progress: bool = False,
-                 prompt: str | None = None, context: np.ndarray | None = None) -> np.ndarray:
-        """Frames uint8 (num_frames, height, width, 3); the reference image is frame 0's condition (Eq. 3).
-
-        ``prompt`` and ``text_guidance_scale`` are accepted so that one call serves both backbones; the 6B model
-        has no text branch and ignores them. ``context``: frames (1 + 4j) the clip must start with, e.g. the end of
-        the previous window of a long motion; after every step their latents, noised to the sample's level,
-        replace the first latent frames (the hold of the released 17B long-video sampler).
-        """
-        call = self.prepare(reference_image, motion, num_frames, height, width)
-        device = self.device
-        # (1, 1, C, h, w); the posterior's mode, as diffusers' Wan I2V pipeline takes it
-        reference = self.latent_map.encode(torch.from_numpy(call.image)[None, None].to(device), mode=True)
-        known = self.context_latents(context, *call.image.shape[:2])
-        c, h, w = reference.shape[2:]
-        latents = torch.randn((1, call.latent_frames, c, h, w), generator=generator).to(device)
-        latents = latents * self.scheduler.init_noise_sigma
-        timesteps = self.timesteps(num_inference_steps)
-        for i, t in enumerate(self.progress(timesteps, progress)):
-            pred = self.guided_prediction(latents, t, reference, call.tokens, motion_guidance_scale)
-            latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
-            if known is not None:
-                latents[:, :known.shape[1]] = self.noised(known, i, timesteps, generator)
-        return self.latent_map.decode(latents)[0, :call.num_frames].cpu().numpy()
+def _sample_preview(checkpoint: Path, first: Sample, config: MVDiTTrainConfig, device: str) -> np.ndarray:
+    pipe = load_train_checkpoint(checkpoint, device=device)
+    n = min(len(first.joints), 33)
+    video = first.frames(0, n, 1)
+    h, w = nearest_bucket(video.shape[1], video.shape[2], config.buckets)
+    ref = resize_crop(video[:1], (h, w), np.random.default_rng(0))[0]
+    return pipe(ref, first.joints[:n], num_frames=n, height=h, width=w, num_inference_steps=config.sample_steps,
+                generator=torch.Generator().manual_seed(0), prompt=config.prompt)
 
 
 # ---- CLI ---------------------------------------------------------------------------------------
@@ -450,25 +235,6 @@ def joints_from_video(path: Path, num_frames: int) -> np.ndarray:
         raise InputError(str(err)) from err
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> None:
-    """Write uint8 (T, H, W, 3) RGB frames as H.264 with PyAV."""
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames.shape[1:3]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(round(fps)))
-        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
-        for frame in frames:
-            if h % 2 or w % 2:
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.animate", description=__doc__.split("\n\n")[0])
     p.add_argument("--image", required=True, help="reference image (the first frame)")
@@ -543,8 +309,8 @@ def run(args: argparse.Namespace) -> Path:
     elif weights.is_dir():
         pipe = MTVCraftPipeline.from_pretrained(weights, tokenizer=args.tokenizer, device=device, dtype=args.dtype)
     else:
-        pipe = MTVCraftPipeline.from_train_checkpoint(weights, tokenizer=args.tokenizer, device=device,
-                                                      wan_encoders=args.wan_encoders, dtype=args.dtype)
+        pipe = load_train_checkpoint(weights, tokenizer=args.tokenizer, device=device,
+                                      wan_encoders=args.wan_encoders, dtype=args.dtype)
     window = check_against_model(args, inputs, pipe)  # and these before the pose stage and sampling
     call = dict(height=args.height, width=args.width, num_inference_steps=args.steps,
                 motion_guidance_scale=args.motion_cfg, text_guidance_scale=args.text_cfg, prompt=args.prompt,

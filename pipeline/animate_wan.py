@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from models.mvdit.cfg import drop_text, guided_prediction
-from pipeline.animate import DEFAULT_PROMPT, MTVCraftPipeline, resolve_device, resolve_dtype
+from pipeline.mtvcraft_pipeline import DEFAULT_PROMPT, MTVCraftPipeline, resolve_device, resolve_dtype
+from pipeline.mvdit.windows import zero_padded_video
 
 
 def make_flow_scheduler(shift: float = 5.0):
@@ -112,8 +113,6 @@ class WanMotionPipeline(MTVCraftPipeline):
     def conditions(self, image: np.ndarray, tokens: torch.Tensor, num_frames: int, prompt: str,
                    generator: torch.Generator | None = None) -> WanConditions:
         """Eq. 9's z_ref from the (already sized) reference frame, the prompt / empty prompt and CLIP tokens."""
-        from pipeline.train_mvdit import zero_padded_video
-
         device = self.device
         frame = torch.from_numpy(image).to(device)
         video = frame[None, None].expand(1, num_frames, *frame.shape)  # only frame 0 is read (ZeroPad)

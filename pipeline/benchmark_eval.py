@@ -51,12 +51,13 @@ import pyarrow as pa
 import torch
 
 from pipeline import previews, tables
-from pipeline.animate import MTVCraftPipeline
+from pipeline.animate import load_train_checkpoint
 from pipeline.animate_wan import WanMotionPipeline
 from pipeline.benchmarks import BENCHMARKS, BenchmarkVideo, load_benchmark, motion_joints
 from pipeline.config import PipelineSettings
 from pipeline.curation import StageResult
 from pipeline.long_animation import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
+from pipeline.mtvcraft_pipeline import MTVCraftPipeline
 from pipeline.progress import Log, default_log
 
 TABLE = "benchmark_eval"
@@ -191,7 +192,7 @@ class EvalProtocol:
 class NullMotionPipeline(MTVCraftPipeline):
     """The same model sampled with the unconditional motion tokens c_m∅ at every step: eps(∅) (Sec. 3.2).
 
-    ``MTVCraftPipeline`` has no switch for this; the override keeps ``animate.py`` unchanged. With every
+    ``MTVCraftPipeline`` has no switch for this; the override keeps ``mtvcraft_pipeline.py`` unchanged. With every
     motion dropped the CFG combination eps(∅) + w (eps(∅) - eps(∅)) is eps(∅), so one evaluation suffices.
     """
 
@@ -310,7 +311,7 @@ def animate_video(pipe: MTVCraftPipeline, reference: np.ndarray, joints: np.ndar
 def load_pipeline(checkpoint: Path) -> MTVCraftPipeline:
     if checkpoint.is_dir():
         return MTVCraftPipeline.from_pretrained(checkpoint, device=device())
-    return MTVCraftPipeline.from_train_checkpoint(checkpoint, device=device())
+    return load_train_checkpoint(checkpoint, device=device())
 
 
 def run_id(checkpoint: Path, protocol: EvalProtocol) -> str:
@@ -436,7 +437,7 @@ def evaluate_benchmark(settings: PipelineSettings, benchmark: str = "generated",
     rows to the ``benchmark_eval`` Lance table and the report, PNG strip and side-by-side mp4 under
     ``<data_root>/benchmark_eval/<benchmark>/<run id>/``; returns the report as the result's preview.
     """
-    from pipeline.animate import write_mp4
+    from pipeline.video_io import write_mp4
 
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {BENCHMARKS}")

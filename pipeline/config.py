@@ -35,6 +35,14 @@ TOKENIZER_SOURCES = ("auto", "curated", "mocap", "curated+mocap")
 NLF_WEIGHTS_FILE = "nlf_l_multi.torchscript"
 
 
+def weights_folder(weights_dir: str | os.PathLike | None) -> Path | None:
+    """The folder of real model weights: ``weights_dir``, or ``$MTVCRAFT_WEIGHTS`` when None; None when neither
+    is set (the metric networks, the curation scorers and NLF all look it up here)."""
+    if weights_dir is None:
+        weights_dir = os.environ.get(ENV_WEIGHTS, "")
+    return Path(weights_dir).expanduser() if str(weights_dir) else None
+
+
 class ConfigError(ValueError):
     """A setting has a value the pipeline cannot use; the message names the setting."""
 

@@ -113,6 +113,7 @@ def training_samples(settings: PipelineSettings) -> list[tuple[tuple[str, int, i
 
 def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log) -> StageResult:
     """Train MV-DiT (tiny config by default) with the tokenizer's motion tokens."""
+    from pipeline.animate import preview_sample
     from pipeline.train_mvdit import train_mvdit
 
     tokenizer = current_tokenizer_checkpoint(settings)
@@ -122,7 +123,7 @@ def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log) -> Sta
     samples = training_samples(settings)
     stats = MotionStats.load(stats_path(settings))
     result = train_mvdit(samples, tokenizer, {"mean_joints": stats.mean}, mvdit_config(settings), mvdit_dir(settings),
-                         log=log)
+                         log=log, preview=preview_sample)
     png = previews.encode_png(_loss_figure(result.loss_curve))
     return StageResult("mv_dit", str(result.checkpoint), stats.motion_video_version, len(samples), len(samples), 0,
                        preview_markdown=previews.png_markdown(png, "MV-DiT loss"), preview_png=png,
@@ -156,7 +157,7 @@ def animate_held_out(settings: PipelineSettings, log: Log = default_log) -> Stag
     ground truth, and report PSNR against the ground truth beside the copy-the-reference baseline.
 
     The tiny model samples here, on the CPU. A full model (``mvdit_model`` not "tiny") samples in a Ray task
-    that holds one GPU (bf16, `MTVCraftPipeline.from_train_checkpoint` with device "cuda"), never on the
+    that holds one GPU (bf16, `pipeline.animate.load_train_checkpoint` with device "cuda"), never on the
     driver; when the Ray cluster has no GPU the stage is skipped with a message saying so."""
     checkpoint = current_mvdit_checkpoint(settings)
     if checkpoint is None:
@@ -181,16 +182,16 @@ def animate_held_out(settings: PipelineSettings, log: Log = default_log) -> Stag
 
 def _animate(settings: PipelineSettings, checkpoint: Path, device: str, log: Log | None) -> StageResult:
     """The ``animations`` work on ``device`` (on a Ray GPU worker for full models; ``log`` None: print)."""
-    from pipeline.animate import MTVCraftPipeline, write_mp4
+    from pipeline.animate import load_train_checkpoint
     from pipeline.metrics import psnr
-    from pipeline.video_io import read_frames
+    from pipeline.video_io import read_frames, write_mp4
 
     log = log or print
     _, (clip_id, uri, start, end, joints) = _clips(settings)
     max_frames, height, width = animation_size(settings)
     frames = held_out_frames(end - start, max_frames)
     truth = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in read_frames(uri, start, start + frames)])
-    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint, device=device)
+    pipe = load_train_checkpoint(checkpoint, device=device)
     generated = pipe(truth[0], joints[:frames], num_frames=frames, height=height, width=width,
                      generator=torch.Generator().manual_seed(0), progress=True)
     out = settings.root / "animations"

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.animate import MTVCraftPipeline
+from pipeline.mtvcraft_pipeline import MTVCraftPipeline
 from pipeline.latents import VAELatentMap, load_vae
 
 TOKENIZER_FILE = Path("4DMoT") / "mp_rank_00_model_states.pt"

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.motion.skeleton import NUM_JOINTS
 from pipeline.motion_windows import MIN_FRAMES
-
-NUM_JOINTS = 24
 
 
 def load_motion_file(path: str | Path) -> np.ndarray:

@@ -66,8 +66,8 @@ changes to the steps above:
   ``motion_drop_prob=0``. With ``unconditional_from`` (a 6B checkpoint trained
   on the same 4DMoT) c_m∅ is the 6B's, frozen, as the paper reuses it "without
   modification" (Sec. 3.3); without it, c_m∅ is learnt here;
-- the preview sample after training goes through ``pipeline.animate_wan.WanMotionPipeline``
-  (flow matching, motion and text CFG) with ``prompt``.
+- the preview sample after training (``train_mvdit(preview=pipeline.animate.preview_sample)``) goes
+  through ``pipeline.animate_wan.WanMotionPipeline`` (flow matching, motion and text CFG) with ``prompt``.
 
 Checkpoints: `pipeline.checkpoints` files (safetensors + SHA-256) in
 ``out_dir/checkpoints`` (FSDP: sharded folders under ``checkpoints/sharded``, the last one exported to such a
@@ -96,30 +96,18 @@ from pipeline.latents import PoolLatentMap, latent_frames, latent_map_from_spec
 from pipeline.motion_windows import BUCKET_LENGTHS, STRIDES
 from pipeline.mvdit import sharding
 from pipeline.mvdit.data import Sample, as_samples, worker_shard
-from pipeline.mvdit.factory import backbone_reference
+from pipeline.mvdit.factory import backbone_reference, make_scheduler
 from pipeline.mvdit.resume import checkpoint_meta, resume, resume_sharded, safetensors_args
-from pipeline.mvdit.windows import nearest_bucket, reference_video, resize_crop, zero_padded_video  # noqa: F401
+from pipeline.mvdit.windows import nearest_bucket, reference_video, resize_crop
+from pipeline.step_schedule import learning_rate, step_seed
 
 Log = Callable[[str], None]
+SEED_STREAM = 7  # `step_seed`'s stream word of MV-DiT's draws
+Preview = Callable[[Path, Sample, "MVDiTTrainConfig", Log], "np.ndarray | None"]  # the sample after training
 MODELS = ("tiny", "cogvideox_5b", "wan_tiny", "wan_i2v_14b")
 WAN_MODELS = ("wan_tiny", "wan_i2v_14b")  # MV-DiT-18B's class (tiny: the same class at toy size)
 STRATEGIES = sharding.STRATEGIES
 TINY_MODELS = ("tiny", "wan_tiny")
-
-# CogVideoX-5B's scheduler config (its pipeline folder's scheduler/scheduler_config.json).
-COGVIDEOX_5B_SCHEDULER: dict[str, Any] = {
-    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-    "clip_sample": False, "set_alpha_to_one": True, "steps_offset": 0, "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True, "timestep_spacing": "trailing", "snr_shift_scale": 1.0,
-}
-
-
-def make_scheduler(config: dict[str, Any] | None = None):
-    """CogVideoX's DDIM scheduler (v-prediction); used for training noise and 50-step sampling (App. A.3)."""
-    from diffusers import CogVideoXDDIMScheduler
-
-    return CogVideoXDDIMScheduler(**(config or COGVIDEOX_5B_SCHEDULER))
-
 
 @dataclass
 class MVDiTTrainConfig:
@@ -214,6 +202,10 @@ class MVDiTTrainConfig:
     @property
     def is_wan(self) -> bool:
         return self.model in WAN_MODELS
+
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up over ``warmup_steps`` to ``lr``, then constant (App. A.2)."""
+        return learning_rate(step, self.lr, warmup_steps=self.warmup_steps)
 
     @property
     def checkpoint_blocks(self) -> bool:
@@ -314,20 +306,6 @@ def build_model(kwargs: dict[str, Any], backbone: str = "", device: str | torch.
     if backbone:
         return build_from_backbone(kwargs, backbone, device, frozen_dtype)
     return build_random(kwargs)
-
-
-def learning_rate(step: int, cfg: MVDiTTrainConfig) -> float:
-    """Linear warm-up over ``warmup_steps`` to ``lr``, then constant (App. A.2)."""
-    if cfg.warmup_steps <= 0:
-        return cfg.lr
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
-
-
-def step_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
-    """The seed of one micro-batch's draws. Micro-batch 0 keeps the seed of a run without accumulation, so
-    ``grad_accum_steps=1`` reproduces it bit for bit."""
-    words = [seed, step, rank, 7] + ([micro] if micro else [])
-    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 def jitter_colours(frames: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -553,10 +531,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
     parts = StepParts(net, samples, cfg, device, latent_map, table, vqvae, normalizer, scheduler, conditioner, autocast)
 
     for step in range(start, cfg.steps):
-        lr = learning_rate(step, cfg)
+        lr = cfg.learning_rate(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        micro_batches = [partial(micro_step, parts, step_seed(cfg.seed, step, rank, micro))
+        micro_batches = [partial(micro_step, parts, step_seed(cfg.seed, step, rank, SEED_STREAM, micro))
                          for micro in range(cfg.grad_accum_steps)]
         loss = sharding.optimizer_step(net, model, optimizer, micro_batches, cfg.max_grad_norm,
                                        cfg.reduce_every_micro_batch)
@@ -626,13 +604,15 @@ def _mean_joints(stats: Any, samples: list[Sample]) -> np.ndarray:
 
 
 def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats: Any, config: MVDiTTrainConfig,
-                out_dir: str | Path, log: Log = print) -> MVDiTTrainResult:
+                out_dir: str | Path, log: Log = print, preview: Preview | None = None) -> MVDiTTrainResult:
     """Train MV-DiT on (video, joints) samples with motion tokens from a trained 4DMoT checkpoint.
 
     ``samples``: (frames uint8 (T, H, W, 3) or a clip reference (uri, start, end), joints (T, 24, 3) metres
     [, caption str]); references are decoded by the workers, never here.
     ``stats``: None or a dict with ``mean_joints`` (24, 3) (else the samples' mean).
     Wan models also need the Wan2.1-I2V encoders folder (``config.wan_encoders`` or ``config.backbone``).
+    ``preview``: called after training with (checkpoint, first sample, config, log) when ``config.sample_steps``
+    > 0 (the animation side's `pipeline.animate.preview_sample`); its frames are the result's ``sample_frames``.
     """
     job = prepare_job(samples, tokenizer_checkpoint, stats, config, out_dir)
     out_dir = Path(job["out_dir"])
@@ -648,7 +628,7 @@ def train_mvdit(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
     if checkpoint is None:
         raise RuntimeError(f"training finished without a checkpoint in {out_dir / 'checkpoints'}")
     ckpt = load_checkpoint(checkpoint)
-    frames = preview_sample(checkpoint, job["samples"][0], config, log) if config.sample_steps > 0 else None
+    frames = preview(checkpoint, job["samples"][0], config, log) if preview and config.sample_steps > 0 else None
     return MVDiTTrainResult(checkpoint, ckpt.extra.get("loss_curve", []), frames, run_name, run_dir)
 
 
@@ -708,38 +688,3 @@ def prepare_job(samples: Sequence[Any], tokenizer_checkpoint: str | Path, stats:
     if config.backbone and not kwargs["train_backbone"]:  # checkpoints then hold only the trained weights
         job["backbone"] = backbone_reference(config.backbone, cache=out_dir / "checkpoints" / "backbone_sha256.json")
     return job
-
-
-def preview_sample(checkpoint: Path, first: Sample, config: MVDiTTrainConfig, log: Log) -> np.ndarray | None:
-    """The preview animation after training: the first sample's motion from its first frame (<= 33 frames).
-
-    The tiny models sample here on the CPU. A full model samples on a GPU: this process's when it has one, else
-    one Ray GPU worker; with neither the preview is skipped (None) with a message saying why: a 6B / 18B model
-    is never sampled on the driver's CPU."""
-    local_gpu = torch.cuda.is_available() and config.use_gpu is not False
-    if config.model in TINY_MODELS or local_gpu:
-        return _sample_preview(checkpoint, first, config, "cuda" if local_gpu else "cpu")
-    gpus = 0
-    if config.backend == "ray":
-        import ray
-
-        gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
-    if gpus < 1:
-        log(f"preview skipped: model {config.model!r} is full size and neither this process nor the Ray cluster "
-            f"has a GPU (it is never sampled on the driver's CPU); animate {checkpoint} on a GPU machine")
-        return None
-    import ray
-
-    return ray.get(ray.remote(num_gpus=1)(_sample_preview).remote(checkpoint, first, config, "cuda"))
-
-
-def _sample_preview(checkpoint: Path, first: Sample, config: MVDiTTrainConfig, device: str) -> np.ndarray:
-    from pipeline.animate import MTVCraftPipeline
-
-    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint, device=device)
-    n = min(len(first.joints), 33)
-    video = first.frames(0, n, 1)
-    h, w = nearest_bucket(video.shape[1], video.shape[2], config.buckets)
-    ref = resize_crop(video[:1], (h, w), np.random.default_rng(0))[0]
-    return pipe(ref, first.joints[:n], num_frames=n, height=h, width=w, num_inference_steps=config.sample_steps,
-                generator=torch.Generator().manual_seed(0), prompt=config.prompt)

@@ -44,6 +44,7 @@ from pipeline.checkpoints import checkpoint_name, latest_checkpoint, load_checkp
 from pipeline.camera_placement import CameraPlacement, place_clips
 from pipeline.motion_sources import PAPER_SOURCES, WORLD_SOURCES, SourceSlice, check_weights, flatten, make_sampler
 from pipeline.motion_windows import WindowConfig, eval_windows
+from pipeline.step_schedule import learning_rate, step_seed
 from pipeline.tokenize_motion import tokenize_windows
 
 Log = Callable[[str], None]
@@ -105,6 +106,10 @@ class TokenizerTrainConfig:
     def total_steps(self) -> int:
         return self.steps_lr1 + self.steps_lr2
 
+    def learning_rate(self, step: int) -> float:
+        """Two-stage schedule (App. A.2): lr1 for steps [0, steps_lr1), lr2 afterwards."""
+        return learning_rate(step, self.lr1, later_lr=self.lr2, later_from=self.steps_lr1)
+
     def placement(self) -> CameraPlacement:
         return CameraPlacement.from_dict({**CameraPlacement().to_dict(), **self.camera})
 
@@ -139,16 +144,6 @@ class TrainResult:
     heldout_windows: int
     ray_run_name: str | None = None
     ray_run_dir: str | None = None
-
-
-def learning_rate(step: int, config: TokenizerTrainConfig) -> float:
-    """Two-stage schedule (App. A.2): lr1 for steps [0, steps_lr1), lr2 afterwards."""
-    return config.lr1 if step < config.steps_lr1 else config.lr2
-
-
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """Torch seed of one step on one rank (codebook resets draw from it)."""
-    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
 # ---- the training loop (every worker, both backends) -------------------------------------
@@ -207,10 +202,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, device: torch.device | None =
 
     bar = tqdm(total=cfg.total_steps, initial=start, desc="4DMoT", disable=rank != 0, dynamic_ncols=True)
     for step in range(start, cfg.total_steps):
-        lr = learning_rate(step, cfg)
+        lr = cfg.learning_rate(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        torch.manual_seed(step_seed(cfg.seed, step, rank))
+        torch.manual_seed(step_seed(cfg.seed, step, rank))  # codebook resets draw from it
         batch = sampler.batch(step)
         x = normalizer(torch.from_numpy(batch.joints).to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not cfg.float32):

@@ -440,3 +440,22 @@ def read_frames(path: StrPath, start: int = 0, end: int | None = None) -> np.nda
             context = _video_stream(container, Path(path)).codec_context
             return np.empty((0, context.height, context.width, 3), np.uint8)
     return np.stack(frames)
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> None:
+    """Write uint8 (T, H, W, 3) RGB frames as H.264 with PyAV."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[1:3]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        for frame in frames:
+            if h % 2 or w % 2:
+                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

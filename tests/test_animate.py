@@ -8,7 +8,9 @@ import torch
 
 from media import write_video
 from tiny_models import tiny_tokenizer
-from pipeline.animate import MTVCraftPipeline, main
+import pipeline.animate as animate_module
+from pipeline.animate import main
+from pipeline.mtvcraft_pipeline import MTVCraftPipeline
 from pipeline.checkpoints import load_tokenizer
 from pipeline.latents import PoolLatentMap
 from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
@@ -85,7 +87,7 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input checks failed")
 
-    monkeypatch.setattr(MTVCraftPipeline, "from_train_checkpoint", classmethod(refuse))
+    monkeypatch.setattr(animate_module, "load_train_checkpoint", refuse)
     monkeypatch.setattr(MTVCraftPipeline, "from_pretrained", classmethod(refuse))
 
 
@@ -203,7 +205,7 @@ def test_cli_animates_every_frame_of_a_long_motion(tmp_path, checkpoint, capsys,
     # an overlap is checked against the default window once the model gives it (33 here)
     assert "overlap must be between 1 and window - 1 = 32 frames, got 33" in run_cli(argv + ["--overlap", "33"], capsys)
     # bad windows are input errors before any model loads
-    monkeypatch.setattr(MTVCraftPipeline, "from_train_checkpoint", classmethod(lambda *a, **k: pytest.fail("loaded")))
+    monkeypatch.setattr(animate_module, "load_train_checkpoint", lambda *a, **k: pytest.fail("loaded"))
     assert "--window / --overlap: window must be 1 + 8k" in run_cli(argv + ["--window", "40"], capsys)
     assert "--window / --overlap: overlap must be" in run_cli(argv + ["--overlap", "0"], capsys)
 

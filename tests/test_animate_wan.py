@@ -12,7 +12,7 @@ import torch
 from tiny_models import tiny_tokenizer, tiny_wan_encoders
 
 from models.mvdit.cfg import FULL, MOTION, NULL
-from pipeline.animate import MTVCraftPipeline, main
+from pipeline.animate import load_train_checkpoint, main, preview_sample
 from pipeline.animate_wan import WanMotionPipeline
 from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
 from pipeline.video_io import probe_video
@@ -39,7 +39,8 @@ def trained(tmp_path_factory):
     samples = [(rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8), joints(seed=i), None) for i in range(2)]
     cfg = MVDiTTrainConfig.tiny(model="wan_tiny", wan_encoders=str(encoders), steps=2, checkpoint_every=2,
                                 lr=1e-2, flow_shift=3.0, sample_steps=2)
-    return train_mvdit(samples, tiny_tokenizer(root / "tok"), None, cfg, root / "run", log=lambda s: None)
+    return train_mvdit(samples, tiny_tokenizer(root / "tok"), None, cfg, root / "run", log=lambda s: None,
+                       preview=preview_sample)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_training_ends_with_a_preview_sample(trained):
 
 @pytest.fixture(scope="module")
 def pipe(checkpoint):
-    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
+    pipe = load_train_checkpoint(checkpoint)
     for block in pipe.model.motion_modules().values():  # make the motion branch matter (zero-initialised output)
         torch.nn.init.normal_(block.motion_attn.o.weight, std=0.05)
     return pipe
@@ -78,7 +79,7 @@ def test_wan_checkpoint_samples_a_video(pipe):
 
 
 def test_conditions_follow_eq9_and_the_text_encoder(pipe):
-    from pipeline.train_mvdit import zero_padded_video
+    from pipeline.mvdit.windows import zero_padded_video
 
     image = reference(32, 32)
     tokens = pipe.motion_tokens(joints(), 33)
@@ -121,7 +122,7 @@ def test_guidance_combines_the_three_branches(pipe):
 
 def test_missing_encoders_name_the_setting(checkpoint, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="wan_encoders \\(--wan-encoders\\) = .* missing tokenizer/"):
-        MTVCraftPipeline.from_train_checkpoint(checkpoint, wan_encoders=tmp_path / "nowhere")
+        load_train_checkpoint(checkpoint, wan_encoders=tmp_path / "nowhere")
     # The checkpoint's own record points at a folder that is gone (e.g. the checkpoint moved machines).
     from pipeline import checkpoints
 
@@ -133,7 +134,7 @@ def test_missing_encoders_name_the_setting(checkpoint, tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoints, "load_checkpoint", moved)
     with pytest.raises(FileNotFoundError, match="the 'wan_encoders' of checkpoint .* missing tokenizer/"):
-        MTVCraftPipeline.from_train_checkpoint(checkpoint)
+        load_train_checkpoint(checkpoint)
 
 
 def test_cli_with_a_prompt(checkpoint, tmp_path, monkeypatch):
@@ -238,5 +239,5 @@ def test_wan_pipeline_casts_before_it_moves(checkpoint, monkeypatch):
         return to(self, *args, **kwargs)
 
     monkeypatch.setattr(MVDiTWan, "to", spy)
-    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint, device="cpu", dtype=torch.bfloat16)
+    pipe = load_train_checkpoint(checkpoint, device="cpu", dtype=torch.bfloat16)
     assert seen and torch.bfloat16 in seen[0] and pipe.model.dtype == torch.bfloat16

@@ -300,9 +300,9 @@ def test_evaluate_generated_benchmark_three_methods_and_lance_rows(tmp_path, che
 
 
 def test_null_motion_baseline_is_the_unconditional_prediction(checkpoint):
-    from pipeline.animate import MTVCraftPipeline
+    from pipeline.animate import load_train_checkpoint
 
-    pipe = MTVCraftPipeline.from_train_checkpoint(checkpoint)
+    pipe = load_train_checkpoint(checkpoint)
     null = NullMotionPipeline.like(pipe)
     torch.manual_seed(0)
     latents, ref = torch.randn(1, 9, 4, 6, 8), torch.randn(1, 1, 4, 6, 8)

@@ -12,7 +12,8 @@ import torch
 
 from tiny_models import tiny_tokenizer
 from pipeline import mvdit_stage
-from pipeline.animate import MTVCraftPipeline, main, resolve_device, resolve_dtype
+from pipeline.animate import load_train_checkpoint, main
+from pipeline.mtvcraft_pipeline import MTVCraftPipeline, resolve_device, resolve_dtype
 from pipeline.checkpoints import load_tokenizer
 from pipeline.latents import PoolLatentMap, VAELatentMap
 from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
@@ -69,15 +70,15 @@ def test_cli_device_cuda_without_cuda_is_a_clear_error(tmp_path, capsys, tokeniz
 
 
 def test_train_checkpoint_in_bfloat16_samples(tokenizer_ckpt, tmp_path):
-    """dtype passes through from_train_checkpoint: the model is bf16, the sampler still steps in float32."""
+    """dtype passes through load_train_checkpoint: the model is bf16, the sampler still steps in float32."""
     video = np.random.default_rng(0).integers(0, 256, (33, 32, 32, 3), dtype=np.uint8)
     result = train_mvdit([(video, joints())], tokenizer_ckpt, None, MVDiTTrainConfig.tiny(steps=1), tmp_path,
                          log=lambda s: None)
-    pipe = MTVCraftPipeline.from_train_checkpoint(result.checkpoint, device="cpu", dtype="bfloat16")
+    pipe = load_train_checkpoint(result.checkpoint, device="cpu", dtype="bfloat16")
     assert pipe.model.dtype == torch.bfloat16 and pipe.device.type == "cpu"
     frames = pipe(image(), joints(), num_frames=33, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert frames.shape == (33, 32, 32, 3) and frames.dtype == np.uint8
-    assert MTVCraftPipeline.from_train_checkpoint(result.checkpoint, device="auto").model.dtype == (
+    assert load_train_checkpoint(result.checkpoint, device="auto").model.dtype == (
         resolve_dtype("auto", resolve_device("auto")))
 
 

@@ -17,7 +17,9 @@ from test_train_mvdit import synthetic_samples
 from tiny_models import tiny_tokenizer
 
 from pipeline.mvdit.sharding import make_optimizer, optimizer_step
-from pipeline.train_mvdit import MVDiTTrainConfig, make_scheduler, prepare_job, step_seed, train_loop
+from pipeline.mvdit.factory import make_scheduler
+from pipeline.step_schedule import step_seed
+from pipeline.train_mvdit import SEED_STREAM, MVDiTTrainConfig, prepare_job, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GLOBAL = 8
@@ -184,8 +186,8 @@ def test_each_micro_batch_draws_from_its_own_seed(tokenizer_ckpt, tmp_path, monk
     monkeypatch.setattr(train_mvdit, "micro_step", lambda parts, seed: seeds.append(seed) or real(parts, seed))
     cfg = MVDiTTrainConfig.tiny(steps=2, log_every=1, checkpoint_every=2, batch_size=1, grad_accum_steps=3)
     train_loop(prepare_job(synthetic_samples(n=2), tokenizer_ckpt, None, cfg, tmp_path), log=lambda s: None)
-    assert seeds == [step_seed(0, step, 0, micro) for step in range(2) for micro in range(3)]
-    assert len(set(seeds)) == 6 and seeds[0] == step_seed(0, 0, 0)  # micro-batch 0: the seed without accumulation
+    assert seeds == [step_seed(0, step, 0, SEED_STREAM, micro) for step in range(2) for micro in range(3)]
+    assert len(set(seeds)) == 6 and seeds[0] == step_seed(0, 0, 0, SEED_STREAM)  # micro 0: the seed without accumulation
 
 
 def test_grad_accum_steps_must_be_positive():

@@ -17,7 +17,8 @@ from test_train_mvdit import synthetic_samples
 from tiny_models import tiny_tokenizer
 
 from pipeline.checkpoints import load_checkpoint
-from pipeline.train_mvdit import MVDiTTrainConfig, build_model, make_scheduler, model_kwargs, prepare_job, train_loop
+from pipeline.mvdit.factory import make_scheduler
+from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, prepare_job, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -232,7 +233,7 @@ def test_sharded_checkpoints_resume_on_one_rank(runs):
 
 
 def test_export_is_what_animate_loads(runs, tmp_path):
-    from pipeline.animate import MTVCraftPipeline
+    from pipeline.animate import load_train_checkpoint
     from pipeline.mvdit.sharding import export_sharded, list_sharded
 
     ckpt_dir = runs / "straight" / "checkpoints"
@@ -240,7 +241,7 @@ def test_export_is_what_animate_loads(runs, tmp_path):
     again = export_sharded(list_sharded(ckpt_dir)[-1], tmp_path)  # the offline CLI's path
     for name, value in load_checkpoint(again).model_state.items():
         assert torch.equal(value, export.model_state[name]), name
-    pipe = MTVCraftPipeline.from_train_checkpoint(again)
+    pipe = load_train_checkpoint(again)
     for name, value in pipe.model.state_dict().items():
         assert torch.equal(value, export.model_state[name]), name
 

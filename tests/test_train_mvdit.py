@@ -10,13 +10,12 @@ from tiny_models import tiny_tokenizer
 from pipeline.checkpoints import load_checkpoint
 from pipeline.latents import PoolLatentMap, latent_map_from_spec
 from pipeline.mvdit.data import as_samples
+from pipeline.mvdit.factory import make_scheduler
 from pipeline.train_mvdit import (
     MVDiTTrainConfig,
     build_model,
     diffusion_loss,
     jitter_colours,
-    learning_rate,
-    make_scheduler,
     model_kwargs,
     train_mvdit,
 )
@@ -126,9 +125,9 @@ def test_colour_jitter_is_one_affine_change_per_window():
 
 def test_warmup_schedule():
     cfg = MVDiTTrainConfig(lr=2e-5, warmup_steps=300)
-    assert learning_rate(0, cfg) == pytest.approx(2e-5 / 300)
-    assert learning_rate(299, cfg) == pytest.approx(2e-5)
-    assert learning_rate(5000, cfg) == pytest.approx(2e-5)
+    assert cfg.learning_rate(0) == pytest.approx(2e-5 / 300)
+    assert cfg.learning_rate(299) == pytest.approx(2e-5)
+    assert cfg.learning_rate(5000) == pytest.approx(2e-5)
     with pytest.raises(ValueError, match="strategy"):
         MVDiTTrainConfig(strategy="zero3")
 
@@ -207,7 +206,10 @@ def test_resume_refuses_a_checkpoint_of_another_rope_unit(tokenizer_ckpt, tmp_pa
 def test_preview_sample_and_bad_inputs(tokenizer_ckpt, tmp_path):
     samples = synthetic_samples(n=1)
     cfg = MVDiTTrainConfig.tiny(steps=1, sample_steps=2)
-    result = train_mvdit(samples, tokenizer_ckpt, None, cfg, tmp_path, log=lambda s: None)
+    from pipeline.animate import preview_sample
+
+    assert train_mvdit(samples, tokenizer_ckpt, None, cfg, tmp_path / "n", log=print).sample_frames is None
+    result = train_mvdit(samples, tokenizer_ckpt, None, cfg, tmp_path, log=lambda s: None, preview=preview_sample)
     assert result.sample_frames.shape == (33, 32, 32, 3) and result.sample_frames.dtype == np.uint8
     video, joints = samples[0]
     with pytest.raises(ValueError, match="joints must be \\(T, 24, 3\\)"):
@@ -251,14 +253,14 @@ def test_ray_train_one_cpu_worker(tokenizer_ckpt, tmp_path):
 
 
 def test_pe_variant_reaches_the_model_and_dynamic_pe_uses_first_frame_joints(tokenizer_ckpt, tmp_path):
-    from pipeline.animate import MTVCraftPipeline
+    from pipeline.animate import load_train_checkpoint
 
     with pytest.raises(ValueError, match="motion_pe"):
         MVDiTTrainConfig.tiny(motion_pe="5d")
     assert model_kwargs(MVDiTTrainConfig.tiny(motion_pe="2d_spatial"), 64, 4)["motion_pe"] == "2d_spatial"
     cfg = MVDiTTrainConfig.tiny(steps=2, checkpoint_every=2, log_every=1, motion_pe="dynamic")
     result = train_mvdit(synthetic_samples(n=1), tokenizer_ckpt, None, cfg, tmp_path, log=lambda s: None)
-    pipe = MTVCraftPipeline.from_train_checkpoint(result.checkpoint)
+    pipe = load_train_checkpoint(result.checkpoint)
     assert pipe.model.config.motion_pe == "dynamic"
     video, joints = synthetic_samples(n=1, seed=3)[0]
     # Two steps leave the zero-initialised motion-attention output near zero; give it weight so positions show.
@@ -281,7 +283,7 @@ def test_pe_variant_reaches_the_model_and_dynamic_pe_uses_first_frame_joints(tok
 
 
 def test_full_models_need_a_backbone_and_never_preview_on_the_driver_cpu(tokenizer_ckpt, tmp_path, monkeypatch):
-    from pipeline.train_mvdit import preview_sample
+    from pipeline.animate import preview_sample
 
     full = MVDiTTrainConfig(model="cogvideox_5b", vae="", backend="local")
     assert (full.strategy, full.checkpoint_blocks, full.reshard_after_forward) == ("fsdp", True, False)

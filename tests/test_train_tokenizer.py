@@ -31,7 +31,7 @@ from pipeline.motion_windows import (
 from pipeline.synthetic.motion_mix import mixed_motions
 from pipeline.synthetic.motions import make_motion
 from pipeline.tokenize_motion import main as tokenize_main
-from pipeline.train_tokenizer import TokenizerTrainConfig, learning_rate, train_tokenizer
+from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer
 
 TINY = TokenizerConfig.tiny()
 
@@ -120,7 +120,7 @@ def test_augmentation_scales_about_the_first_pelvis_and_shifts_within_ten_percen
 # ---- schedule and loss ---------------------------------------------------------------------
 def test_two_stage_learning_rate():
     cfg = tiny_run(steps_lr1=200_000, steps_lr2=100_000, lr1=1e-4, lr2=1e-5)
-    assert [learning_rate(s, cfg) for s in (0, 199_999, 200_000, 299_999)] == [1e-4, 1e-4, 1e-5, 1e-5]
+    assert [cfg.learning_rate(s) for s in (0, 199_999, 200_000, 299_999)] == [1e-4, 1e-4, 1e-5, 1e-5]
     defaults = TokenizerTrainConfig()
     assert (defaults.steps_lr1, defaults.steps_lr2, defaults.lr1, defaults.lr2) == (200_000, 100_000, 1e-4, 1e-5)
     assert (defaults.betas, defaults.weight_decay, defaults.float32) == ((0.9, 0.99), 1e-4, True)

@@ -41,7 +41,7 @@ survives gradient checkpointing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +54,8 @@ from torch import nn
 
 from models.mvdit.cfg import motion_condition
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
-from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, RopeTable, build_rope_tables, check_position_scale
+from models.mvdit.motion_conditioning import MotionConditioning
+from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeTable, build_rope_tables, check_position_scale
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +347,7 @@ def check_layout(layout: str, motion_pe: str) -> None:
 # --- the model ---------------------------------------------------------------------------------
 
 
-class MVDiTCogVideoX(CogVideoXTransformer3DModel):
+class MVDiTCogVideoX(CogVideoXTransformer3DModel, MotionConditioning):
     """MV-DiT-6B (paper) / MV-DiT-7B (release): CogVideoX-5B + reference concat + 4D motion attention.
 
     forward(hidden_states (B, F, C, H, W) noisy latents, reference_latent (B, C, H, W),
@@ -443,49 +444,20 @@ class MVDiTCogVideoX(CogVideoXTransformer3DModel):
         self.set_trainable(train_backbone)
 
     # -- structure ----------------------------------------------------------------------------
-    @property
-    def motion_block_indices(self) -> list[int]:
-        """Paper: every second block starting at 0; release: all blocks."""
-        step = 2 if self.config.motion_layout == "paper" else 1
-        return list(range(0, self.config.num_layers, step))
+    PAPER_PRESET, RELEASE_PRESET = "paper_6b", "release_7b"  # `MotionConditioning.motion_attention_config`
+    RELEASE_BLOCK_STEP = 1  # the release has motion attention in every block
 
-    @property
-    def motion_attention_config(self) -> MotionAttentionConfig:
-        """Eq. 5-7 settings for this backbone's shape (at full size: the ``paper_6b`` / ``release_7b`` presets)."""
-        c = self.config
-        heads, head_dim = c.num_attention_heads, c.attention_head_dim
-        if c.motion_layout == "release":
-            base = MotionAttentionConfig.release_7b()
-            rope = RopeConfig(
-                position_scale=c.motion_position_scale,
-                axis_dims=(head_dim // 4,) * 4, vision_axis_dims=cogvideox_rope_split(head_dim),
-            )
-        else:
-            base = MotionAttentionConfig.paper_6b()
-            rope = RopeConfig(pe=c.motion_pe, position_scale=c.motion_position_scale)
-        return replace(
-            base, dim=heads * head_dim, heads=heads, head_dim=head_dim, motion_dim=c.motion_token_dim,
-            num_joints=c.num_joints, rope=rope,
-        )
+    def release_rope_axes(self, head_dim: int) -> dict[str, tuple[int, ...]]:
+        """The release's motion RoPE: four equal axes; vision: CogVideoX's own split."""
+        return {"axis_dims": (head_dim // 4,) * 4, "vision_axis_dims": cogvideox_rope_split(head_dim)}
 
     def motion_modules(self) -> dict[int, MotionAttention]:
         """Block index -> its motion attention."""
         return {i: self.transformer_blocks[i].attn0 for i in self.motion_block_indices}
 
-    def set_trainable(self, backbone: bool) -> None:
-        """Motion attention and c_m∅ always train; the backbone when ``backbone`` (paper: the 6B trains all)."""
-        self.requires_grad_(backbone)
-        for module in self.motion_modules().values():
-            module.requires_grad_(True)
-        if self.unconditional_motion_token is not None:
-            self.unconditional_motion_token.requires_grad_(True)
-
-    def set_mean_joints(self, mean_joints: Any) -> None:
-        """Store the dataset-mean joints (J, 3), metres, in the config (saved with ``save_pretrained``)."""
-        joints = torch.as_tensor(mean_joints, dtype=torch.float64)
-        if joints.shape != (self.config.num_joints, 3):
-            raise ValueError(f"mean_joints must be ({self.config.num_joints}, 3), got {tuple(joints.shape)}")
-        self.register_to_config(motion_mean_joints=joints.tolist())
+    def motion_trainable_modules(self) -> list[nn.Module]:
+        """The motion attentions (`MotionConditioning.set_trainable` always trains them)."""
+        return list(self.motion_modules().values())
 
     # -- positions --------------------------------------------------------------------------------
     def backbone_rope(self, frames: int, grid_h: int, grid_w: int, device: torch.device) -> RopeTable:

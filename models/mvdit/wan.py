@@ -46,6 +46,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, WanTransformerBlock
 from einops import rearrange
+from torch import nn
 
 from models.mvdit.cfg import motion_condition
 from models.mvdit.cogvideox import (
@@ -61,7 +62,8 @@ from models.mvdit.cogvideox import (
     new_unconditional_tokens,
 )
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig
-from models.mvdit.rope4d import MOTION_POSITION_SCALE, RopeConfig, check_position_scale
+from models.mvdit.motion_conditioning import MotionConditioning
+from models.mvdit.rope4d import MOTION_POSITION_SCALE, check_position_scale
 
 # --- Eq. 9-10: reference latents with the frame mask -------------------------------------------
 
@@ -276,7 +278,7 @@ class MVDiTWanConfig:
 # --- the model ------------------------------------------------------------------------------------------
 
 
-class MVDiTWan(WanTransformer3DModel):
+class MVDiTWan(WanTransformer3DModel, MotionConditioning):
     """MV-DiT-18B (paper) / MV-DiT-17B (release): Wan2.1-I2V-14B + 4D motion attention.
 
     forward(hidden_states (B, C, f, h, w) noisy latents, reference_latent (B, C, f, h, w)
@@ -348,51 +350,23 @@ class MVDiTWan(WanTransformer3DModel):
         self.set_trainable(train_backbone)
 
     # -- structure ----------------------------------------------------------------------------------
-    @property
-    def motion_block_indices(self) -> list[int]:
-        """Paper: every second block starting at 0; release: i % 4 == 0."""
-        step = 2 if self.config.motion_layout == "paper" else 4
-        return list(range(0, self.config.num_layers, step))
+    PAPER_PRESET, RELEASE_PRESET = "paper_18b", "release_17b"  # `MotionConditioning.motion_attention_config`
+    RELEASE_BLOCK_STEP = 4  # the release has motion attention in blocks i % 4 == 0
 
-    @property
-    def motion_attention_config(self) -> MotionAttentionConfig:
-        """Eq. 5-7 settings derived from the backbone shape (equals ``paper_18b``/``release_17b`` at full size)."""
-        c = self.config
-        heads, head_dim = c.num_attention_heads, c.attention_head_dim
-        if c.motion_layout == "release":
-            base = MotionAttentionConfig.release_17b()
-            rope = RopeConfig(
-                position_scale=c.motion_position_scale,
-                axis_dims=wan_motion_split(head_dim), vision_axis_dims=wan_rope_split(head_dim),
-            )
-        else:
-            base = MotionAttentionConfig.paper_18b()
-            rope = RopeConfig(pe=c.motion_pe, position_scale=c.motion_position_scale)
-        return replace(
-            base, dim=heads * head_dim, heads=heads, head_dim=head_dim, motion_dim=c.motion_token_dim,
-            num_joints=c.num_joints, rope=rope,
-        )
+    def release_rope_axes(self, head_dim: int) -> dict[str, tuple[int, ...]]:
+        """The release's motion and vision RoPE axis splits (Wan's)."""
+        return {"axis_dims": wan_motion_split(head_dim), "vision_axis_dims": wan_rope_split(head_dim)}
 
     def motion_modules(self) -> dict[int, MotionWanBlock]:
         """Block index -> the block holding ``norm4`` / ``motion_attn``."""
         return {i: self.blocks[i] for i in self.motion_block_indices}
 
-    def set_trainable(self, backbone: bool) -> None:
-        """Motion attention (+ norm4) and c_m∅ train; the backbone only when ``backbone`` (paper: frozen)."""
-        self.requires_grad_(backbone)
+    def motion_trainable_modules(self) -> list[nn.Module]:
+        """Each motion block's ``motion_attn`` and its pre-norm ``norm4`` (`MotionConditioning.set_trainable`)."""
+        modules = []
         for block in self.motion_modules().values():
-            block.motion_attn.requires_grad_(True)
-            if block.norm4 is not None:
-                block.norm4.requires_grad_(True)
-        if self.unconditional_motion_token is not None:
-            self.unconditional_motion_token.requires_grad_(True)
-
-    def set_mean_joints(self, mean_joints: Any) -> None:
-        """Store the dataset-mean joints (J, 3), metres, in the config (saved with ``save_pretrained``)."""
-        joints = torch.as_tensor(mean_joints, dtype=torch.float64)
-        if joints.shape != (self.config.num_joints, 3):
-            raise ValueError(f"mean_joints must be ({self.config.num_joints}, 3), got {tuple(joints.shape)}")
-        self.register_to_config(motion_mean_joints=joints.tolist())
+            modules += [block.motion_attn] + ([block.norm4] if block.norm4 is not None else [])
+        return modules
 
     # -- forward -------------------------------------------------------------------------------------------
     def forward(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import ENV_WEIGHTS
+from pipeline.config import ENV_WEIGHTS, weights_folder
 
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 I3D_WEIGHTS_FILE = "i3d_torchscript.pt"
@@ -37,16 +37,9 @@ class MissingWeights(FileNotFoundError):
     """A metric's weight file is not in the weights folder; the message names the file."""
 
 
-def resolve_weights_dir(weights_dir: str | os.PathLike | None) -> Path | None:
-    """``weights_dir``, or ``$MTVCRAFT_WEIGHTS`` when None; None when neither is set."""
-    if weights_dir is None:
-        weights_dir = os.environ.get(ENV_WEIGHTS, "")
-    return Path(weights_dir).expanduser() if str(weights_dir) else None
-
-
 def weight_file(weights_dir: str | os.PathLike | None, file_name: str) -> Path:
     """Path of ``file_name`` in the weights folder; ``MissingWeights`` naming the file if absent."""
-    folder = resolve_weights_dir(weights_dir)
+    folder = weights_folder(weights_dir)
     if folder is None:
         raise MissingWeights(f"missing {file_name}: no weights folder given ({ENV_WEIGHTS} is not set)")
     path = folder / file_name

@@ -313,3 +313,18 @@ def model_from_checkpoint(ckpt: Any, device: str | torch.device = "cpu",
     restore_buffers(model, ckpt)
     model.set_mean_joints(ckpt.stats_mean.double())  # train_mvdit stores the RoPE's mean joints there
     return model
+
+
+# CogVideoX-5B's scheduler config (its pipeline folder's scheduler/scheduler_config.json).
+COGVIDEOX_5B_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "clip_sample": False, "set_alpha_to_one": True, "steps_offset": 0, "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True, "timestep_spacing": "trailing", "snr_shift_scale": 1.0,
+}
+
+
+def make_scheduler(config: dict[str, Any] | None = None):
+    """CogVideoX's DDIM scheduler (v-prediction); used for training noise and 50-step sampling (App. A.3)."""
+    from diffusers import CogVideoXDDIMScheduler
+
+    return CogVideoXDDIMScheduler(**(config or COGVIDEOX_5B_SCHEDULER))

@@ -10,7 +10,6 @@ uncertainties in millimetres; the track stores metres.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -18,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from models.motion.skeleton import NUM_JOINTS
-from pipeline.config import ENV_WEIGHTS, NLF_WEIGHTS_FILE
+from pipeline.config import ENV_WEIGHTS, NLF_WEIGHTS_FILE, weights_folder
 from pipeline.pose.base import (
     DEFAULT_FOV_DEG,
     FrameDetections,
@@ -39,13 +38,13 @@ def resolve_nlf_model_path(model_path: str | Path | None = None, weights_dir: st
         if path.is_dir():
             path = path / NLF_WEIGHTS_FILE
     else:
-        weights_dir = weights_dir or os.environ.get(ENV_WEIGHTS, "")
-        if not weights_dir:
+        folder = weights_folder(weights_dir or None)
+        if folder is None:
             raise FileNotFoundError(
                 f"pose_backend 'nlf' needs the NLF TorchScript model {NLF_WEIGHTS_FILE}: set "
                 f"nlf_model_path, or {ENV_WEIGHTS} to a folder holding {NLF_WEIGHTS_FILE}"
             )
-        path = Path(weights_dir).expanduser() / NLF_WEIGHTS_FILE
+        path = folder / NLF_WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"NLF model not found at {path}: expected {NLF_WEIGHTS_FILE} (or nlf_s_multi.torchscript) "

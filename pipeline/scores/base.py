@@ -23,7 +23,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-from pipeline.config import ENV_WEIGHTS
+from pipeline.config import ENV_WEIGHTS, weights_folder
 from pipeline.video_io import iter_frames_at, iter_selected_frames
 
 METRICS = ("blur", "flow", "ocr", "aesthetic")
@@ -141,13 +141,6 @@ def _backend_class(metric: str, backend: str) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def _weights_folder(weights_dir: str | os.PathLike | None) -> Path | None:
-    """``weights_dir``, else ``$MTVCRAFT_WEIGHTS``; None when neither is set."""
-    if weights_dir is None:
-        weights_dir = os.environ.get(ENV_WEIGHTS, "")
-    return Path(weights_dir).expanduser() if str(weights_dir) else None
-
-
 def _resolve_weight_files(
     metric: str, backend: str, wanted: dict[str, str], weights_dir: str | os.PathLike | None
 ) -> dict[str, Path]:
@@ -155,7 +148,7 @@ def _resolve_weight_files(
 
     A file name is relative to the weights folder; an absolute path is used as is.
     """
-    folder = _weights_folder(weights_dir)
+    folder = weights_folder(weights_dir)
     paths, missing = {}, []
     for option, name in wanted.items():
         path = Path(name) if Path(name).is_absolute() else (folder / name if folder else None)
