@@ -48,6 +48,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, also when loaded by path
 from machine import load_average, machine_info  # noqa: E402  (bench/machine.py)
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig  # noqa: E402
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # bench/machine.py, also when loaded by path
 
 from machine import load_average  # noqa: E402  (bench/machine.py)
 

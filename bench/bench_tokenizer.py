@@ -49,6 +49,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, also when loaded by path
 from machine import load_average, machine_info  # noqa: E402  (bench/machine.py)
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig, count_parameters  # noqa: E402
 from pipeline.checkpoints import list_checkpoints, load_tokenizer  # noqa: E402
