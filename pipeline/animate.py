@@ -154,13 +154,10 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
         raise InputError(f"--steps must be >= 1 and --fps > 0, got {args.steps} and {args.fps}")
     if args.frames is not None and (args.frames < MIN_FRAMES or (args.frames - 1) % 8):
         raise InputError(f"--frames must be 1 + 8k and at least {MIN_FRAMES} (e.g. 33, 49, 81), got {args.frames}")
-    if args.window is not None:  # the default window is the model's, checked once it loads
-        try:
-            check_window(args.window, args.overlap)
-        except ValueError as err:
-            raise InputError(f"--window / --overlap: {err}") from err
-    elif args.overlap < 1:
-        raise InputError(f"--window / --overlap: overlap must be at least 1 frame, got {args.overlap}")
+    try:  # no --window: the model's own, checked once it loads
+        check_window(args.window, args.overlap)
+    except ValueError as err:
+        raise InputError(f"--window / --overlap: {err}") from err
     if args.release_checkpoint is not None:
         if not Path(args.release_checkpoint).is_dir():
             raise InputError(f"--release-checkpoint not found: {args.release_checkpoint}")

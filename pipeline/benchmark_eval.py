@@ -153,13 +153,10 @@ class EvalProtocol:
         if self.num_frames is not None and (self.num_frames < 9 or (self.num_frames - 1) % 8):
             raise ValueError(f"EvalProtocol.num_frames must be None (whole videos) or 1 + 8k (e.g. 33, 49), "
                              f"got {self.num_frames}")
-        if self.window is not None:
-            try:
-                check_window(self.window, self.overlap)
-            except ValueError as err:
-                raise ValueError(f"EvalProtocol.window / overlap: {err}") from err
-        elif self.overlap < 1:
-            raise ValueError(f"EvalProtocol.overlap must be >= 1, got {self.overlap}")
+        try:  # window None: the model's own
+            check_window(self.window, self.overlap)
+        except ValueError as err:
+            raise ValueError(f"EvalProtocol.window / overlap: {err}") from err
         if self.height < 16 or self.width < 16:
             raise ValueError(f"EvalProtocol.height and width must be >= 16, got {self.height}x{self.width}")
         if self.num_inference_steps < 1 or self.frame_stride < 1:

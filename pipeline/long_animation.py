@@ -38,9 +38,14 @@ RELEASE_WINDOW = 49  # the released 17B sampler's window and overlap (paper-fact
 RELEASE_OVERLAP = 9
 
 
-def check_window(window: int, overlap: int) -> None:
+def check_window(window: int | None, overlap: int) -> None:
     """``window`` must be 1 + 8k frames, at least MIN_FRAMES (4DMoT's sliding window of 8 and the VAE's 1 + 4k);
-    ``overlap`` at least 1 frame (the next window's reference) and shorter than the window."""
+    ``overlap`` at least 1 frame (the next window's reference) and shorter than the window. ``window`` None (the
+    model's own, known once it loads): only the overlap's lower bound is checked here."""
+    if window is None:
+        if overlap < 1:
+            raise ValueError(f"overlap must be at least 1 frame, got {overlap}")
+        return
     if window < MIN_FRAMES or (window - 1) % 8:
         raise ValueError(f"window must be 1 + 8k frames and at least {MIN_FRAMES} (e.g. 33, 49, 81), got {window}")
     if not 1 <= overlap < window:
