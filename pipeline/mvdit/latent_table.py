@@ -113,7 +113,7 @@ def plan_windows(num_frames: int, lengths: Sequence[int], strides: Sequence[int]
     out = []
     for length in lengths:
         for stride in strides:
-            span = (length - 1) * stride + 1
+            span = Window(0, length, stride).span
             out += [Window(first, length, stride) for first in range(0, num_frames - span + 1, span)]
     return out
 
@@ -377,7 +377,7 @@ class LatentWindows:
         rows = self.read([position for position, _ in chosen])
         latents = sample_posterior(rows["mean"], rows["logvar"], generator).to(device)
         reference = sample_posterior(rows["ref_mean"], rows["ref_logvar"], generator).to(device)
-        span = (length - 1) * stride + 1
+        span = Window(0, length, stride).span
         joints = np.stack([samples[i].joints[f : f + span : stride] for i, (_, f) in zip(picks, chosen)])
         texts = [samples[i].caption if samples[i].caption is not None else prompt for i in picks]
         return latents, reference, joints, texts, rows["first_frame"]

@@ -10,8 +10,8 @@ parameters).
 Every strategy, the same step (`finish_gradients`): c_m∅ changes only on steps where some sample on some rank
 used it (Sec. 3.2: it "is only updated when used"; otherwise its gradient is dropped, so AdamW applies neither
 momentum nor weight decay to it), then the same gradient clipping (``max_grad_norm``, 0 = off). Under gradient
-accumulation "some sample" means some sample of any micro-batch, and ranks reduce gradients only on the last
-micro-batch (`gradient_sync`).
+accumulation "some sample" means some sample of any micro-batch; ranks reduce each micro-batch's gradients
+(``reduce_every_micro_batch``, the default) or only the last one's (`gradient_sync`).
 
 Checkpoints of a sharded run are `torch.distributed.checkpoint` folders (``checkpoints/sharded/step_XXXXXXXX``),
 each rank writing its shards; they load on any number of ranks (DCP reshards). With a frozen backbone only
@@ -115,11 +115,12 @@ def finish_gradients(model: nn.Module, motion_keep: torch.Tensor, max_grad_norm:
 
 def optimizer_step(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
                    micro_batches: Sequence[Callable[[], tuple[torch.Tensor, torch.Tensor]]],
-                   max_grad_norm: float, reduce_every_micro_batch: bool = False) -> float:
+                   max_grad_norm: float, reduce_every_micro_batch: bool = True) -> float:
     """One optimizer step over ``micro_batches`` (each returns its loss and motion keep-mask): backward of each
-    loss / their count, so the gradient is the mean over all their samples; ranks reduce gradients only on the
-    last one (`gradient_sync`) unless ``reduce_every_micro_batch`` (FSDP2 then keeps gradients sharded between
-    micro-batches, at one reduce-scatter per micro-batch: the memory-lean choice torchtitan makes); c_m∅ moves
+    loss / their count, so the gradient is the mean over all their samples; ranks reduce every micro-batch's
+    gradients when ``reduce_every_micro_batch`` (FSDP2 keeps them sharded, one reduce-scatter per micro-batch:
+    the memory-lean choice torchtitan makes, and what the memory table counts), else only the last one's
+    (`gradient_sync`: less communication, unsharded gradients held in between); c_m∅ moves
     only if a sample of some micro-batch on some rank used it (Sec. 3.2, `finish_gradients` on the union of the
     masks), then clipping and AdamW. Returns the mean loss."""
     optimizer.zero_grad(set_to_none=True)
