@@ -7,8 +7,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, StaticPart
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
 from assets.training import mv_dit
-from pipeline.benchmark_eval import EvalProtocol, evaluate_benchmark
-from pipeline.benchmarks import BENCHMARKS
+from pipeline.evaluation.benchmark_eval import EvalProtocol, evaluate_benchmark
+from pipeline.evaluation.benchmarks import BENCHMARKS
 
 GROUP = "evaluation"
 benchmark_partitions = StaticPartitionsDefinition(list(BENCHMARKS))
@@ -38,7 +38,7 @@ class BenchmarkEvalConfig(Config):
 
 
 def _is_tiny(checkpoint) -> bool:
-    from pipeline.checkpoints import load_checkpoint
+    from pipeline.core.checkpoints import load_checkpoint
 
     return checkpoint.is_file() and load_checkpoint(checkpoint).train_config.get("model") == "tiny"
 
@@ -48,7 +48,7 @@ def benchmark_eval(context: AssetExecutionContext, mtvcraft: MTVCraftSettings, c
     """The App. A.3 protocol on one benchmark: PSNR/SSIM/LPIPS per video, FID/FVD/FID-VID over the set, beside the
     copy-the-reference and null-motion baselines; metadata: the Table 1 / Table 3 style report (paper rows quoted),
     a reference | ground truth | generated strip, the Lance table version."""
-    from pipeline.benchmark_eval import resolve_checkpoint
+    from pipeline.evaluation.benchmark_eval import resolve_checkpoint
 
     settings = mtvcraft.settings()
     checkpoint = resolve_checkpoint(settings, config.checkpoint or None)

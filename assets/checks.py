@@ -5,7 +5,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_c
 from assets.curation import clip_scores, motion_video, poses, raw_videos, rejects, shots, subclips
 from assets.training import motion_tokens
 from assets.resources import MTVCraftSettings
-from pipeline import table_checks
+from pipeline.curation import table_checks
 
 
 def _result(outcome: table_checks.CheckOutcome) -> AssetCheckResult:

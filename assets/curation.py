@@ -1,12 +1,12 @@
-"""Curation assets (paper App. B): thin wrappers around the stage functions in ``pipeline.curation``."""
+"""Curation assets (paper App. B): thin wrappers around the stage functions in ``pipeline.curation.stages``."""
 
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
-from pipeline import curation, scoring
-from pipeline import motion_video as motion_video_stage
+from pipeline.curation import stages as curation, scoring
+from pipeline.curation import motion_video as motion_video_stage
 
 GROUP = "curation"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dagster import MaterializeResult, MetadataValue
 
-from pipeline.curation import StageResult
-from pipeline.previews import markdown_table, png_markdown, save_png
-from pipeline.config import PipelineSettings
+from pipeline.core.stage_result import StageResult
+from pipeline.core.previews import markdown_table, png_markdown, save_png
+from pipeline.core.config import PipelineSettings
 
 
 def stage_metadata(result: StageResult, settings: PipelineSettings) -> dict:

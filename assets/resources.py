@@ -7,7 +7,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from pipeline.config import (
+from pipeline.core.config import (
     ENV_DATA_ROOT,
     ENV_MOCAP,
     ENV_MOTION_VIDEO_VERSION,

@@ -10,7 +10,7 @@ from dagster import (
     SkipReason, define_asset_job, sensor,
 )
 
-from pipeline.config import ENV_RAW_VIDEOS, PipelineSettings
+from pipeline.core.config import ENV_RAW_VIDEOS, PipelineSettings
 
 curation_job = define_asset_job("curation", selection=AssetSelection.groups("curation"),
                                 description="Raw videos to single-person sub-clips, with rejects.")
@@ -36,7 +36,7 @@ recuration_schedule = ScheduleDefinition(
 
 
 def _video_files(settings: PipelineSettings) -> dict[str, float]:
-    from pipeline.curation import list_raw_videos
+    from pipeline.curation.stages import list_raw_videos
 
     source = Path(settings.raw_videos) if settings.raw_videos else settings.sample_dir / "videos"
     if not source.exists():

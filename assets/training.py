@@ -5,7 +5,11 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from assets.curation import motion_stats, motion_video
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
-from pipeline import mocap_stage, mvdit_stage, tokenizer_stage, video_latents_stage
+from pipeline.animation.loading import preview_sample
+from pipeline.evaluation import held_out
+from pipeline.motion import stage as mocap_stage
+from pipeline.mvdit import stage as mvdit_stage, latents_stage as video_latents_stage
+from pipeline.tokenizer import stage as tokenizer_stage
 
 GROUP = "training"
 
@@ -46,11 +50,11 @@ def video_latents(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) ->
 def mv_dit(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
     """MV-DiT (Sec. 3.2) trained on the curated clips with 4DMoT motion tokens; metadata: loss curve, checkpoint."""
     settings = mtvcraft.settings()
-    return materialized(mvdit_stage.train_mvdit_stage(settings, context.log.info), settings)
+    return materialized(mvdit_stage.train_mvdit_stage(settings, context.log.info, preview=preview_sample), settings)
 
 
 @asset(group_name=GROUP, deps=[mv_dit], kinds={"pytorch"})
 def animations(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
     """A held-out clip's first frame animated with its motion (mp4 + side-by-side with the ground truth)."""
     settings = mtvcraft.settings()
-    return materialized(mvdit_stage.animate_held_out(settings, context.log.info), settings)
+    return materialized(held_out.animate_held_out(settings, context.log.info), settings)

@@ -4,7 +4,7 @@ Animates every frame (50-60) of each held-out generated benchmark video with the
 (the newest `mv_dit` checkpoint of a finished `make demo` data root), 33-frame windows overlapping by 9,
 DDIM 50, motion CFG 3 (App. A.3), at 48 x 64, three ways with the same noise:
 
-- chained windows (`pipeline.long_animation`, what `animate` does): window k is conditioned on the frame
+- chained windows (`pipeline.animation.long_motion`, what `animate` does): window k is conditioned on the frame
   generated at its start and holds the frames it shares with the ones before it;
 - chained, no hold: the same without holding the shared frames (they are only cross-faded);
 - independent windows: every window is conditioned on the clip's first frame and cross-faded, no hold;
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.benchmark_eval import fit_frames, resolve_checkpoint
-from pipeline.benchmarks import load_generated
-from pipeline.animate import load_train_checkpoint
-from pipeline.config import PipelineSettings
-from pipeline.long_animation import animate_in_windows, window_starts
-from pipeline.metrics.frame_metrics import psnr, ssim
+from pipeline.evaluation.benchmark_eval import fit_frames, resolve_checkpoint
+from pipeline.evaluation.benchmarks import load_generated
+from pipeline.animation.loading import load_train_checkpoint
+from pipeline.core.config import PipelineSettings
+from pipeline.animation.long_motion import animate_in_windows, window_starts
+from pipeline.evaluation.metrics.frame_metrics import psnr, ssim
 
 WINDOW, OVERLAP, SIZE = 33, 9, (48, 64)
 

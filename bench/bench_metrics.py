@@ -1,10 +1,10 @@
 """Throughput of the paper's metrics (App. J) on the CPU at 256 x 256: frames per second for PSNR, SSIM, LPIPS,
-FID's Inception features and FVD's I3D features, through the project's own metric code (``pipeline.metrics``).
+FID's Inception features and FVD's I3D features, through the project's own metric code (``pipeline.evaluation.metrics``).
 
     .venv/bin/python bench/bench_metrics.py [--frames 64] [--size 256] [--out bench/results/metrics.md]
 
 The feature networks are randomly initialised networks of the real architectures, saved in the real file
-formats and loaded through the real loaders (``pipeline.metrics.feature_networks``): torchvision's AlexNet
+formats and loaded through the real loaders (``pipeline.evaluation.metrics.feature_networks``): torchvision's AlexNet
 features (LPIPS backbone), torchvision's Inception-V3 with pytorch-fid's key names (FID), and an I3D
 (Inception-v1 inflated to 3D, Carreira & Zisserman 2017, 400 Kinetics classes) written here from the paper's
 layer table and saved as TorchScript with StyleGAN-V's call signature. Timing does not depend on the weights;
@@ -32,7 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.metrics import (  # noqa: E402
+from pipeline.evaluation.metrics import (  # noqa: E402
     ALEXNET_WEIGHTS_FILE,
     I3D_WEIGHTS_FILE,
     INCEPTION_WEIGHTS_FILE,
@@ -198,7 +198,7 @@ def main() -> None:
         f"- Input: {args.frames} uint8 RGB frames at {args.size} x {args.size}; per metric the median of "
         f"{args.repeats} timed calls after a warm-up for PSNR / SSIM / LPIPS, one timed call after a warm-up for "
         "the feature networks. The networks are randomly initialised networks of the real architectures, saved "
-        "in the real formats and loaded by `pipeline.metrics.feature_networks` (see the script's docstring): "
+        "in the real formats and loaded by `pipeline.evaluation.metrics.feature_networks` (see the script's docstring): "
         "timing does not depend on the weights. Frames per CPU-second counts the CPU time of all of this "
         "process's threads: on an idle machine with N threads, wall frames/s is up to N times higher.", "",
         "| metric | frames/s (wall) | frames per CPU-second | unit | wall s per call | CPU s per call | notes |",

@@ -20,7 +20,7 @@
    tokens; 512 T5 + 257 CLIP tokens) and at 49 x 480 x 720 (the same token
    grid as CogVideoX). Motion tokens: 13 latent frames x 24 joints = 312.
 2. CPU training step time of the tiny MV-DiT config under Ray Train with 1 and 2
-   workers side by side (``pipeline.train_mvdit``, backend "ray", the same
+   workers side by side (``pipeline.mvdit.loop``, backend "ray", the same
    per-worker batch), on clips rendered by ``pipeline.synthetic`` at 48 x 64.
    Steps/s come from the modification times of the checkpoints rank 0 writes
    every ``every`` steps (the slope after the first one), so startup is
@@ -279,7 +279,7 @@ def tiny_tokenizer_checkpoint(folder: Path) -> str:
     Untrained: step time does not depend on the codebook's values, only on its shapes.
     """
     from models.tokenizer import VQVAE, TokenizerConfig
-    from pipeline.checkpoints import save_checkpoint
+    from pipeline.core.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     model = VQVAE(TokenizerConfig.tiny())
@@ -299,9 +299,9 @@ def bench_ray(steps: int, everies: tuple[int, ...], batch: int, clips: int, out:
     """
     import ray
 
-    from pipeline.checkpoints import list_checkpoints
-    from pipeline.ray_runtime import ensure_ray
-    from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
+    from pipeline.core.checkpoints import list_checkpoints
+    from pipeline.core.ray_runtime import ensure_ray
+    from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
 
     t0 = time.perf_counter()
     samples = rendered_clips(clips, 49, 48, 64)
@@ -466,7 +466,7 @@ def to_markdown(res: dict[str, Any]) -> str:
         lines += ["", "Reading the table: with a report every 10 steps the Ray rows are capped near one report per "
                   "2 s: Ray Train 2.60 holds one pending report per worker (`result_queue` maxsize 1) and its "
                   "controller drains it every `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S` = 2 s, so `ray.train.report` "
-                  "blocks the worker when reports come faster (`pipeline.train_mvdit` reports every `log_every` "
+                  "blocks the worker when reports come faster (`pipeline.mvdit.loop` reports every `log_every` "
                   "steps). A 1-worker run that hits the cap makes the 2-worker speed-up look larger than it is; the rows "
                   "with a report every 40 steps (intervals above 2 s) show the training speed itself. "
                   "Two workers on two shared cores get at most one core each while other work runs (see the load "

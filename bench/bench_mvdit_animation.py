@@ -26,18 +26,18 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import mvdit_stage
-from pipeline.animate import load_train_checkpoint
-from pipeline.mtvcraft_pipeline import MTVCraftPipeline
-from pipeline.checkpoints import latest_checkpoint
-from pipeline.config import PipelineSettings
-from pipeline.metrics import psnr, ssim
-from pipeline.motion_video import MotionStats, stats_path
+from pipeline.mvdit import stage as mvdit_stage
+from pipeline.animation.loading import load_train_checkpoint
+from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline
+from pipeline.core.checkpoints import latest_checkpoint
+from pipeline.core.config import PipelineSettings
+from pipeline.evaluation.metrics import psnr, ssim
+from pipeline.curation.motion_video import MotionStats, stats_path
 from pipeline.synthetic.motions import motion_joints
 from pipeline.synthetic.sample import make_sample, read_sidecar
-from pipeline.tokenizer_stage import current_tokenizer_checkpoint
-from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
-from pipeline.video_io import read_frames
+from pipeline.tokenizer.stage import current_tokenizer_checkpoint
+from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.core.video_io import read_frames
 
 FRAMES, SIZE = 33, (48, 64)
 
@@ -58,7 +58,7 @@ def held_out_clips(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
 def latent_map_cap(frames: np.ndarray, frequencies: int = 1) -> float:
     """PSNR of the ground truth passed through the tiny model's latent map (encode, decode): no model decoding
     these latents can score higher, frames 1..T."""
-    from pipeline.latents import PoolLatentMap
+    from pipeline.mvdit.latents import PoolLatentMap
 
     latent_map = PoolLatentMap(latent_channels=max(4, 3 * frequencies**2), frequencies=frequencies)
     decoded = latent_map.decode(latent_map.encode(torch.from_numpy(frames)[None]))[0].numpy()

@@ -50,7 +50,7 @@ def clips(n: int = 4, frames: int = 49, height: int = 48, width: int = 64) -> li
 def _rank(rank: int, world: int, port: int, job: dict, out: str) -> None:
     import torch.distributed as dist
 
-    from pipeline.train_mvdit import train_loop
+    from pipeline.mvdit.loop import train_loop
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -66,8 +66,8 @@ def run(world: int, batch: int, steps: int, tokenizer: str, root: Path) -> dict:
 
     import torch.multiprocessing as mp
 
-    from pipeline.checkpoints import load_checkpoint
-    from pipeline.train_mvdit import MVDiTTrainConfig, prepare_job
+    from pipeline.core.checkpoints import load_checkpoint
+    from pipeline.mvdit.loop import MVDiTTrainConfig, prepare_job
 
     cfg = MVDiTTrainConfig.tiny(strategy="fsdp", steps=steps, batch_size=batch, buckets=((48, 64),),
                                 checkpoint_every=steps, log_every=1, resume=False)

@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    from pipeline import video_io
-    from pipeline.scores.base import ClipToScore, make_scorer, score_clip, score_video_clips
-    from pipeline.video_io import probe_video
+    from pipeline.core import video_io
+    from pipeline.curation.scores.base import ClipToScore, make_scorer, score_clip, score_video_clips
+    from pipeline.core.video_io import probe_video
 
     videos = sorted(REAL.glob("*.mp4"))
     if not videos:

@@ -2,9 +2,9 @@
 import json, time
 from pathlib import Path
 import numpy as np
-from pipeline.pose.person_count import PersonCounter
+from pipeline.curation.pose.person_count import PersonCounter
 from pipeline.synthetic.sample import ShotSpec, make_sample, render_shot
-from pipeline.video_io import read_frames
+from pipeline.core.video_io import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = str(ROOT.parent / "shared" / "real" / "mtvcrafter-samples") + "/"

@@ -45,7 +45,7 @@ def _picture(frame: np.ndarray) -> np.ndarray:
 
 def extra_groups(step: int = 8, frames: int = 80) -> list[tuple[str, int, np.ndarray]]:
     """(name, truth, frame): empty strips beside the dancers (0) and crowds of 6 and 9 small dancers."""
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     clips = {v: [_picture(f) for f in read_frames(REAL / f"{v}.mp4", 0, frames)[::step]] for v in DANCERS}
     out = []
@@ -117,8 +117,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench/out/person_count_candidates")
     parser.add_argument("--only", default="", help="comma-separated candidate numbers (1-based) to run")
     args = parser.parse_args()
-    from pipeline.pose.person_count import PersonCounter
-    from pipeline.pose.person_mask import PersonMask
+    from pipeline.curation.pose.person_count import PersonCounter
+    from pipeline.curation.pose.person_mask import PersonMask
 
     mask = PersonMask()
 

@@ -42,7 +42,7 @@ def fit_height(frame: np.ndarray, height: int) -> np.ndarray:
 
 def composites(step: int = 8, frames: int = 80) -> list[tuple[str, int, np.ndarray]]:
     """(name, true count, RGB frame) of the real dancers alone, in pairs, in threes and tiled 2 x 2, 512 px high."""
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     clips = {v: [fit_height(f, 512) for f in read_frames(REAL / f"{v}.mp4", 0, frames)[::step]] for v in DANCERS}
     out = []
@@ -61,7 +61,7 @@ def composites(step: int = 8, frames: int = 80) -> list[tuple[str, int, np.ndarr
 
 
 def dev_frames(step: int = 2) -> list[tuple[str, int, np.ndarray]]:
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     out = []
     for label in labels():
@@ -101,9 +101,9 @@ def counter_table(frames, candidates) -> dict:
 
 def pipeline_counts_and_coverage() -> dict:
     """The pose stage's own num_people and the body coverage of every frame of every real video."""
-    from pipeline.pose import body_coverage as bc
-    from pipeline.pose.mediapipe_pose import MediaPipePoses
-    from pipeline.video_io import read_frames
+    from pipeline.curation.pose import body_coverage as bc
+    from pipeline.curation.pose.mediapipe_pose import MediaPipePoses
+    from pipeline.core.video_io import read_frames
 
     out = {}
     at_least = {label["file"]: label["persons"] for label in labels()}
@@ -123,9 +123,9 @@ def pipeline_counts_and_coverage() -> dict:
 
 
 def dev_verdicts() -> dict:
-    from pipeline.curation import person_rules_of_file
-    from pipeline.curation_tasks import PoseTask
-    from pipeline.shots import make_shot_detector
+    from pipeline.curation.stages import person_rules_of_file
+    from pipeline.curation.tasks import PoseTask
+    from pipeline.curation.shots import make_shot_detector
 
     detector = make_shot_detector("scenedetect")
     task = PoseTask("mediapipe", "")
@@ -151,8 +151,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench/out/person_rules")
     parser.add_argument("--counters-only", action="store_true")
     args = parser.parse_args()
-    from pipeline.pose.mediapipe_runtime import import_mediapipe
-    from pipeline.pose.person_count import PersonCounter
+    from pipeline.curation.pose.mediapipe_runtime import import_mediapipe
+    from pipeline.curation.pose.person_count import PersonCounter
 
     import_mediapipe()
     from mediapipe.python.solutions.face_detection import FaceDetection

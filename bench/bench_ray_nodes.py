@@ -4,7 +4,7 @@
 
 Each configuration starts its own Ray cluster on this machine (``ray start --block``, one CPU per
 node, nodes on 127.0.0.2 / 127.0.0.3), runs the curation stages raw_videos -> shots -> poses ->
-subclips -> clip_scores -> motion_video (``pipeline.curation`` / ``scoring`` / ``motion_video``)
+subclips -> clip_scores -> motion_video (``pipeline.curation.stages`` / ``scoring`` / ``motion_video``)
 with ``ray_address`` on a fresh data root, times every stage, and stops its cluster.
 
 ``2-proposed`` is two nodes with the actor-pool sizing proposed in deploy/README.md (at least one
@@ -104,7 +104,7 @@ class Cluster:
 
 
 def proposed_pool_shape(num_actors: int = 0, cpus_per_actor: float = 0.5) -> dict:
-    """deploy/README.md's proposal for pipeline.ray_runtime.pool_shape: at least one actor per CPU node."""
+    """deploy/README.md's proposal for pipeline.core.ray_runtime.pool_shape: at least one actor per CPU node."""
     import ray
 
     resources = ray.cluster_resources()
@@ -124,8 +124,9 @@ STAGES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_vid
 def curate(config: str, sample_videos: Path, work: Path) -> dict:
     import ray
 
-    from pipeline import curation, motion_video, ray_runtime, scoring
-    from pipeline.config import PipelineSettings
+    from pipeline.curation import stages as curation, motion_video, scoring
+    from pipeline.core import ray_runtime
+    from pipeline.core.config import PipelineSettings
 
     nodes = int(config.split("-")[0])
     root = work / config
@@ -312,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {config}", flush=True)
         rows.append(curate(config, manifest.root / "videos", work))
 
-    from pipeline import tables
-    from pipeline.config import PipelineSettings
+    from pipeline.core import tables
+    from pipeline.core.config import PipelineSettings
 
     clips = tables.read(PipelineSettings(data_root=str(work / rows[0]["config"] / "data")).table_uri("subclips"),
                         columns=["num_frames"])

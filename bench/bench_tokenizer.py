@@ -24,7 +24,7 @@
    NLF joints (root-relative error, root error, error with the root held still,
    with the NLF jitter smoothed away, with the codebook bypassed, normalised value
    ranges); a tiny() trained on `pipeline.synthetic.motion_mix` motions with the
-   camera-space augmentations of `pipeline.motion_windows`; and a
+   camera-space augmentations of `pipeline.motion.windows`; and a
    leave-one-video-out protocol: that tokenizer fine-tuned on 4 real videos (plus
    procedural clips) and tested on the 5th, for each of the 5.
 
@@ -52,11 +52,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, also when loaded by path
 from machine import load_average, machine_info  # noqa: E402  (bench/machine.py)
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig, count_parameters  # noqa: E402
-from pipeline.checkpoints import list_checkpoints, load_tokenizer  # noqa: E402
-from pipeline.motion_windows import WindowConfig, tile_windows  # noqa: E402
+from pipeline.core.checkpoints import list_checkpoints, load_tokenizer  # noqa: E402
+from pipeline.motion.windows import WindowConfig, tile_windows  # noqa: E402
 from pipeline.synthetic.motions import MOTIONS, make_motion  # noqa: E402
-from pipeline.tokenize_motion import tokenize_windows  # noqa: E402
-from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from pipeline.tokenizer.tokenize_clips import tokenize_windows  # noqa: E402
+from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 
 REAL_JOINTS = Path(__file__).resolve().parents[2] / "shared/real/mtvcrafter-samples/nlf_joints_mm.npz"
 REAL_TIME_FPS = 30.0
@@ -133,7 +133,7 @@ def bench_throughput(batch: int, reps: int) -> list[dict[str, Any]]:
 def bench_ray(steps: int, every: int, batch: int, out: Path) -> dict[str, Any]:
     import ray
 
-    from pipeline.ray_runtime import ensure_ray
+    from pipeline.core.ray_runtime import ensure_ray
 
     clips = procedural_clips(range(3), 120)
     heldout = procedural_clips(range(900, 901), 60)[:2]
@@ -538,7 +538,7 @@ def _evaluate(name: str, checkpoint: Path, real: dict[str, np.ndarray], extra: d
 
 def run_real_study(args, out: Path, command: str) -> None:
     """Section 5; writes out/tokenizer_real.json and bench/results/tokenizer_real.md."""
-    from pipeline.checkpoints import latest_checkpoint
+    from pipeline.core.checkpoints import latest_checkpoint
     from pipeline.synthetic.motion_mix import mixed_motions
 
     started = time.perf_counter()
@@ -711,7 +711,7 @@ def run_real_ceiling(args, out: Path, command: str) -> None:
 
 
 def load_checkpoint_step(path: Path) -> int:
-    from pipeline.checkpoints import load_checkpoint
+    from pipeline.core.checkpoints import load_checkpoint
 
     return load_checkpoint(path).step
 

@@ -5,14 +5,14 @@
     python bench/bench_tokenizer_mocap.py train --config tiny --data mocap --minutes 12 --out DIR
     python bench/bench_tokenizer_mocap.py eval --out DIR [--md bench/results/tokenizer_mocap.md]
 
-``framing``: `pipeline.camera_placement.framing` of the five real NLF clips against placed mocap windows
+``framing``: `pipeline.motion.camera_placement.framing` of the five real NLF clips against placed mocap windows
 (how the placement ranges were chosen). ``train``: one training run (local backend, 1 torch thread) that
 stops when its time budget is spent; a checkpoint every ``--every`` steps is kept, so ``eval`` reads the
 curve. Data: ``procedural`` = the mixed procedural motions (`pipeline.synthetic.motion_mix`, 168 clips
 of 150 frames) with the camera-space window augmentation of the earlier benchmark (what 4DMoT was trained
 on before), ``mocap`` = the training split of ``../shared/mocap`` placed per window by the virtual camera.
 ``eval``: every run's checkpoints on the mocap held-out split, the real NLF motions and the generated
-sample's curated clips (`pipeline.tokenizer_eval`).
+sample's curated clips (`pipeline.tokenizer.evaluation`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import tokenizer_eval  # noqa: E402
-from pipeline.camera_placement import CameraPlacement, framing, place_clips, place_window  # noqa: E402
-from pipeline.checkpoints import load_checkpoint  # noqa: E402
-from pipeline.motion_windows import WindowConfig  # noqa: E402
-from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from pipeline.tokenizer import evaluation as tokenizer_eval  # noqa: E402
+from pipeline.motion.camera_placement import CameraPlacement, framing, place_clips, place_window  # noqa: E402
+from pipeline.core.checkpoints import load_checkpoint  # noqa: E402
+from pipeline.motion.windows import WindowConfig  # noqa: E402
+from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MOCAP = SHARED / "mocap"
@@ -54,7 +54,7 @@ class TimeUp(Exception):
 
 
 def cmd_framing(args) -> None:
-    from pipeline.mocap_import import read_sources
+    from pipeline.motion.mocap import read_sources
 
     real = dict(zip(sorted(np.load(tokenizer_eval.DEFAULT_REAL).files), tokenizer_eval.real_nlf()))
     rows = {vid: framing(j, *REAL_SIZES.get(vid, (1024, 1024))) for vid, j in real.items()}
@@ -80,7 +80,7 @@ def cmd_train(args) -> None:
         clips["curated"], sources["curated"] = mixed_motions(168, 150, seed=0), 1.0
         windows.update(CAMERA_AUGMENT)
     if args.data in ("mocap", "mix"):
-        from pipeline.mocap_import import read_sources
+        from pipeline.motion.mocap import read_sources
 
         seqs, _ = read_sources(MOCAP)
         clips["mocap"], sources["mocap"] = [s.joints for s in seqs if s.split == "train"], 1.0
@@ -120,7 +120,7 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def cmd_baseline(args) -> None:
     """No-motion MPJPE of each set (each window's first frame repeated): the same windows as ``eval``'s."""
-    from pipeline.motion_windows import eval_windows
+    from pipeline.motion.windows import eval_windows
 
     sets = {"mocap held-out": tokenizer_eval.mocap_heldout(MOCAP, limit=RUN["tiny"]["eval_windows"]),
             "real NLF": tokenizer_eval.real_nlf(), "generated": tokenizer_eval.generated_sample(Path(args.out) / "sample")}

@@ -33,10 +33,10 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline import tables  # noqa: E402
-from pipeline.video_io import write_mp4  # noqa: E402
+from pipeline.core import tables  # noqa: E402
+from pipeline.core.video_io import write_mp4  # noqa: E402
 from pipeline.mvdit.latent_table import FIRST_FRAME, SCHEMA, LatentTask, latent_key, plan_clips  # noqa: E402
-from pipeline.train_mvdit import MVDiTTrainConfig, latent_map_spec, step_latents, train_mvdit  # noqa: E402
+from pipeline.mvdit.loop import MVDiTTrainConfig, latent_map_spec, step_latents, train_mvdit  # noqa: E402
 
 WARMUP = 3
 
@@ -86,7 +86,7 @@ def steps_per_second(samples, tokenizer: str, cfg: MVDiTTrainConfig, out: Path) 
 def data_ms_per_step(samples, cfg: MVDiTTrainConfig, uri: str, draws: int = 20) -> dict[str, float]:
     """Milliseconds of one step's data alone (`step_latents`: the latents, reference and joints of a batch), from
     the table or drawn and encoded by the latent map (clips already decoded in both: a warm-up draw first)."""
-    from pipeline.latents import latent_map_from_spec
+    from pipeline.mvdit.latents import latent_map_from_spec
     from pipeline.mvdit.data import as_samples
     from pipeline.mvdit.latent_table import LatentWindows, table_reference
 

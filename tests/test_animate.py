@@ -1,4 +1,4 @@
-"""MTVCraftPipeline and `python -m pipeline.animate` (Eq. 3, App. A.3): shapes, determinism, CFG, CLI errors."""
+"""MTVCraftPipeline and `python -m pipeline.animation.cli` (Eq. 3, App. A.3): shapes, determinism, CFG, CLI errors."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import torch
 
 from media import write_video
 from tiny_models import tiny_tokenizer
-import pipeline.animate as animate_module
-from pipeline.animate import main
-from pipeline.mtvcraft_pipeline import MTVCraftPipeline
-from pipeline.checkpoints import load_tokenizer
-from pipeline.latents import PoolLatentMap
-from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
-from pipeline.video_io import probe_video
+import pipeline.animation.cli as animate_module
+from pipeline.animation.cli import main
+from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline
+from pipeline.core.checkpoints import load_tokenizer
+from pipeline.mvdit.latents import PoolLatentMap
+from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
+from pipeline.core.video_io import probe_video
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
@@ -150,7 +150,7 @@ def test_cli_end_to_end_with_a_train_checkpoint(tmp_path, checkpoint, capsys):
 
 def test_animate_from_a_driving_video(tmp_path, checkpoint):
     """A driving video with a sidecar: its joints are the sidecar's FK, and the CLI animates from it."""
-    from pipeline.animate import joints_from_video
+    from pipeline.animation.cli import joints_from_video
     from pipeline.synthetic.motions import motion_joints
     from pipeline.synthetic.sample import make_sample, read_sidecar
 
@@ -174,7 +174,7 @@ def test_long_motion_in_windows_keeps_the_first_pass(pipe):
     pass's own (same seed), i.e. windowing changes nothing a single 33-frame call would give there. The second
     window holds the 21 frames it shares (1 + 4 * 5), which this latent map reproduces exactly, so they stay the
     first pass's too; without the hold they are cross-faded with the second window's own."""
-    from pipeline.long_animation import animate_in_windows, longest_pass
+    from pipeline.animation.long_motion import animate_in_windows, longest_pass
 
     assert longest_pass(pipe) == 33  # the tiny config's c_m∅ covers its 33-frame training clips
     motion = joints(45)
@@ -212,7 +212,7 @@ def test_cli_animates_every_frame_of_a_long_motion(tmp_path, checkpoint, capsys,
 
 def test_cli_checks_size_and_token_length_against_the_model_before_sampling(tmp_path, checkpoint, capsys,
                                                                             monkeypatch):
-    import pipeline.animate as animate_module
+    import pipeline.animation.cli as animate_module
 
     rng = np.random.default_rng(0)
     argv = inputs(tmp_path)

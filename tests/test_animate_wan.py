@@ -12,10 +12,11 @@ import torch
 from tiny_models import tiny_tokenizer, tiny_wan_encoders
 
 from models.mvdit.cfg import FULL, MOTION, NULL
-from pipeline.animate import load_train_checkpoint, main, preview_sample
-from pipeline.animate_wan import WanMotionPipeline
-from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
-from pipeline.video_io import probe_video
+from pipeline.animation.cli import main
+from pipeline.animation.loading import load_train_checkpoint, preview_sample
+from pipeline.animation.wan_pipeline import WanMotionPipeline
+from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.core.video_io import probe_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
@@ -110,7 +111,7 @@ def test_guidance_combines_the_three_branches(pipe):
     manual = preds[NULL] + 3.0 * (preds[MOTION] - preds[NULL]) + 6.0 * (preds[FULL] - preds[MOTION])
     torch.testing.assert_close(guided, manual, rtol=1e-4, atol=1e-5)
     # The benchmark's null-motion baseline: c_m∅ in every branch, the text CFG kept.
-    from pipeline.benchmark_eval import WanNullMotionPipeline, null_motion_pipeline
+    from pipeline.evaluation.benchmark_eval import WanNullMotionPipeline, null_motion_pipeline
 
     null = null_motion_pipeline(pipe)
     assert isinstance(null, WanNullMotionPipeline)
@@ -124,7 +125,7 @@ def test_missing_encoders_name_the_setting(checkpoint, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="wan_encoders \\(--wan-encoders\\) = .* missing tokenizer/"):
         load_train_checkpoint(checkpoint, wan_encoders=tmp_path / "nowhere")
     # The checkpoint's own record points at a folder that is gone (e.g. the checkpoint moved machines).
-    from pipeline import checkpoints
+    from pipeline.core import checkpoints
 
     original = checkpoints.load_checkpoint
 
@@ -138,7 +139,7 @@ def test_missing_encoders_name_the_setting(checkpoint, tmp_path, monkeypatch):
 
 
 def test_cli_with_a_prompt(checkpoint, tmp_path, monkeypatch):
-    from pipeline.wan_conditioning import WanConditioner
+    from pipeline.mvdit.wan_conditioning import WanConditioner
 
     prompts = []
     original = WanConditioner.encode_prompts
@@ -158,8 +159,8 @@ def test_cli_with_a_prompt(checkpoint, tmp_path, monkeypatch):
 
 def test_benchmark_eval_scores_a_wan_checkpoint(checkpoint, tmp_path, monkeypatch):
     """benchmark_eval passes its protocol's prompt and text CFG to the Wan pipeline and gets all three methods."""
-    from pipeline.benchmark_eval import EvalProtocol, evaluate_benchmark
-    from pipeline.config import PipelineSettings
+    from pipeline.evaluation.benchmark_eval import EvalProtocol, evaluate_benchmark
+    from pipeline.core.config import PipelineSettings
 
     calls = []
     original = WanMotionPipeline.guided_prediction
@@ -180,7 +181,7 @@ def test_bf16_cast_keeps_wan_float32_modules(pipe):
     """On a bf16 GPU the 18B model runs in bf16 except what Wan keeps in float32 (norms, modulation, RoPE)."""
     import copy
 
-    from pipeline.animate_wan import cast_model
+    from pipeline.animation.wan_pipeline import cast_model
 
     model = cast_model(copy.deepcopy(pipe.model), torch.bfloat16)
     dtypes = {n: p.dtype for n, p in model.named_parameters()}
@@ -198,7 +199,7 @@ def test_bf16_cast_keeps_wan_float32_modules(pipe):
 def test_wan_long_motion_in_windows(pipe, monkeypatch):
     """The 18B pipeline through the same windows: all 45 frames, the first window's own frames before the second
     window starts, and the second window's first frame taken as its reference (Eq. 9's frame 0)."""
-    from pipeline.long_animation import animate_in_windows
+    from pipeline.animation.long_motion import animate_in_windows
 
     seen = []
     original = WanMotionPipeline.__call__

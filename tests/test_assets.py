@@ -31,7 +31,7 @@ def test_every_pipeline_setting_is_a_resource_field_with_the_same_default():
     """The Dagster resource is how UI users set things: a setting missing there cannot be set from the UI."""
     from dataclasses import fields
 
-    from pipeline.config import PipelineSettings
+    from pipeline.core.config import PipelineSettings
 
     resource_fields = MTVCraftSettings.model_fields
     for setting in fields(PipelineSettings):

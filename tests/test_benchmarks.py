@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from media import write_video
-from pipeline import tables
-from pipeline.benchmark_eval import (
+from pipeline.core import tables
+from pipeline.evaluation.benchmark_eval import (
     BENCHMARK_EVAL,
     METHODS,
     PAPER_TABLES,
@@ -26,7 +26,7 @@ from pipeline.benchmark_eval import (
     paper_rows,
     report_markdown,
 )
-from pipeline.benchmarks import (
+from pipeline.evaluation.benchmarks import (
     ENV_TIKTOK,
     DatasetMissing,
     PoseUnavailable,
@@ -36,8 +36,8 @@ from pipeline.benchmarks import (
     load_tiktok,
     load_ubc_fashion,
 )
-from pipeline.config import PipelineSettings
-from pipeline.subclips import neutral_joints
+from pipeline.core.config import PipelineSettings
+from pipeline.curation.subclips import neutral_joints
 from conftest import shared_path
 
 PAPER = "paper/mtvcraft-paper.txt"  # under ../shared (conftest.shared_path)
@@ -132,8 +132,8 @@ def test_missing_or_empty_dataset_folders_name_the_setting(tmp_path, monkeypatch
 
 
 def test_without_a_sidecar_the_pose_backend_estimates_the_joints(monkeypatch):
-    from pipeline import pose as pose_module
-    from pipeline.pose import PoseTrack
+    from pipeline.curation import pose as pose_module
+    from pipeline.curation.pose import PoseTrack
 
     frames = numbered_frames(4)
     with pytest.raises(PoseUnavailable, match="pose_backend='annotations' cannot estimate"):
@@ -151,7 +151,7 @@ def test_without_a_sidecar_the_pose_backend_estimates_the_joints(monkeypatch):
     monkeypatch.setattr(pose_module, "make_pose_estimator", lambda name, **options: Fake())
     joints = estimate_joints(frames, PipelineSettings(pose_backend="mediapipe"))
     assert np.allclose(joints, neutral_joints(track.pose, track.transl))
-    # a frame without a person is filled from its neighbours (slerp, pipeline.pose.gap_filling) ...
+    # a frame without a person is filled from its neighbours (slerp, pipeline.curation.pose.gap_filling) ...
     track.num_people[2] = 0
     filled = estimate_joints(frames, PipelineSettings(pose_backend="mediapipe"))
     assert np.allclose(filled[[0, 1, 3]], joints[[0, 1, 3]]) and not np.allclose(filled[2], joints[2], atol=1e-3)
@@ -205,7 +205,7 @@ def test_report_puts_quoted_paper_rows_beside_ours():
 def test_report_keeps_a_rank_deficient_metric_out_of_the_row_beside_the_paper():
     """5 TikTok-like videos of 49 frames: 240 frames for Inception's 2048-d covariance (n < d: below, marked),
     15 segments and 5 videos for I3D's 400-d ones; 30 videos of 300 frames give enough frames and segments."""
-    from pipeline.metrics import sample_counts
+    from pipeline.evaluation.metrics import sample_counts
 
     overall = {m: {"psnr": 15.0, "ssim": 0.5, "lpips": 0.3, "fid": 91.25, "fvd": 812.5, "fid_vid": 33.0}
                for m in ("mtvcraft", "copy_reference")}
@@ -239,7 +239,7 @@ def test_fit_frames_centre_crops_to_the_aspect_then_resizes():
 def checkpoint(tmp_path_factory):
     from test_train_mvdit import tiny_tokenizer
 
-    from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
+    from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
 
     root = tmp_path_factory.mktemp("mvdit")
     rng = np.random.default_rng(0)
@@ -255,7 +255,7 @@ def psnr_by_hand(generated: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_evaluate_generated_benchmark_three_methods_and_lance_rows(tmp_path, checkpoint):
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     settings = PipelineSettings(data_root=str(tmp_path / "data"))
     protocol = EvalProtocol.tiny(max_videos=2, num_inference_steps=2)
@@ -300,7 +300,7 @@ def test_evaluate_generated_benchmark_three_methods_and_lance_rows(tmp_path, che
 
 
 def test_null_motion_baseline_is_the_unconditional_prediction(checkpoint):
-    from pipeline.animate import load_train_checkpoint
+    from pipeline.animation.loading import load_train_checkpoint
 
     pipe = load_train_checkpoint(checkpoint)
     null = NullMotionPipeline.like(pipe)
@@ -341,8 +341,8 @@ def test_metric_suite_scores_all_six_when_the_networks_are_there(tmp_path, monke
     import torchvision
     from test_metrics import TinyI3D
 
-    import pipeline.metrics as metrics
-    from pipeline.benchmark_eval import MetricSuite
+    import pipeline.evaluation.metrics as metrics
+    from pipeline.evaluation.benchmark_eval import MetricSuite
 
     torch.manual_seed(0)
     alexnet = torchvision.models.alexnet(weights=None)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline.clip_filters import Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
-from pipeline.motion_video import MotionStats, compute_motion_stats
+from pipeline.curation.filters import Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
+from pipeline.curation.motion_video import MotionStats, compute_motion_stats
 
 
 def good(**changes):
@@ -39,7 +39,7 @@ def test_first_failure_follows_the_paper_order_and_thresholds():
 
 
 def test_threshold_defaults_come_from_the_one_table_of_keep_rules():
-    from pipeline.scores.base import DEFAULT_BACKENDS, DEFAULT_THRESHOLDS
+    from pipeline.curation.scores.base import DEFAULT_BACKENDS, DEFAULT_THRESHOLDS
 
     t = Thresholds()
     assert (t.min_aesthetic, t.min_flow, t.min_blur, t.max_text_ratio) == tuple(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.codebook_analytics import (
+from pipeline.tokenizer.codebook import (
     CodeUsage,
     analyze_codebook,
     code_usage,

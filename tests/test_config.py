@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.config import ConfigError, PipelineSettings
+from pipeline.core.config import ConfigError, PipelineSettings
 
 
 def test_defaults_from_environment(monkeypatch, tmp_path):
@@ -46,11 +46,13 @@ def test_pose_frame_step_defaults_to_every_frame_and_accepts_larger_steps():
 
 
 def test_mvdit_model_settings_choose_a_full_model_by_configuration(tmp_path):
-    from pipeline import mvdit_stage
+    from pipeline.mvdit import stage as mvdit_stage
 
     tiny = PipelineSettings(data_root=str(tmp_path)).validated()
     assert mvdit_stage.mvdit_config(tiny).model == "tiny"
-    assert mvdit_stage.animation_size(tiny) == (33, 48, 64)
+    from pipeline.evaluation.held_out import animation_size
+
+    assert animation_size(tiny) == (33, 48, 64)
     with pytest.raises(ConfigError, match="mvdit_model"):
         tiny.with_overrides(mvdit_model="cogvideox_2b")
     with pytest.raises(ConfigError, match="mvdit_strategy"):

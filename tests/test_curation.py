@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import media
-from pipeline import curation, motion_video, scoring, tables
-from pipeline.config import PipelineSettings
-from pipeline.pose import mediapipe_available
+from pipeline.curation import stages as curation, motion_video, scoring
+from pipeline.core import tables
+from pipeline.core.config import PipelineSettings
+from pipeline.curation.pose import mediapipe_available
 from pipeline.synthetic import make_sample
 
 BAD_FILES = {
@@ -68,7 +69,7 @@ def test_every_bad_input_is_rejected_with_its_reason_and_good_files_go_on(curate
 
 def test_raw_video_rows_match_the_files(curated):
     settings, sample, _ = curated
-    from pipeline.video_io import content_id
+    from pipeline.core.video_io import content_id
 
     rows = {r["id"]: r for r in tables.read(settings.table_uri("raw_videos")).to_pylist()}
     for video in sample.videos:
@@ -166,7 +167,7 @@ def test_subclip_rules_on_the_generated_special_shots(curated):
 def test_subclip_joints_are_fk_of_the_ground_truth(curated):
     settings, sample, _ = curated
     from pipeline.synthetic.sample import read_sidecar
-    from pipeline.subclips import neutral_joints
+    from pipeline.curation.subclips import neutral_joints
 
     table = tables.read(settings.table_uri("subclips"), filter="num_frames >= 33").slice(0, 3)
     for row, joints in zip(table.to_pylist(), tables.sequence_as_arrays(table, "joints", (24, 3))):
@@ -218,7 +219,7 @@ def test_pose_backend_choice_without_sidecar(curated, tmp_path):
 
 
 def test_missing_input_folder_is_one_clear_error(tmp_path):
-    from pipeline.config import ConfigError
+    from pipeline.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="MTVCRAFT_RAW_VIDEOS"):
         PipelineSettings(data_root=str(tmp_path), raw_videos=str(tmp_path / "absent")).validated()
@@ -226,7 +227,7 @@ def test_missing_input_folder_is_one_clear_error(tmp_path):
 
 def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated, tmp_path):
     settings, _, results = curated
-    from pipeline import tokenizer_stage
+    from pipeline.tokenizer import stage as tokenizer_stage
 
     quick = settings.with_overrides(train_backend="local", tokenizer_steps=12, tokenizer_batch_size=4)
     trained = tokenizer_stage.train_tokenizer_stage(quick)
@@ -251,22 +252,24 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
         assert np.isfinite(row["mpjpe_mm"])
 
     # MV-DiT on the same tables: a couple of steps, then the held-out animation and its side-by-side
-    from pipeline import mvdit_stage
-    from pipeline.video_io import probe_video
+    from pipeline.animation.loading import preview_sample
+    from pipeline.evaluation import held_out
+    from pipeline.mvdit import stage as mvdit_stage
+    from pipeline.core.video_io import probe_video
 
     mv = quick.with_overrides(mvdit_steps=2)
-    trained = mvdit_stage.train_mvdit_stage(mv)
+    trained = mvdit_stage.train_mvdit_stage(mv, preview=preview_sample)
     assert Path(trained.extra["checkpoint"]).is_file()
-    animation = mvdit_stage.animate_held_out(mv)
+    animation = held_out.animate_held_out(mv)
     video = probe_video(animation.extra["video"])
     assert (video.num_frames, video.height, video.width) == (mvdit_stage.DEMO_FRAMES, *mvdit_stage.BUCKET)
     assert probe_video(animation.extra["side_by_side"]).width == 3 * mvdit_stage.BUCKET[1]
     assert np.isfinite(animation.extra["psnr_generated"]) and np.isfinite(animation.extra["psnr_copy_reference"])
 
     # The Table 2 runner on the same tables: two rows, a few steps, one generated benchmark video.
-    from pipeline.ablations import AblationConfig, run_ablations
-    from pipeline.benchmark_eval import EvalProtocol
-    from pipeline.checkpoints import load_checkpoint
+    from pipeline.evaluation.ablations import AblationConfig, run_ablations
+    from pipeline.evaluation.benchmark_eval import EvalProtocol
+    from pipeline.core.checkpoints import load_checkpoint
 
     config = AblationConfig(rows=("default", "w/o quantize", "w/o PE"), tokenizer_steps=3, mvdit_steps=2,
                             protocol=EvalProtocol.tiny(max_videos=1, num_inference_steps=2))
@@ -283,7 +286,7 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
 
     # The motion-CFG sweep (App. H) on the stage's checkpoint: same noise per scale, so scale 1 and 0 differ
     # only through guidance; the plot is written.
-    from pipeline.cfg_sweep import sweep
+    from pipeline.evaluation.cfg_sweep import sweep
 
     swept = sweep(mv, (0.0, 1.0), protocol=EvalProtocol.tiny(max_videos=1, num_inference_steps=2),
                   out_dir=tmp_path / "cfg", log=lambda m: None)
@@ -295,9 +298,9 @@ def test_tokenizer_stage_with_mocap_set_trains_on_both_sources(curated, tmp_path
     """MTVCRAFT_MOCAP set: mocap_motions fills its table, and the tokenizer (tokenizer_sources=auto) mixes both sources."""
     from test_mocap import world_motion, write_corpus
 
-    from pipeline import tokenizer_stage
-    from pipeline.checkpoints import load_checkpoint
-    from pipeline.mocap_stage import build_mocap_motions
+    from pipeline.tokenizer import stage as tokenizer_stage
+    from pipeline.core.checkpoints import load_checkpoint
+    from pipeline.motion.stage import build_mocap_motions
 
     settings, _, _ = curated
     write_corpus(tmp_path, {f"cmu_daz_salsa_{p}_01": world_motion(90, i) * 1000 for i, p in enumerate((60, 61))},
@@ -318,7 +321,7 @@ def test_tokenizer_stage_with_mocap_set_trains_on_both_sources(curated, tmp_path
 
 def test_table_checks_pass_on_the_curated_tables_and_catch_breakage(curated, tmp_path):
     settings, _, _ = curated
-    from pipeline import table_checks
+    from pipeline.curation import table_checks
 
     for outcome in (table_checks.unique_ids(settings, "raw_videos"), table_checks.unique_ids(settings, "subclips"),
                     table_checks.finite_joints(settings, "subclips"), table_checks.finite_joints(settings, "motion_video"),

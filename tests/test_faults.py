@@ -24,9 +24,10 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, LoopbackRayCluster, child_env, require_executable
-from pipeline import curation, tables
-from pipeline.checkpoints import CorruptCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
-from pipeline.config import ConfigError, PipelineSettings
+from pipeline.curation import stages as curation
+from pipeline.core import tables
+from pipeline.core.checkpoints import CorruptCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
+from pipeline.core.config import ConfigError, PipelineSettings
 
 
 def run_python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -107,8 +108,9 @@ def test_pose_stage_killed_after_its_first_commit_reruns_to_the_uninterrupted_ta
     # A real SIGKILL of the stage's process right after its first commit (one video per commit here).
     proc = run_python(f"""
         import os, signal
-        from pipeline import curation, tables
-        from pipeline.config import PipelineSettings
+        from pipeline.curation import stages as curation
+        from pipeline.core import tables
+        from pipeline.core.config import PipelineSettings
 
         curation.ROWS_PER_COMMIT = 1  # commit after every video
         upsert = tables.upsert
@@ -180,9 +182,9 @@ def test_ray_actor_killed_mid_item_is_restarted_and_the_stage_completes(segmente
 
 TRAIN = """
     import numpy as np, torch
-    from pipeline.motion_windows import WindowConfig
+    from pipeline.motion.windows import WindowConfig
     from pipeline.synthetic.motions import make_motion
-    from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer
+    from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -200,7 +202,7 @@ def train_in_subprocess(out: Path, kill_when_writing: str = "") -> subprocess.Co
     if kill_when_writing:
         hook = f"""
     import os, signal
-    import pipeline.checkpoints as ck
+    import pipeline.core.checkpoints as ck
     replace = ck.os.replace
     class _Os:
         def __getattr__(self, name):

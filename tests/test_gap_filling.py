@@ -1,4 +1,4 @@
-"""Short pose gaps filled by slerp (`pipeline.pose.gap_filling`): closed forms, the short way round, edges, long gaps."""
+"""Short pose gaps filled by slerp (`pipeline.curation.pose.gap_filling`): closed forms, the short way round, edges, long gaps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pipeline.pose.gap_filling import fill_pose_gaps, missing_runs
+from pipeline.curation.pose.gap_filling import fill_pose_gaps, missing_runs
 
 
 def steady_turn(frames: int = 20) -> tuple[np.ndarray, np.ndarray]:

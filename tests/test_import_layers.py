@@ -6,13 +6,10 @@ relative imports resolved against the module's package. `from package import nam
 import of `package.name` when that is a module, else of `package` (its `__init__`).
 
 Layers are ranked by `LAYER_RANK` (the longest matching dotted prefix wins); a module may import
-only modules of its own rank or lower. To enforce the stage order inside `pipeline/` once the
-stage packages exist (issue 17's move), add them to the table between `pipeline` and `assets`, e.g.
-
-    "pipeline.core": 10, "pipeline.curation": 11, "pipeline.motion": 12, "pipeline.tokenizer": 13,
-    "pipeline.mvdit": 14, "pipeline.animation": 15, "pipeline.evaluation": 16,
-
-(ranks need only be ordered; equal ranks may import each other).
+only modules of its own rank or lower. Inside `pipeline/` the ranks are the stage packages in the
+order of the asset graph (core < synthetic < curation < motion < tokenizer < mvdit < animation <
+evaluation): a later stage imports earlier ones, never back. Every module under `pipeline/` but the
+package itself belongs to one stage package: no loose module between the stages.
 """
 
 from __future__ import annotations
@@ -28,8 +25,16 @@ PACKAGES = ("models", "pipeline", "assets")
 # Lower rank = lower layer. A module may import a module whose rank is <= its own.
 LAYER_RANK: dict[str, int] = {
     "models": 0,
-    "pipeline": 1,
-    "assets": 2,
+    "pipeline": 1,              # pipeline/__init__ only
+    "pipeline.core": 2,         # settings, tables, video I/O, progress, Ray, checkpoint files
+    "pipeline.synthetic": 3,    # the generated sample (motions, renders) that the demo curates
+    "pipeline.curation": 4,     # App. B: videos -> shots -> poses -> sub-clips -> scores -> motion_video
+    "pipeline.motion": 5,       # motion capture import, camera placement, training windows
+    "pipeline.tokenizer": 6,    # 4DMoT (Sec. 3.1)
+    "pipeline.mvdit": 7,        # MV-DiT (Sec. 3.2)
+    "pipeline.animation": 8,    # sampling pipelines and the animate CLI (Sec. 3.3)
+    "pipeline.evaluation": 9,   # benchmarks and metrics (Sec. 4)
+    "assets": 10,
 }
 
 
@@ -197,14 +202,23 @@ def test_no_import_cycle():
 def test_graph_sees_the_repository():
     """The checker finds the modules and edges it should (so the two tests above can't pass on nothing)."""
     graph = import_graph(REPO_ROOT)
-    assert {"pipeline.mvdit_stage", "pipeline.mvdit.factory", "models.mvdit.cogvideox",
+    assert {"pipeline.mvdit.stage", "pipeline.mvdit.factory", "models.mvdit.cogvideox",
             "assets.definitions"} <= set(graph)
-    assert "pipeline.tokenizer_stage" in graph["pipeline.mvdit_stage"]          # module level
-    assert "pipeline.ray_runtime" in graph["pipeline.mvdit_stage"]              # in a function
+    assert "pipeline.tokenizer.stage" in graph["pipeline.mvdit.stage"]          # module level
+    assert "pipeline.mvdit.loop" in graph["pipeline.mvdit.stage"]               # in a function
     assert len(graph) > 100 and sum(map(len, graph.values())) > 200
 
 
+def test_every_pipeline_module_is_in_a_stage_package():
+    """The tree shows the graph: each module sits in core, synthetic or one stage's package."""
+    loose = [name for name in import_graph(REPO_ROOT) if name.startswith("pipeline.")
+             and layer_rank(name) == LAYER_RANK["pipeline"]]
+    assert not loose, f"modules outside the stage packages of LAYER_RANK: {loose}"
+
+
 # ---------------------------------------------------------------------------- the checker itself
+
+THREE_LAYERS = {"models": 0, "pipeline": 1, "assets": 2}  # the synthetic trees below: one layer per package
 
 def _write_tree(root: Path, files: dict[str, str]) -> None:
     for relative, text in files.items():
@@ -233,7 +247,7 @@ def test_checker_resolves_every_import_form(tmp_path):
     assert graph["pipeline.stage"] == {"pipeline.train"}                     # function-level, from-module
     assert graph["assets.defs"] == {"pipeline.stage", "pipeline.core.io"}   # `import a.b`
     assert graph["models.net"] == set()                                      # third-party ignored
-    assert upward_imports(graph) == [] and import_cycles(graph) == []
+    assert upward_imports(graph, THREE_LAYERS) == [] and import_cycles(graph) == []
 
 
 def test_checker_catches_a_cycle_and_an_upward_import(tmp_path):
@@ -244,7 +258,7 @@ def test_checker_catches_a_cycle_and_an_upward_import(tmp_path):
     tree["pipeline/report.py"] = "from assets.defs import table\n"              # upward, no cycle
     _write_tree(tmp_path, tree)
     graph = import_graph(tmp_path)
-    assert upward_imports(graph) == [("models.net", "pipeline.stage"), ("pipeline.report", "assets.defs")]
+    assert upward_imports(graph, THREE_LAYERS) == [("models.net", "pipeline.stage"), ("pipeline.report", "assets.defs")]
     assert import_cycles(graph) == [["pipeline.core.io", "pipeline.stage", "pipeline.train", "pipeline.core.io"]]
 
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from tiny_models import tiny_tokenizer
-from pipeline import mvdit_stage
-from pipeline.animate import load_train_checkpoint, main
-from pipeline.mtvcraft_pipeline import MTVCraftPipeline, resolve_device, resolve_dtype
-from pipeline.checkpoints import load_tokenizer
-from pipeline.latents import PoolLatentMap, VAELatentMap
-from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
+from pipeline.evaluation import held_out
+from pipeline.animation.cli import main
+from pipeline.animation.loading import load_train_checkpoint
+from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline, resolve_device, resolve_dtype
+from pipeline.core.checkpoints import load_tokenizer
+from pipeline.mvdit.latents import PoolLatentMap, VAELatentMap
+from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -134,7 +135,7 @@ def test_full_size_folder_without_vae_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("available", range(33, 61))
 def test_held_out_frames_suit_the_vae_and_4dmot(available):
-    frames = mvdit_stage.held_out_frames(available, 49)
+    frames = held_out.held_out_frames(available, 49)
     assert frames <= min(available, 49) and (frames - 1) % 8 == 0
     assert frames == max(n for n in range(33, 50, 8) if n <= available)
 
@@ -142,7 +143,7 @@ def test_held_out_frames_suit_the_vae_and_4dmot(available):
 def test_held_out_lengths_that_crashed_now_animate(pipe):
     """37-40 and 45-48 frames: the old rounding (1 + 4k) gave 37 / 45, which 4DMoT's windows of 8 cannot take."""
     for available in (38, 47):
-        frames = mvdit_stage.held_out_frames(available, 49)
+        frames = held_out.held_out_frames(available, 49)
         old = 1 + 4 * ((available - 1) // 4)
         with pytest.raises(ValueError, match="cannot be reconstructed at their own length"):
             pipe(image(), joints(available), num_frames=old, num_inference_steps=1, motion_guidance_scale=1.0)
@@ -150,24 +151,24 @@ def test_held_out_lengths_that_crashed_now_animate(pipe):
                    motion_guidance_scale=1.0)  # the tiny c_m∅ covers 33 frames
         assert out.shape[0] == frames
     with pytest.raises(ValueError, match="at least 33"):
-        mvdit_stage.held_out_frames(32, 49)
+        held_out.held_out_frames(32, 49)
 
 
 @pytest.fixture
 def full_config(monkeypatch, tmp_path):
     """Settings of a full model with a checkpoint in place, and Ray replaced by recording stand-ins."""
-    from pipeline.config import PipelineSettings
+    from pipeline.core.config import PipelineSettings
 
     settings = PipelineSettings(data_root=str(tmp_path), mvdit_model="cogvideox_5b")
-    monkeypatch.setattr(mvdit_stage, "current_mvdit_checkpoint", lambda s: tmp_path / "step_1.safetensors")
-    monkeypatch.setattr("pipeline.ray_runtime.ensure_ray", lambda address="": None)
+    monkeypatch.setattr(held_out, "current_mvdit_checkpoint", lambda s: tmp_path / "step_1.safetensors")
+    monkeypatch.setattr("pipeline.core.ray_runtime.ensure_ray", lambda address="": None)
     calls: dict = {}
 
     def animate(settings, checkpoint, device, log):
         calls["device"] = device
         return "result"
 
-    monkeypatch.setattr(mvdit_stage, "_animate", animate)
+    monkeypatch.setattr(held_out, "_animate", animate)
     return settings, calls
 
 
@@ -177,7 +178,7 @@ def test_full_model_animation_is_skipped_without_a_gpu(full_config, monkeypatch)
     settings, calls = full_config
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     messages = []
-    result = mvdit_stage.animate_held_out(settings, messages.append)
+    result = held_out.animate_held_out(settings, messages.append)
     assert "no GPU" in result.extra["skipped"] and "cogvideox_5b" in result.extra["skipped"]
     assert calls == {} and messages and "skipped" in messages[0]
 
@@ -199,5 +200,5 @@ def test_full_model_animation_runs_in_a_one_gpu_ray_task(full_config, monkeypatc
 
     monkeypatch.setattr(ray, "remote", remote)
     monkeypatch.setattr(ray, "get", lambda ref: ref)
-    assert mvdit_stage.animate_held_out(settings) == "result"
+    assert held_out.animate_held_out(settings) == "result"
     assert asked == {"num_gpus": 1} and calls["device"] == "cuda"

@@ -1,4 +1,4 @@
-"""Overlapping windows for long motions (`pipeline.long_animation`): coverage, cross-fade, reference chaining."""
+"""Overlapping windows for long motions (`pipeline.animation.long_motion`): coverage, cross-fade, reference chaining."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.long_animation import animate_in_windows, crossfade, longest_pass, window_starts
+from pipeline.animation.long_motion import animate_in_windows, crossfade, longest_pass, window_starts
 
 
 @pytest.mark.parametrize("window,overlap", [(33, 9), (49, 9), (49, 1), (81, 40)])

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, forward_kinematics
-from pipeline.pose import PoseEstimator, camera_intrinsics, estimator_options, make_pose_estimator
-from pipeline.pose.ik_fit import (
+from pipeline.curation.pose import PoseEstimator, camera_intrinsics, estimator_options, make_pose_estimator
+from pipeline.curation.pose.ik_fit import (
     BONE_GROUPS,
     LEAF_JOINTS,
     IKSettings,
@@ -20,14 +20,14 @@ from pipeline.pose.ik_fit import (
     scaled_skeleton,
     solve_translation,
 )
-from pipeline.pose.joint_map import (
+from pipeline.curation.pose.joint_map import (
     HIP_WIDTH_SCALE,
     JOINT_RULES,
     LIMB_JOINTS,
     MEDIAPIPE_LANDMARK_NAMES,
     mediapipe_to_smpl,
 )
-from pipeline.pose.mediapipe_pose import backend_frame_step, run_mediapipe, smooth_runs
+from pipeline.curation.pose.mediapipe_pose import backend_frame_step, run_mediapipe, smooth_runs
 from conftest import SHARED, shared_path
 
 REAL = SHARED / "real" / "mtvcrafter-samples"
@@ -269,7 +269,7 @@ def test_backend_on_real_dance_video_against_nlf(estimator):
     """
     video = REAL / f"{REAL_VIDEO}.mp4"
     shared_path(f"real/mtvcrafter-samples/{REAL_VIDEO}.mp4")
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     frames = read_frames(video, 0, REAL_FRAMES)
     landmarks = estimator.landmarks(frames)
@@ -319,7 +319,7 @@ def test_backend_estimate_reads_the_frame_range(estimator):
 def test_repeated_frames_copy_landmarks_and_frame_step_interpolates(estimator):
     video = REAL / f"{REAL_VIDEO}.mp4"
     shared_path(f"real/mtvcrafter-samples/{REAL_VIDEO}.mp4")
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     frames = read_frames(video, 0, 5)
     repeated = np.stack([frames[0], frames[0], frames[2], frames[3], frames[4]])
@@ -334,8 +334,8 @@ def test_repeated_frames_copy_landmarks_and_frame_step_interpolates(estimator):
 
 
 def test_pose_frame_step_setting_reaches_the_mediapipe_estimator_and_its_backend_name():
-    from pipeline.config import PipelineSettings
-    from pipeline.curation import PoseTask
+    from pipeline.core.config import PipelineSettings
+    from pipeline.curation.stages import PoseTask
 
     settings = PipelineSettings(pose_backend="mediapipe", pose_frame_step=2).validated()
     task = PoseTask(settings.pose_backend, settings.weights, frame_step=settings.pose_frame_step)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-IMPORT = "from pipeline.pose.mediapipe_runtime import import_mediapipe; print(import_mediapipe().__name__)"
+IMPORT = "from pipeline.curation.pose.mediapipe_runtime import import_mediapipe; print(import_mediapipe().__name__)"
 
 
 def run(code: str, *paths: Path) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from scipy.ndimage import gaussian_filter
 
-from pipeline.metrics import (
+from pipeline.evaluation.metrics import (
     ALEXNET_WEIGHTS_FILE,
     I3D_WEIGHTS_FILE,
     INCEPTION_WEIGHTS_FILE,
@@ -354,7 +354,7 @@ def test_evaluate_videos_reports_every_metric(tmp_path, weights_dir):
 
 def test_evaluate_videos_fid_pools_every_frame(monkeypatch, tmp_path):
     """FID wiring with a 4-d stand-in feature network (a real 2048-d sqrtm takes a minute on this CPU)."""
-    import pipeline.metrics as metrics
+    import pipeline.evaluation.metrics as metrics
 
     def channel_stats(batch: torch.Tensor) -> torch.Tensor:  # uint8 (N, 3, H, W) -> (N, 4)
         x = batch.double()

@@ -15,9 +15,9 @@ from scipy.spatial import procrustes
 from scipy.spatial.transform import Rotation
 
 from models.motion.skeleton import SMPL_JOINT_NAMES
-from pipeline import camera_placement as cp
-from pipeline.mocap_import import bone_lengths, heldout_split, read_motion_file, read_sources
-from pipeline.rejects import Reject
+from pipeline.motion import camera_placement as cp
+from pipeline.motion.mocap import bone_lengths, heldout_split, read_motion_file, read_sources
+from pipeline.core.rejects import Reject
 
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -176,8 +176,8 @@ def test_a_walk_out_of_view_is_pushed_back_until_it_fits():
 
 # ---- training on several sources -----------------------------------------------------------------------
 def test_mixed_sampler_draws_by_weight_places_mocap_and_is_deterministic():
-    from pipeline.motion_sources import MixedWindowSampler, flatten, make_sampler
-    from pipeline.motion_windows import WindowConfig, WindowSampler
+    from pipeline.motion.sources import MixedWindowSampler, flatten, make_sampler
+    from pipeline.motion.windows import WindowConfig, WindowSampler
 
     curated = [world_motion(80, s) @ cp.WORLD_TO_CAMERA_AXES.astype(np.float32) + [0, 0.9, 3.0] for s in range(3)]
     mocap = [world_motion(80, s + 10) for s in range(3)]
@@ -199,8 +199,8 @@ def test_mixed_sampler_draws_by_weight_places_mocap_and_is_deterministic():
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_a_mixed_source_training_step_runs_and_records_its_sources(tmp_path, backend):
-    from pipeline.checkpoints import load_checkpoint
-    from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer
+    from pipeline.core.checkpoints import load_checkpoint
+    from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
 
     curated = [world_motion(60, s) @ cp.WORLD_TO_CAMERA_AXES.astype(np.float32) + [0, 0.9, 3.0] for s in range(3)]
     mocap = [world_motion(60, s + 10) for s in range(2)]
@@ -224,8 +224,8 @@ def test_a_mixed_source_training_step_runs_and_records_its_sources(tmp_path, bac
 
 
 def test_source_settings():
-    from pipeline.config import ConfigError, PipelineSettings
-    from pipeline.tokenizer_stage import config_key, source_weights, tokenizer_train_config
+    from pipeline.core.config import ConfigError, PipelineSettings
+    from pipeline.tokenizer.stage import config_key, source_weights, tokenizer_train_config
 
     base = PipelineSettings()
     assert source_weights(base) == {"curated": 1.0}
@@ -245,7 +245,7 @@ def test_source_settings():
 
 # ---- evaluation metrics --------------------------------------------------------------------------------
 def test_pa_mpjpe_matches_scipy_procrustes_and_closed_forms():
-    from pipeline.tokenizer_eval import accel_error, codebook_usage, mpjpe, pa_mpjpe, procrustes_align
+    from pipeline.tokenizer.evaluation import accel_error, codebook_usage, mpjpe, pa_mpjpe, procrustes_align
 
     rng = np.random.default_rng(0)
     target = rng.normal(size=(5, 24, 3))
@@ -269,9 +269,9 @@ def test_pa_mpjpe_matches_scipy_procrustes_and_closed_forms():
 
 # ---- the asset on the shared motion capture ------------------------------------------------------------
 def test_mocap_motions_asset_ingests_shared_mocap_and_is_empty_without_it(tmp_path):
-    from pipeline import tables
-    from pipeline.config import PipelineSettings
-    from pipeline.mocap_stage import MOCAP_MOTIONS, build_mocap_motions, read_mocap
+    from pipeline.core import tables
+    from pipeline.core.config import PipelineSettings
+    from pipeline.motion.stage import MOCAP_MOTIONS, build_mocap_motions, read_mocap
 
     settings = PipelineSettings(data_root=str(tmp_path))
     empty = build_mocap_motions(settings, log=lambda m: None)

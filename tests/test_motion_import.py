@@ -1,4 +1,4 @@
-"""Motion import (pipeline.motion_import): AMASS npz and BVH -> camera-frame SMPL-24 joints, resampling, errors."""
+"""Motion import (pipeline.motion.motion_import): AMASS npz and BVH -> camera-frame SMPL-24 joints, resampling, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS, forward_kinematics
-from pipeline.motion_import import (
+from pipeline.motion.motion_import import (
     ImportedMotion,
     ViewPlacement,
     bvh_positions,

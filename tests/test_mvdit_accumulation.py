@@ -18,8 +18,8 @@ from tiny_models import tiny_tokenizer
 
 from pipeline.mvdit.sharding import make_optimizer, optimizer_step
 from pipeline.mvdit.factory import make_scheduler
-from pipeline.step_schedule import step_seed
-from pipeline.train_mvdit import SEED_STREAM, MVDiTTrainConfig, prepare_job, train_loop
+from pipeline.core.step_schedule import step_seed
+from pipeline.mvdit.loop import SEED_STREAM, MVDiTTrainConfig, prepare_job, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GLOBAL = 8
@@ -166,7 +166,7 @@ def tokenizer_ckpt(tmp_path_factory):
 def test_accumulation_1_trains_as_before_bit_for_bit(tokenizer_ckpt, tmp_path):
     import hashlib
 
-    from pipeline.checkpoints import latest_checkpoint, load_checkpoint
+    from pipeline.core.checkpoints import latest_checkpoint, load_checkpoint
 
     cfg = MVDiTTrainConfig.tiny(steps=3, log_every=1, checkpoint_every=3, motion_drop_prob=0.5)
     assert cfg.grad_accum_steps == 1
@@ -180,7 +180,7 @@ def test_accumulation_1_trains_as_before_bit_for_bit(tokenizer_ckpt, tmp_path):
 
 
 def test_each_micro_batch_draws_from_its_own_seed(tokenizer_ckpt, tmp_path, monkeypatch):
-    import pipeline.train_mvdit as train_mvdit
+    import pipeline.mvdit.loop as train_mvdit
 
     seeds, real = [], train_mvdit.micro_step
     monkeypatch.setattr(train_mvdit, "micro_step", lambda parts, seed: seeds.append(seed) or real(parts, seed))

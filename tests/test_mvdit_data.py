@@ -15,7 +15,7 @@ from media import write_video
 from tiny_models import tiny_tokenizer
 
 from pipeline.mvdit.data import ClipCache, Sample, as_samples, worker_shard
-from pipeline.video_io import read_frames
+from pipeline.core.video_io import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_a_reference_decodes_the_same_frames_once_and_the_cache_is_bounded(video
 
 MEASURE = """
 import json, sys, numpy as np, torch
-from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
+from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
 
 def status(key):
     for line in open("/proc/self/status"):

@@ -17,7 +17,7 @@ from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
 
 from models.mvdit.cogvideox import MVDiTCogVideoX, MVDiTConfig
 from models.mvdit.wan import MVDiTWanConfig
-from pipeline.checkpoints import CorruptCheckpointError, load_checkpoint, save_checkpoint
+from pipeline.core.checkpoints import CorruptCheckpointError, load_checkpoint, save_checkpoint
 from pipeline.mvdit.factory import backbone_reference, build_from_backbone, is_backbone_key, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,9 +21,9 @@ from tiny_models import tiny_tokenizer
 
 from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.wan import MVDiTWanConfig
-from pipeline.checkpoints import load_checkpoint
+from pipeline.core.checkpoints import load_checkpoint
 from pipeline.mvdit.factory import build_from_backbone
-from pipeline.train_mvdit import MVDiTTrainConfig, prepare_job, train_loop
+from pipeline.mvdit.loop import MVDiTTrainConfig, prepare_job, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SEED = 7

@@ -16,9 +16,9 @@ from safetensors.torch import load_file, save_file
 from test_train_mvdit import synthetic_samples
 from tiny_models import tiny_tokenizer
 
-from pipeline.checkpoints import load_checkpoint
+from pipeline.core.checkpoints import load_checkpoint
 from pipeline.mvdit.factory import make_scheduler
-from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, prepare_job, train_loop
+from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, prepare_job, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -233,7 +233,7 @@ def test_sharded_checkpoints_resume_on_one_rank(runs):
 
 
 def test_export_is_what_animate_loads(runs, tmp_path):
-    from pipeline.animate import load_train_checkpoint
+    from pipeline.animation.loading import load_train_checkpoint
     from pipeline.mvdit.sharding import export_sharded, list_sharded
 
     ckpt_dir = runs / "straight" / "checkpoints"

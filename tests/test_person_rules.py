@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pipeline.pose import body_coverage as bc
-from pipeline.subclips import MULTIPLE_PEOPLE, NO_PERSON, PARTIAL_BODY, frame_verdicts
+from pipeline.curation.pose import body_coverage as bc
+from pipeline.curation.subclips import MULTIPLE_PEOPLE, NO_PERSON, PARTIAL_BODY, frame_verdicts
 
 REAL = "real/mtvcrafter-samples"
 DEV = "real-dev"
@@ -70,8 +70,8 @@ def test_a_skeleton_of_less_than_human_size_is_not_seen():
 
 
 def test_projected_smpl_joints_judge_backends_without_visibility():
-    from pipeline.pose.base import camera_intrinsics
-    from pipeline.subclips import neutral_joints
+    from pipeline.core.camera import camera_intrinsics
+    from pipeline.curation.subclips import neutral_joints
 
     body = neutral_joints(np.zeros((1, 24, 3), np.float32), np.zeros((1, 3), np.float32))[0]
     body[:, 1] *= np.sign(body[0, 1] - body[15, 1])  # upright in camera axes (+y down): head above the pelvis
@@ -107,14 +107,14 @@ def test_frame_verdicts_reject_partial_bodies_by_the_rule():
 
 @pytest.fixture(scope="module")
 def dancer_frames():
-    from pipeline.video_io import read_frames
+    from pipeline.core.video_io import read_frames
 
     need_mediapipe()
     return read_frames(shared_path(f"{REAL}/00017.mp4"), 0, 30)  # full body in frame, 1024 x 1024
 
 
 def test_a_crop_that_removes_the_legs_gives_partial_body(dancer_frames):
-    from pipeline.pose.mediapipe_pose import MediaPipePoses
+    from pipeline.curation.pose.mediapipe_pose import MediaPipePoses
 
     poses = MediaPipePoses(count_people=False)
     whole = poses.estimate_frames(dancer_frames)
@@ -128,8 +128,8 @@ def test_a_crop_that_removes_the_legs_gives_partial_body(dancer_frames):
 
 
 def test_two_real_dancers_side_by_side_are_counted_two_on_every_frame():
-    from pipeline.pose.person_count import PersonCounter
-    from pipeline.video_io import read_frames
+    from pipeline.curation.pose.person_count import PersonCounter
+    from pipeline.core.video_io import read_frames
 
     need_mediapipe()
     left = read_frames(shared_path(f"{REAL}/00017.mp4"), 0, 40)[::4]
@@ -148,9 +148,9 @@ def _labels() -> list[dict]:
 def test_dev_videos_end_as_labelled():
     """Each labelled real video through shots, MediaPipe poses and the sub-clip rules (no quality filter):
     the dancer keeps one sub-clip over its whole shot, the three others keep none."""
-    from pipeline.curation import person_rules_of_file
-    from pipeline.curation_tasks import PoseTask
-    from pipeline.shots import make_shot_detector
+    from pipeline.curation.stages import person_rules_of_file
+    from pipeline.curation.tasks import PoseTask
+    from pipeline.curation.shots import make_shot_detector
 
     need_mediapipe()
     labels = _labels()
@@ -170,7 +170,7 @@ def test_dev_videos_end_as_labelled():
 
 
 def test_counter_windows_cover_wide_rows_and_optional_grid():
-    from pipeline.pose.person_count import PersonCounter
+    from pipeline.curation.pose.person_count import PersonCounter
 
     counter = PersonCounter()
     assert counter.windows_for(400, 300) == [(0, 0, 400, 300), (0, 0, 240, 300), (160, 0, 400, 300)]  # 60% columns

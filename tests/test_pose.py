@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from pipeline.pose import PoseEstimator, PoseTrack, camera_intrinsics, make_pose_estimator
-from pipeline.pose.annotations import AnnotationPoses, sidecar_path
-from pipeline.pose.nlf import NLFPoses
+from pipeline.curation.pose import PoseEstimator, PoseTrack, camera_intrinsics, make_pose_estimator
+from pipeline.curation.pose.annotations import AnnotationPoses, sidecar_path
+from pipeline.curation.pose.nlf import NLFPoses
 
 # --------------------------------------------------------------------------- camera (App. B)
 
@@ -253,9 +253,9 @@ def test_nlf_forwards_detector_threshold(nlf_file):
 def test_nlf_estimate_decodes_video_in_batches(nlf_file, monkeypatch):
     counts = [1, 2, 0, 3, 1, 2, 1]
     frames = _frames(counts)
-    fake = types.ModuleType("pipeline.video_io")
+    fake = types.ModuleType("pipeline.core.video_io")
     fake.iter_frames = lambda path, start=0, end=None: iter(frames[start:end])
-    monkeypatch.setitem(sys.modules, "pipeline.video_io", fake)
+    monkeypatch.setitem(sys.modules, "pipeline.core.video_io", fake)
     backend = NLFPoses(nlf_file, device="cpu", batch_size=3)
 
     track = backend.estimate("clip.mp4", 1, 6)
@@ -286,7 +286,8 @@ def test_unknown_backend_names_the_setting():
 def test_pose_stage_recomputes_mediapipe_videos_whose_frame_step_changed(tmp_path):
     """Stored poses count as done only when MediaPipe ran with the current ``pose_frame_step``
     (the step is part of the backend name); other backends' rows stay done."""
-    from pipeline import curation, tables
+    from pipeline.curation import stages as curation
+    from pipeline.core import tables
 
     def rows(video_id: str, backend: str):
         track = PoseTrack(np.arange(2, dtype=np.int64), np.ones(2, np.int16), np.zeros((2, 24, 3), np.float32),

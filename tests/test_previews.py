@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipeline import previews
+from pipeline.core import previews
 
 
 def test_contact_sheet_tiles_rows_and_pads_the_last_row():

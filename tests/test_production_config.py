@@ -3,7 +3,7 @@
 - Dagster's instance on PostgreSQL (Debian's postgresql, a throw-away cluster on a free port):
   a materialization's event is stored in, and read back from, Postgres.
 - Lance tables on S3-compatible storage (moto's server): write, upsert (merge_insert), a new
-  version, an old version read back, with explicit storage options and through pipeline.tables.
+  version, an old version read back, with explicit storage options and through pipeline.core.tables.
 - A 2-node Ray cluster (two `ray start` nodes on loopback addresses): the curation stages run
   against it with ``ray_address`` and their actors are placed on the nodes.
 
@@ -26,8 +26,9 @@ import pyarrow as pa
 import pytest
 
 from conftest import LoopbackRayCluster, free_port, missing, require_module, require_postgres_bin
-from pipeline import curation, tables
-from pipeline.config import PipelineSettings
+from pipeline.curation import stages as curation
+from pipeline.core import tables
+from pipeline.core.config import PipelineSettings
 
 PG_PASSWORD = "mtvcraft-test"
 PIP_EXTRA = ".venv/bin/pip install"
@@ -282,7 +283,7 @@ def recording(task_cls: type, log_path: str) -> type:
 def test_curation_stages_run_on_a_two_node_ray_cluster(ray_cluster, tiny_sample, tmp_path, monkeypatch):
     import ray
     import ray.cloudpickle
-    from pipeline.ray_runtime import pool_shape
+    from pipeline.core.ray_runtime import pool_shape
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     # Hand items out only once the whole pool is up, so that placement (not start-up races) decides who works.
@@ -316,7 +317,7 @@ def test_curation_stages_run_on_a_two_node_ray_cluster(ray_cluster, tiny_sample,
 
     size = pool_shape()["size"]
     if size < 2:
-        pytest.xfail(f"pipeline.ray_runtime.pool_shape sizes the pool to {size} actor for 2 nodes x 1 CPU, so each stage "
+        pytest.xfail(f"pipeline.core.ray_runtime.pool_shape sizes the pool to {size} actor for 2 nodes x 1 CPU, so each stage "
                      f"runs on one node (actor nodes per stage: { {k: len(v) for k, v in actors_on.items()} }); "
                      "see deploy/README.md for the fix")
     for stage, on in actors_on.items():

@@ -1,4 +1,4 @@
-"""The official release end to end (pipeline/release_checkpoint.py) on tiny random weights saved in the release's
+"""The official release end to end (pipeline/animation/release_checkpoint.py) on tiny random weights saved in the release's
 own formats (../shared/release-format/README.md): the 4DMoT DeepSpeed pickle, the 7B diffusers folder with a
 stock-style config.json and a .bin, the 17B folder with original Wan key names; the release mm statistics."""
 
@@ -17,8 +17,8 @@ from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.rope4d import motion_rope_4d
 from models.mvdit.wan import MVDiTWanConfig, to_release_state_dict
 from models.tokenizer import VQVAE, TokenizerConfig
-from pipeline.animate import main as animate_main
-from pipeline.release_checkpoint import ReleaseCogVideoXPipeline, load_release_pipeline, load_release_tokenizer
+from pipeline.animation.cli import main as animate_main
+from pipeline.animation.release_checkpoint import ReleaseCogVideoXPipeline, load_release_pipeline, load_release_tokenizer
 from tiny_models import tiny_wan_encoders
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,7 +72,7 @@ def release_dir(tmp_path_factory):
     AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), layers_per_block=1, latent_channels=4,
                            norm_num_groups=4).save_pretrained(root / "CogVideoX-5b" / "vae")
     # MV-DiT-17B: original Wan names, Wan's own config.json argument names
-    from pipeline.wan_conditioning import encoder_dims
+    from pipeline.mvdit.wan_conditioning import encoder_dims
 
     encoders = tiny_wan_encoders(root / "Wan2.1-I2V-14B")
     AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,

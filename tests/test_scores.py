@@ -1,4 +1,4 @@
-"""Clip-quality scorers of paper App. B (pipeline/scores): known answers, production loaders, real footage.
+"""Clip-quality scorers of paper App. B (pipeline/curation/scores): known answers, production loaders, real footage.
 
 Each embedded scorer is checked against a case with a known answer (a pure shift for flow,
 rendered text of known extent for OCR, a checkerboard and Gaussian blurs for the Laplacian,
@@ -19,8 +19,8 @@ import torch
 from scipy import ndimage
 
 from media import write_video
-from pipeline.config import ENV_WEIGHTS
-from pipeline.scores import (
+from pipeline.core.config import ENV_WEIGHTS
+from pipeline.curation.scores import (
     DEFAULT_BACKENDS,
     DEFAULT_THRESHOLDS,
     SCORER_BACKENDS,
@@ -33,11 +33,11 @@ from pipeline.scores import (
     sample_indices,
     score_clip,
 )
-from pipeline.scores import base as scores_base
-from pipeline.scores.aesthetic import classical_iq, colourfulness, iq_components, make_aesthetic_head
-from pipeline.scores.blur import LaplacianBlur, laplacian_variance
-from pipeline.scores.flow import RAFT_WEIGHTS_FILE, DISFlow, mean_magnitude
-from pipeline.scores.ocr import CRAFT_WEIGHTS_FILE, text_ratio
+from pipeline.curation.scores import base as scores_base
+from pipeline.curation.scores.aesthetic import classical_iq, colourfulness, iq_components, make_aesthetic_head
+from pipeline.curation.scores.blur import LaplacianBlur, laplacian_variance
+from pipeline.curation.scores.flow import RAFT_WEIGHTS_FILE, DISFlow, mean_magnitude
+from pipeline.curation.scores.ocr import CRAFT_WEIGHTS_FILE, text_ratio
 from conftest import shared_path
 
 REAL = "real/mtvcrafter-samples"  # under ../shared (conftest.shared_path)
@@ -491,7 +491,7 @@ def test_rapidocr_drops_a_frame_sized_box_but_keeps_text_lines():
     """DB finds text lines; one box over half the frame (seen on single generated frames) is not text."""
     from types import SimpleNamespace
 
-    from pipeline.scores.ocr import RapidOCRText
+    from pipeline.curation.scores.ocr import RapidOCRText
 
     line = [[20.0, 100.0], [300.0, 100.0], [300.0, 130.0], [20.0, 130.0]]
     whole = [[0.0, 0.0], [319.0, 0.0], [319.0, 239.0], [0.0, 239.0]]
@@ -522,7 +522,7 @@ def _small_mover(num_frames: int, step: int = 3, camera: int = 0) -> tuple[np.nd
 
 
 def test_static_camera_moving_subject_passes_subject_flow_and_fails_whole_frame_flow(tmp_path):
-    from pipeline.clip_filters import Thresholds, first_failure
+    from pipeline.curation.filters import Thresholds, first_failure
 
     frames, boxes = _small_mover(24)
     path = write_video(tmp_path / "juggler.mp4", frames)
@@ -550,8 +550,8 @@ def test_camera_flow_is_the_background_motion(tmp_path):
 
 
 def test_subject_boxes_project_joints_through_the_app_b_camera():
-    from pipeline.pose.base import camera_intrinsics, project
-    from pipeline.scores.base import subject_boxes
+    from pipeline.core.camera import camera_intrinsics, project
+    from pipeline.curation.scores.base import subject_boxes
 
     rng = np.random.default_rng(0)
     joints = rng.normal([0.0, 0.0, 4.0], 0.5, size=(5, 24, 3))

@@ -1,4 +1,4 @@
-"""pipeline.shots: both detectors find generated hard cuts; shot lists cover the video."""
+"""pipeline.curation.shots: both detectors find generated hard cuts; shot lists cover the video."""
 
 import random
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.shots import (
+from pipeline.curation.shots import (
     SceneDetectShots,
     Shot,
     ShotDetector,
@@ -17,7 +17,7 @@ from pipeline.shots import (
     make_shot_detector,
     shots_from_cuts,
 )
-from pipeline.video_io import VideoRejected
+from pipeline.core.video_io import VideoRejected
 
 CUTS = [17, 34]
 NUM_FRAMES = 50  # one 100-frame TransNetV2 window (25 frames of padding each side)

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.shots import make_shot_detector
-from pipeline.video_io import read_frames
+from pipeline.curation.shots import make_shot_detector
+from pipeline.core.video_io import read_frames
 from conftest import shared_path
 from media import write_video
 

@@ -1,4 +1,4 @@
-"""`pipeline.step_schedule`: the one learning-rate schedule and step seed of both trainers give bit for bit
+"""`pipeline.core.step_schedule`: the one learning-rate schedule and step seed of both trainers give bit for bit
 what each trainer's own function gave before they were merged (issue 17), so no run changes."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.step_schedule import learning_rate, step_seed
-from pipeline.train_mvdit import SEED_STREAM, MVDiTTrainConfig
-from pipeline.train_tokenizer import TokenizerTrainConfig
+from pipeline.core.step_schedule import learning_rate, step_seed
+from pipeline.mvdit.loop import SEED_STREAM, MVDiTTrainConfig
+from pipeline.tokenizer.loop import TokenizerTrainConfig
 
 
 # The two trainers' functions as they were before the merge (commit 1184dce), verbatim.

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from models.motion.skeleton import forward_kinematics
-from pipeline.subclips import (
+from pipeline.curation.subclips import (
     INVALID_POSE, MISSING_POSE, MULTIPLE_PEOPLE, NO_PERSON, TOO_SHORT, FrameRun, frame_verdicts, neutral_joints, split_shot,
 )
 

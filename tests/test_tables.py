@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import rejects, tables
-from pipeline.rejects import Reject
+from pipeline.core import rejects, tables
+from pipeline.core.rejects import Reject
 
 
 def raw_rows(ids, frames=10):

@@ -7,11 +7,11 @@ import pytest
 import torch
 from tiny_models import tiny_tokenizer
 
-from pipeline.checkpoints import load_checkpoint
-from pipeline.latents import PoolLatentMap, latent_map_from_spec
+from pipeline.core.checkpoints import load_checkpoint
+from pipeline.mvdit.latents import PoolLatentMap, latent_map_from_spec
 from pipeline.mvdit.data import as_samples
 from pipeline.mvdit.factory import make_scheduler
-from pipeline.train_mvdit import (
+from pipeline.mvdit.loop import (
     MVDiTTrainConfig,
     build_model,
     diffusion_loss,
@@ -189,7 +189,7 @@ def test_training_reduces_loss_and_resume_matches(tokenizer_ckpt, tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_rope_unit(tokenizer_ckpt, tmp_path, monkeypatch):
     """A run killed before the RoPE unit became millimetres must not continue with the new angles."""
-    import pipeline.train_mvdit as train_module
+    import pipeline.mvdit.loop as train_module
 
     samples = synthetic_samples(n=1)
     original = train_module.model_kwargs
@@ -206,7 +206,7 @@ def test_resume_refuses_a_checkpoint_of_another_rope_unit(tokenizer_ckpt, tmp_pa
 def test_preview_sample_and_bad_inputs(tokenizer_ckpt, tmp_path):
     samples = synthetic_samples(n=1)
     cfg = MVDiTTrainConfig.tiny(steps=1, sample_steps=2)
-    from pipeline.animate import preview_sample
+    from pipeline.animation.loading import preview_sample
 
     assert train_mvdit(samples, tokenizer_ckpt, None, cfg, tmp_path / "n", log=print).sample_frames is None
     result = train_mvdit(samples, tokenizer_ckpt, None, cfg, tmp_path, log=lambda s: None, preview=preview_sample)
@@ -223,7 +223,7 @@ def test_preview_sample_and_bad_inputs(tokenizer_ckpt, tmp_path):
 def test_diffusers_vae_latent_maps_round_trip_shapes(tmp_path):
     from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan
 
-    from pipeline.latents import VAELatentMap, load_vae
+    from pipeline.mvdit.latents import VAELatentMap, load_vae
 
     torch.manual_seed(0)
     frames = np.random.default_rng(0).integers(0, 256, (1, 9, 16, 16, 3), dtype=np.uint8)
@@ -253,7 +253,7 @@ def test_ray_train_one_cpu_worker(tokenizer_ckpt, tmp_path):
 
 
 def test_pe_variant_reaches_the_model_and_dynamic_pe_uses_first_frame_joints(tokenizer_ckpt, tmp_path):
-    from pipeline.animate import load_train_checkpoint
+    from pipeline.animation.loading import load_train_checkpoint
 
     with pytest.raises(ValueError, match="motion_pe"):
         MVDiTTrainConfig.tiny(motion_pe="5d")
@@ -283,7 +283,7 @@ def test_pe_variant_reaches_the_model_and_dynamic_pe_uses_first_frame_joints(tok
 
 
 def test_full_models_need_a_backbone_and_never_preview_on_the_driver_cpu(tokenizer_ckpt, tmp_path, monkeypatch):
-    from pipeline.animate import preview_sample
+    from pipeline.animation.loading import preview_sample
 
     full = MVDiTTrainConfig(model="cogvideox_5b", vae="", backend="local")
     assert (full.strategy, full.checkpoint_blocks, full.reshard_after_forward) == ("fsdp", True, False)
@@ -301,7 +301,7 @@ def test_full_models_need_a_backbone_and_never_preview_on_the_driver_cpu(tokeniz
 @pytest.mark.parametrize("model_name", ["tiny", "wan_tiny"])
 def test_block_gradient_checkpointing_gives_the_same_gradients(model_name):
     """Per-block checkpointing (on by default at full size) recomputes activations in backward: same gradients."""
-    from pipeline.train_mvdit import flow_matching_loss
+    from pipeline.mvdit.loop import flow_matching_loss
 
     cfg = MVDiTTrainConfig.tiny(model=model_name)
     kwargs = model_kwargs(cfg, 64, 4, (16, 24)) if cfg.is_wan else model_kwargs(cfg, 64, 4)

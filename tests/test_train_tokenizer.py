@@ -10,7 +10,7 @@ import torch
 
 from models.motion.skeleton import SMPL_PARENTS
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig, latent_frames
-from pipeline.checkpoints import (
+from pipeline.core.checkpoints import (
     CorruptCheckpointError,
     latest_checkpoint,
     list_checkpoints,
@@ -18,7 +18,7 @@ from pipeline.checkpoints import (
     load_tokenizer,
     save_checkpoint,
 )
-from pipeline.motion_windows import (
+from pipeline.motion.windows import (
     BUCKET_LENGTHS,
     WindowConfig,
     WindowSampler,
@@ -30,8 +30,8 @@ from pipeline.motion_windows import (
 )
 from pipeline.synthetic.motion_mix import mixed_motions
 from pipeline.synthetic.motions import make_motion
-from pipeline.tokenize_motion import main as tokenize_main
-from pipeline.train_tokenizer import TokenizerTrainConfig, train_tokenizer
+from pipeline.tokenizer.tokenize_clips import main as tokenize_main
+from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
 
 TINY = TokenizerConfig.tiny()
 
@@ -366,8 +366,8 @@ def test_tokenizer_folder_is_keyed_by_data_version_and_config(tmp_path):
     import lance
     import pyarrow as pa
 
-    from pipeline.config import PipelineSettings
-    from pipeline.tokenizer_stage import tokenizer_dir
+    from pipeline.core.config import PipelineSettings
+    from pipeline.tokenizer.stage import tokenizer_dir
 
     settings = PipelineSettings(data_root=str(tmp_path), train_backend="local")
     v1, v2 = settings.with_overrides(motion_video_version=1), settings.with_overrides(motion_video_version=2)
@@ -388,8 +388,8 @@ def test_tokenizer_folder_is_keyed_by_data_version_and_config(tmp_path):
 
 
 def test_same_key_resumes_and_the_current_checkpoint_follows_the_key(tmp_path):
-    from pipeline.config import PipelineSettings
-    from pipeline.tokenizer_stage import current_tokenizer_checkpoint, tokenizer_dir, tokenizer_train_config
+    from pipeline.core.config import PipelineSettings
+    from pipeline.tokenizer.stage import current_tokenizer_checkpoint, tokenizer_dir, tokenizer_train_config
 
     settings = PipelineSettings(data_root=str(tmp_path), train_backend="local", tokenizer_steps=8,
                                 tokenizer_batch_size=2, motion_video_version=3)

@@ -10,8 +10,8 @@ import torch
 from tiny_models import tiny_tokenizer, tiny_wan_encoders
 
 from models.tokenizer import TokenizerConfig, VQVAE
-from pipeline.checkpoints import load_checkpoint, load_unconditional_tokens, save_checkpoint
-from pipeline.train_mvdit import MVDiTTrainConfig, build_model, model_kwargs, shift_sigmas, train_mvdit
+from pipeline.core.checkpoints import load_checkpoint, load_unconditional_tokens, save_checkpoint
+from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, shift_sigmas, train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
@@ -23,7 +23,7 @@ def wan_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def conditioner(wan_folder):
-    from pipeline.wan_conditioning import load_wan_conditioner
+    from pipeline.mvdit.wan_conditioning import load_wan_conditioner
 
     return load_wan_conditioner(wan_folder)
 
@@ -65,7 +65,7 @@ def test_image_embeddings_are_clip_penultimate_states(conditioner):
 
 
 def test_missing_encoder_folder_names_the_setting_and_subfolder(wan_folder, tmp_path):
-    from pipeline.wan_conditioning import encoder_dims, load_wan_conditioner
+    from pipeline.mvdit.wan_conditioning import encoder_dims, load_wan_conditioner
 
     assert encoder_dims(wan_folder) == (16, 12)
     partial = tmp_path / "partial"
@@ -103,7 +103,7 @@ def test_wan_model_kwargs_and_config_checks(wan_folder):
 
 
 def test_tiny_wan_trains_only_motion_modules(wan_folder, tmp_path, monkeypatch):
-    from pipeline.wan_conditioning import WanConditioner
+    from pipeline.mvdit.wan_conditioning import WanConditioner
 
     rng = np.random.default_rng(0)
     samples = [(rng.integers(0, 256, (33, 32, 32, 3), dtype=np.uint8),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import tables
+from pipeline.core import tables
 from conftest import (
     REPO_ROOT, LoopbackRayCluster, child_env, free_port, require_executable, require_module, start_group, stop_group,
     wait_until,

@@ -1,4 +1,4 @@
-"""pipeline.video_io: probing, rejection reasons, content ids and frame ranges."""
+"""pipeline.core.video_io: probing, rejection reasons, content ids and frame ranges."""
 
 import csv
 import hashlib
@@ -10,7 +10,7 @@ import media
 import numpy as np
 import pytest
 
-from pipeline.video_io import (
+from pipeline.core.video_io import (
     REJECT_REASONS,
     VideoInfo,
     VideoRejected,

@@ -10,14 +10,14 @@ import torch
 from media import write_video
 from tiny_models import tiny_tokenizer
 
-from pipeline import tables
-from pipeline.latents import PoolLatentMap
+from pipeline.core import tables
+from pipeline.mvdit.latents import PoolLatentMap
 from pipeline.mvdit import latent_table
 from pipeline.mvdit.latent_table import (FIRST_FRAME, ZERO_PADDED, LatentWindows, Window, encode_clips, from_bytes,
                                          latent_key, plan_windows)
 from pipeline.mvdit.windows import reference_video, resize_crop
-from pipeline.train_mvdit import MVDiTTrainConfig, train_mvdit
-from pipeline.video_io import read_frames
+from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.core.video_io import read_frames
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -173,7 +173,7 @@ def test_table_trains_like_the_latent_map_on_the_same_windows(clips, table, toke
 def test_vae_posterior_is_the_scaled_distribution_encode_samples_from():
     from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan
 
-    from pipeline.latents import VAELatentMap
+    from pipeline.mvdit.latents import VAELatentMap
 
     torch.manual_seed(0)
     frames = np.random.default_rng(0).integers(0, 256, (1, 9, 16, 16, 3), dtype=np.uint8)
@@ -203,9 +203,9 @@ def test_stage_is_off_by_default_and_when_on_encodes_records_rejects_and_points_
     import hashlib
     import json
 
-    from pipeline.config import ConfigError, PipelineSettings
-    from pipeline.mvdit_stage import mvdit_config, mvdit_dir
-    from pipeline.video_latents_stage import build_video_latents
+    from pipeline.core.config import ConfigError, PipelineSettings
+    from pipeline.mvdit.stage import mvdit_config, mvdit_dir
+    from pipeline.mvdit.latents_stage import build_video_latents
 
     monkeypatch.setenv("MTVCRAFT_VIDEO_LATENTS", "maybe")
     with pytest.raises(ConfigError, match="MTVCRAFT_VIDEO_LATENTS"):
@@ -259,7 +259,7 @@ def test_wan_tiny_trains_on_zero_padded_references_and_the_stored_first_frames(c
     centre-cropped first frames, and the latent map never runs."""
     from tiny_models import tiny_wan_encoders
 
-    from pipeline.wan_conditioning import WanConditioner
+    from pipeline.mvdit.wan_conditioning import WanConditioner
 
     uri, _, _ = table
     summary, _ = encode_clips(uri, clips, SPEC, ZERO_PADDED, (33,), (1, 2), BUCKETS, log=lambda s: None)

@@ -14,7 +14,7 @@ import media
 import numpy as np
 import pytest
 
-from pipeline.video_io import iter_selected_frames, probe_video, read_frames
+from pipeline.core.video_io import iter_selected_frames, probe_video, read_frames
 
 
 def _frames(num: int, size=(96, 64), seed: int = 0) -> np.ndarray:
@@ -110,8 +110,8 @@ def test_variable_frame_rate_counts_every_stored_frame(tmp_path):
 def test_a_frozen_corrupt_stretch_is_decoded_and_curated_through(tmp_path):
     """The last frames are smeared garbage, frozen (one picture repeated): every frame decodes, shot
     detection and scoring run through it, and the stretch reads as no motion."""
-    from pipeline.scores.base import make_scorer, score_clip
-    from pipeline.shots import make_shot_detector
+    from pipeline.curation.scores.base import make_scorer, score_clip
+    from pipeline.curation.shots import make_shot_detector
 
     good = _frames(40, size=(128, 96))
     rng = np.random.default_rng(3)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from models.tokenizer import TokenizerConfig, VQVAE
-from pipeline.checkpoints import save_checkpoint
+from pipeline.core.checkpoints import save_checkpoint
 
 
 def tiny_tokenizer(path) -> str:

@@ -1,1 +1,1 @@
-"""MV-DiT at full size: model factory, sharding, data and memory (Sec. 3.2, App. A.2)."""
+"""MV-DiT (Sec. 3.2, App. A.2): model factory, training loop and its data, video latents, Wan conditioning, sharding, memory, the stage."""

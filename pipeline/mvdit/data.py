@@ -27,7 +27,7 @@ class ClipCache:
 
     def clip(self, uri: str, first: int, end: int) -> np.ndarray:
         """Frames [first, end) of ``uri`` (T, H, W, 3) uint8, decoded on first use."""
-        from pipeline.video_io import read_frames
+        from pipeline.core.video_io import read_frames
 
         key = (str(uri), int(first), int(end))
         if key in self.clips:

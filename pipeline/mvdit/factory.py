@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from models.mvdit.param_counts import parameter_group
-from pipeline.checkpoints import CorruptCheckpointError, atomic_write, file_sha256, restore_buffers
+from pipeline.core.checkpoints import CorruptCheckpointError, atomic_write, file_sha256, restore_buffers
 
 MOTION_KEYS = ("motion_layout", "motion_token_dim", "num_joints", "unconditional_frames", "motion_pe",
                "motion_position_scale", "train_backbone")
@@ -251,7 +251,7 @@ def build_from_state(kwargs: dict[str, Any], state: dict[str, torch.Tensor], dev
     """MV-DiT for sampling from a trained state, on ``device`` in ``dtype`` (float32 where diffusers keeps it).
 
     ``state`` is consumed (each tensor cast on the host, moved, then dropped). It may hold only the trained
-    weights when ``backbone`` names the frozen backbone they were trained on (`pipeline.checkpoints`: the 18B
+    weights when ``backbone`` names the frozen backbone they were trained on (`pipeline.core.checkpoints`: the 18B
     does not store its 16B backbone); nothing is initialised at random: a weight neither holds is an error.
     """
     device = torch.device(device)
@@ -305,7 +305,7 @@ def verified_backbone(ckpt: Any) -> str:
 
 def model_from_checkpoint(ckpt: Any, device: str | torch.device = "cpu",
                           dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The MV-DiT of a `train_mvdit` checkpoint (`pipeline.checkpoints.TrainingCheckpoint`) on ``device`` in
+    """The MV-DiT of a `train_mvdit` checkpoint (`pipeline.core.checkpoints.TrainingCheckpoint`) on ``device`` in
     ``dtype``, with its non-persistent buffers and the RoPE's dataset-mean joints; a checkpoint that stores only
     the trained weights loads its backbone from the recorded folder (checksum verified)."""
     backbone = verified_backbone(ckpt)

@@ -25,8 +25,8 @@ colour jitter, and a batch's clips share the first drawn clip's bucket (each cli
 Rows are keyed by (clip id, window, bucket, reference kind, latent-map identity: the VAE's class, folder and the
 SHA-256 of its config.json, or the pool map's spec), so re-materializing encodes only what is missing (Lance
 ``merge_insert``); a clip that fails to decode or encode is a recorded rejection, the other clips' rows are kept.
-Encoding runs per clip on Ray actors (`pipeline.ray_runtime.map_items`; each clip decoded once, straight to its
-bucket): one GPU each for a full model's VAE (bf16, tiling and slicing on, as `pipeline.latents.VAELatentMap` sets
+Encoding runs per clip on Ray actors (`pipeline.core.ray_runtime.map_items`; each clip decoded once, straight to its
+bucket): one GPU each for a full model's VAE (bf16, tiling and slicing on, as `pipeline.mvdit.latents.VAELatentMap` sets
 them), a fraction of a CPU for the tiny models' pool map.
 
 Training (`LatentWindows`): the driver passes the table's uri, version and key; each worker scans the small key
@@ -46,11 +46,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline import tables
-from pipeline.latents import latent_map_from_spec, vae_folder
+from pipeline.core import tables
+from pipeline.mvdit.latents import latent_map_from_spec, vae_folder
 from pipeline.mvdit.windows import nearest_bucket, reference_video, resize_crop
-from pipeline.progress import Log
-from pipeline.rejects import Reject
+from pipeline.core.progress import Log
+from pipeline.core.rejects import Reject
 
 VIDEO_LATENTS = "video_latents"
 FIRST_FRAME, ZERO_PADDED = "first_frame", "zero_padded"  # the reference latent of the 6B (Eq. 3) / 18B (Eq. 9)
@@ -154,7 +154,7 @@ class ClipDecodeError(RuntimeError):
 
 
 class LatentTask:
-    """Ray actor work (`pipeline.ray_runtime.ItemTask`): one clip decoded once, its missing windows encoded. The
+    """Ray actor work (`pipeline.core.ray_runtime.ItemTask`): one clip decoded once, its missing windows encoded. The
     latent map loads once per actor: a VAE in bfloat16 on the actor's GPU (tiling and slicing on); on a CPU (tests,
     small VAEs) in float32, as CPUs have no fast bfloat16 3D convolutions; the stored bytes are bfloat16 either way."""
 
@@ -184,7 +184,7 @@ class LatentTask:
         """The clip's frames resized and centre-cropped to ``bucket`` as they stream in (every window of a clip is
         cut from the same bucket, so cropping once is the same as cropping each window, and a long full-HD clip
         is never held at full size); a `ClipDecodeError` when the frames cannot all be read."""
-        from pipeline.video_io import iter_frames
+        from pipeline.core.video_io import iter_frames
 
         try:
             frames = [resize_crop(f[None], bucket, None)[0] for f in iter_frames(uri, start, end)]
@@ -229,7 +229,7 @@ def encode_clips(uri: str, clips: list[dict], spec: dict[str, Any], reference: s
 
     Finished clips are upserted in batches of about ``flush_bytes`` as they come back, so a failure later never
     loses rows already written; ``gpu`` asks one GPU per actor (a VAE), else fractional CPUs."""
-    from pipeline.ray_runtime import map_items
+    from pipeline.core.ray_runtime import map_items
 
     t0 = time.perf_counter()
     key, identity = latent_key(spec), json.dumps(latent_identity(spec), sort_keys=True)

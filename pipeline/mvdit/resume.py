@@ -1,6 +1,6 @@
-"""Where an MV-DiT training run starts and what its checkpoints record (`pipeline.train_mvdit`).
+"""Where an MV-DiT training run starts and what its checkpoints record (`pipeline.mvdit.loop`).
 
-`resume` restores weights and AdamW state from the newest `pipeline.checkpoints` safetensors file (one process
+`resume` restores weights and AdamW state from the newest `pipeline.core.checkpoints` safetensors file (one process
 or DDP), `resume_sharded` from the newest `torch.distributed.checkpoint` folder (FSDP2, saved on any number of
 ranks); both return (start step, loss curve, running mean), so a resumed run ends with the weights of an
 uninterrupted one. `checkpoint_meta` is the JSON every checkpoint carries besides its tensors.
@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pipeline.checkpoints import latest_checkpoint, load_checkpoint, restore_model
+from pipeline.core.checkpoints import latest_checkpoint, load_checkpoint, restore_model
 from pipeline.mvdit import sharding
 
 

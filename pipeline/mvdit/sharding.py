@@ -15,7 +15,7 @@ accumulation "some sample" means some sample of any micro-batch; ranks reduce ea
 
 Checkpoints of a sharded run are `torch.distributed.checkpoint` folders (``checkpoints/sharded/step_XXXXXXXX``),
 each rank writing its shards; they load on any number of ranks (DCP reshards). With a frozen backbone only
-the trained weights are saved. `export_sharded` consolidates one into the `pipeline.checkpoints` safetensors
+the trained weights are saved. `export_sharded` consolidates one into the `pipeline.core.checkpoints` safetensors
 file that releases and ``animate`` read (``python -m pipeline.mvdit.sharding SHARDED_DIR``).
 """
 
@@ -200,13 +200,13 @@ def load_sharded(path: str | Path, model: nn.Module, optimizer: torch.optim.Opti
 
 
 def export_sharded(path: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Consolidate a sharded checkpoint's model weights into one `pipeline.checkpoints` safetensors file (no
+    """Consolidate a sharded checkpoint's model weights into one `pipeline.core.checkpoints` safetensors file (no
     optimizer state) in ``out_dir`` (default: the ``checkpoints`` folder above it), in one process: each tensor
     is allocated at its full size from the DCP metadata and read once; no model is built."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-    from pipeline.checkpoints import save_checkpoint
+    from pipeline.core.checkpoints import save_checkpoint
 
     path = Path(path)
     if not (path / META_NAME).is_file():

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from models.motion.skeleton import SMPL_JOINT_NAMES
-from pipeline.pose.base import camera_intrinsics as pose_camera_intrinsics
-from pipeline.pose.base import project
+from pipeline.core.camera import camera_intrinsics as pose_camera_intrinsics
+from pipeline.core.camera import project
 
 from .motions import Motion, rotate_view
 
@@ -63,7 +63,7 @@ TORSO_RADIUS = 0.06  # rounds the torso polygon's outline
 
 
 def camera_intrinsics(width: int, height: int, fov_deg: float = 55.0) -> np.ndarray:
-    """The App. B camera (``pipeline.pose.base.camera_intrinsics``) as float32, the sidecar's dtype."""
+    """The App. B camera (``pipeline.core.camera.camera_intrinsics``) as float32, the sidecar's dtype."""
     return pose_camera_intrinsics(width, height, fov_deg).astype(np.float32)
 
 
