@@ -3,8 +3,8 @@
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from assets.curation import clip_scores, motion_video, poses, raw_videos, rejects, shots, subclips
-from assets.training import motion_tokens
 from assets.resources import MTVCraftSettings
+from assets.training import motion_tokens
 from pipeline.curation import table_checks
 
 

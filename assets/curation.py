@@ -5,8 +5,9 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
-from pipeline.curation import stages as curation, scoring
 from pipeline.curation import motion_video as motion_video_stage
+from pipeline.curation import scoring
+from pipeline.curation import stages as curation
 
 GROUP = "curation"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dagster import MaterializeResult, MetadataValue
 
-from pipeline.core.stage_result import StageResult
-from pipeline.core.previews import markdown_table, png_markdown, save_png
 from pipeline.core.config import PipelineSettings
+from pipeline.core.previews import markdown_table, png_markdown, save_png
+from pipeline.core.stage_result import StageResult
 
 
 def stage_metadata(result: StageResult, settings: PipelineSettings) -> dict:

@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 from dagster import (
-    AssetSelection, DefaultScheduleStatus, DefaultSensorStatus, RunRequest, ScheduleDefinition, SensorEvaluationContext,
-    SkipReason, define_asset_job, sensor,
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    sensor,
 )
 
 from pipeline.core.config import ENV_RAW_VIDEOS, PipelineSettings

@@ -8,7 +8,8 @@ from assets.resources import MTVCraftSettings
 from pipeline.animation.loading import preview_sample
 from pipeline.evaluation import held_out
 from pipeline.motion import stage as mocap_stage
-from pipeline.mvdit import stage as mvdit_stage, latents_stage as video_latents_stage
+from pipeline.mvdit import latents_stage as video_latents_stage
+from pipeline.mvdit import stage as mvdit_stage
 from pipeline.tokenizer import stage as tokenizer_stage
 
 GROUP = "training"

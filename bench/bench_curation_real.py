@@ -110,11 +110,11 @@ def main() -> None:
 
 def per_stage_rows(videos, n, total_frames, rows) -> None:
     """Each stage on its own, in this process, on the same frames (see the module docstring)."""
+    from pipeline.core.video_io import iter_frames
     from pipeline.curation.pose.mediapipe_pose import MediaPipePoses
     from pipeline.curation.scores.base import make_scorer, resize_long_side
     from pipeline.curation.scores.ocr import spread
     from pipeline.curation.shots import SceneDetectShots
-    from pipeline.core.video_io import iter_frames
 
     seconds, cpu, frames = timed_cpu(lambda: {v: list(iter_frames(v, 0, n + 1)) for v in videos})
     rows.append(("decode (first frames of each video)", len(videos) * (n + 1), seconds, cpu, load()))
@@ -150,9 +150,10 @@ def whole_run(videos, out: Path, step: int) -> tuple:
     fresh local Ray."""
     import ray
 
-    from pipeline.curation import stages as curation, motion_video, scoring
     from pipeline.core.config import PipelineSettings
     from pipeline.core.video_io import iter_frames
+    from pipeline.curation import motion_video, scoring
+    from pipeline.curation import stages as curation
 
     decode_all, _ = timed(lambda: [sum(1 for _ in iter_frames(v)) for v in videos])
     decode_load = load()

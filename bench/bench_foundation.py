@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.video_io import iter_frames, probe_video
 from pipeline.curation.pose import make_pose_estimator
 from pipeline.curation.shots import make_shot_detector
 from pipeline.synthetic import make_sample
-from pipeline.core.video_io import iter_frames, probe_video
 
 
 def timed(fn) -> float:

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.animation.loading import load_train_checkpoint
+from pipeline.animation.long_motion import animate_in_windows, window_starts
+from pipeline.core.config import PipelineSettings
 from pipeline.evaluation.benchmark_eval import fit_frames, resolve_checkpoint
 from pipeline.evaluation.benchmarks import load_generated
-from pipeline.animation.loading import load_train_checkpoint
-from pipeline.core.config import PipelineSettings
-from pipeline.animation.long_motion import animate_in_windows, window_starts
 from pipeline.evaluation.metrics.frame_metrics import psnr, ssim
 
 WINDOW, OVERLAP, SIZE = 33, 9, (48, 64)

@@ -50,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, also when loaded by path
 from machine import load_average, machine_info  # noqa: E402  (bench/machine.py)
+
 from models.mvdit.motion_attention import MotionAttention, MotionAttentionConfig  # noqa: E402
 
 SOFTMAX_FLOPS_PER_SCORE = 5  # an estimate for the note only: max, subtract, exp, sum, divide

@@ -26,18 +26,18 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.mvdit import stage as mvdit_stage
-from pipeline.animation.loading import load_train_checkpoint
 from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline
+from pipeline.animation.loading import load_train_checkpoint
 from pipeline.core.checkpoints import latest_checkpoint
 from pipeline.core.config import PipelineSettings
-from pipeline.evaluation.metrics import psnr, ssim
+from pipeline.core.video_io import read_frames
 from pipeline.curation.motion_video import MotionStats, stats_path
+from pipeline.evaluation.metrics import psnr, ssim
+from pipeline.mvdit import stage as mvdit_stage
+from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
 from pipeline.synthetic.motions import motion_joints
 from pipeline.synthetic.sample import make_sample, read_sidecar
 from pipeline.tokenizer.stage import current_tokenizer_checkpoint
-from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
-from pipeline.core.video_io import read_frames
 
 FRAMES, SIZE = 33, (48, 64)
 

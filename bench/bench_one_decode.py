@@ -33,8 +33,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipeline.core import video_io
-    from pipeline.curation.scores.base import ClipToScore, make_scorer, score_clip, score_video_clips
     from pipeline.core.video_io import probe_video
+    from pipeline.curation.scores.base import ClipToScore, make_scorer, score_clip, score_video_clips
 
     videos = sorted(REAL.glob("*.mp4"))
     if not videos:

@@ -1,10 +1,13 @@
 """Person counter measurements for bench/results/person_count.md: `python bench/bench_person_count.py`."""
-import json, time
+import json
+import time
 from pathlib import Path
+
 import numpy as np
+
+from pipeline.core.video_io import read_frames
 from pipeline.curation.pose.person_count import PersonCounter
 from pipeline.synthetic.sample import ShotSpec, make_sample, render_shot
-from pipeline.core.video_io import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = str(ROOT.parent / "shared" / "real" / "mtvcrafter-samples") + "/"

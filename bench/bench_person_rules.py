@@ -101,9 +101,9 @@ def counter_table(frames, candidates) -> dict:
 
 def pipeline_counts_and_coverage() -> dict:
     """The pose stage's own num_people and the body coverage of every frame of every real video."""
+    from pipeline.core.video_io import read_frames
     from pipeline.curation.pose import body_coverage as bc
     from pipeline.curation.pose.mediapipe_pose import MediaPipePoses
-    from pipeline.core.video_io import read_frames
 
     out = {}
     at_least = {label["file"]: label["persons"] for label in labels()}
@@ -123,9 +123,9 @@ def pipeline_counts_and_coverage() -> dict:
 
 
 def dev_verdicts() -> dict:
+    from pipeline.curation.shots import make_shot_detector
     from pipeline.curation.stages import person_rules_of_file
     from pipeline.curation.tasks import PoseTask
-    from pipeline.curation.shots import make_shot_detector
 
     detector = make_shot_detector("scenedetect")
     task = PoseTask("mediapipe", "")

@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--ik-iterations", default="30,20")
     args = parser.parse_args()
 
+    from pipeline.core.video_io import iter_frames, probe_video
     from pipeline.curation.pose.ik_fit import IKSettings
     from pipeline.curation.pose.mediapipe_pose import MediaPipePoses, track_from_landmarks
-    from pipeline.core.video_io import iter_frames, probe_video
 
     real = sorted((SHARED / "real" / "mtvcrafter-samples").glob("*.mp4"))
     dev = sorted((SHARED / "real-dev").glob("*.mp4"))

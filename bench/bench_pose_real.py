@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS
+from pipeline.core.video_io import iter_frames
 from pipeline.curation.pose.ik_fit import IKSettings, IKTargets, fit_smpl
 from pipeline.curation.pose.joint_map import LIMB_JOINTS, MEDIAPIPE_LANDMARK_NAMES, mediapipe_to_smpl
 from pipeline.curation.pose.mediapipe_pose import MediaPipePoses, track_from_landmarks
-from pipeline.core.video_io import iter_frames
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "mtvcrafter-samples"
 LIMBS = list(LIMB_JOINTS)

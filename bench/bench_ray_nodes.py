@@ -124,9 +124,10 @@ STAGES = ("raw_videos", "shots", "poses", "subclips", "clip_scores", "motion_vid
 def curate(config: str, sample_videos: Path, work: Path) -> dict:
     import ray
 
-    from pipeline.curation import stages as curation, motion_video, scoring
     from pipeline.core import ray_runtime
     from pipeline.core.config import PipelineSettings
+    from pipeline.curation import motion_video, scoring
+    from pipeline.curation import stages as curation
 
     nodes = int(config.split("-")[0])
     root = work / config

@@ -51,12 +51,13 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, also when loaded by path
 from machine import load_average, machine_info  # noqa: E402  (bench/machine.py)
+
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig, count_parameters  # noqa: E402
 from pipeline.core.checkpoints import list_checkpoints, load_tokenizer  # noqa: E402
 from pipeline.motion.windows import WindowConfig, tile_windows  # noqa: E402
 from pipeline.synthetic.motions import MOTIONS, make_motion  # noqa: E402
-from pipeline.tokenizer.tokenize_clips import tokenize_windows  # noqa: E402
 from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from pipeline.tokenizer.tokenize_clips import tokenize_windows  # noqa: E402
 
 REAL_JOINTS = Path(__file__).resolve().parents[2] / "shared/real/mtvcrafter-samples/nlf_joints_mm.npz"
 REAL_TIME_FPS = 30.0

@@ -86,9 +86,9 @@ def steps_per_second(samples, tokenizer: str, cfg: MVDiTTrainConfig, out: Path) 
 def data_ms_per_step(samples, cfg: MVDiTTrainConfig, uri: str, draws: int = 20) -> dict[str, float]:
     """Milliseconds of one step's data alone (`step_latents`: the latents, reference and joints of a batch), from
     the table or drawn and encoded by the latent map (clips already decoded in both: a warm-up draw first)."""
-    from pipeline.mvdit.latents import latent_map_from_spec
     from pipeline.mvdit.data import as_samples
     from pipeline.mvdit.latent_table import LatentWindows, table_reference
+    from pipeline.mvdit.latents import latent_map_from_spec
 
     spec = latent_map_spec(cfg)
     wrapped = as_samples(samples)

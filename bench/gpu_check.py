@@ -37,8 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.mvdit.cogvideox import MVDiTConfig  # noqa: E402
 from models.mvdit.wan import TEXT_TOKENS, MVDiTWanConfig  # noqa: E402
-from pipeline.mvdit.memory import (CLIP_TOKENS, GIB, latent_shape, measure_activations, motion_period,  # noqa: E402
-                                   tokens, with_layers)
+from pipeline.mvdit.memory import (  # noqa: E402
+    CLIP_TOKENS,
+    GIB,
+    latent_shape,
+    measure_activations,
+    motion_period,
+    tokens,
+    with_layers,
+)
 
 SETTINGS = {  # name -> (full-size config, frames, height, width): the paper settings of pipeline.mvdit.memory
     "MV-DiT-6B": (MVDiTConfig.cogvideox_5b("paper"), 49, 480, 720),

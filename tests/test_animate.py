@@ -5,17 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from media import write_video
 from tiny_models import tiny_tokenizer
+
 import pipeline.animation.cli as animate_module
 from pipeline.animation.cli import main
 from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline
 from pipeline.core.checkpoints import load_tokenizer
+from pipeline.core.video_io import probe_video
 from pipeline.mvdit.latents import PoolLatentMap
 from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
-from pipeline.core.video_io import probe_video
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 

@@ -15,8 +15,8 @@ from models.mvdit.cfg import FULL, MOTION, NULL
 from pipeline.animation.cli import main
 from pipeline.animation.loading import load_train_checkpoint, preview_sample
 from pipeline.animation.wan_pipeline import WanMotionPipeline
-from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
 from pipeline.core.video_io import probe_video
+from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
@@ -159,8 +159,8 @@ def test_cli_with_a_prompt(checkpoint, tmp_path, monkeypatch):
 
 def test_benchmark_eval_scores_a_wan_checkpoint(checkpoint, tmp_path, monkeypatch):
     """benchmark_eval passes its protocol's prompt and text CFG to the Wan pipeline and gets all three methods."""
-    from pipeline.evaluation.benchmark_eval import EvalProtocol, evaluate_benchmark
     from pipeline.core.config import PipelineSettings
+    from pipeline.evaluation.benchmark_eval import EvalProtocol, evaluate_benchmark
 
     calls = []
     original = WanMotionPipeline.guided_prediction

@@ -11,9 +11,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
+from conftest import shared_path
 from media import write_video
+
 from pipeline.core import tables
+from pipeline.core.config import PipelineSettings
+from pipeline.curation.subclips import neutral_joints
 from pipeline.evaluation.benchmark_eval import (
     BENCHMARK_EVAL,
     METHODS,
@@ -36,9 +39,6 @@ from pipeline.evaluation.benchmarks import (
     load_tiktok,
     load_ubc_fashion,
 )
-from pipeline.core.config import PipelineSettings
-from pipeline.curation.subclips import neutral_joints
-from conftest import shared_path
 
 PAPER = "paper/mtvcraft-paper.txt"  # under ../shared (conftest.shared_path)
 

@@ -18,7 +18,6 @@ from models.mvdit.cfg import (
 )
 from models.mvdit.cogvideox import MVDiTConfig
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
 

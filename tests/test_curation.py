@@ -4,13 +4,14 @@ raw_videos -> shots -> poses -> subclips -> rejects, on Ray, over Lance tables."
 import shutil
 from pathlib import Path
 
+import media
 import numpy as np
 import pytest
 
-import media
-from pipeline.curation import stages as curation, motion_video, scoring
 from pipeline.core import tables
 from pipeline.core.config import PipelineSettings
+from pipeline.curation import motion_video, scoring
+from pipeline.curation import stages as curation
 from pipeline.curation.pose import mediapipe_available
 from pipeline.synthetic import make_sample
 
@@ -166,8 +167,8 @@ def test_subclip_rules_on_the_generated_special_shots(curated):
 
 def test_subclip_joints_are_fk_of_the_ground_truth(curated):
     settings, sample, _ = curated
-    from pipeline.synthetic.sample import read_sidecar
     from pipeline.curation.subclips import neutral_joints
+    from pipeline.synthetic.sample import read_sidecar
 
     table = tables.read(settings.table_uri("subclips"), filter="num_frames >= 33").slice(0, 3)
     for row, joints in zip(table.to_pylist(), tables.sequence_as_arrays(table, "joints", (24, 3))):
@@ -253,9 +254,9 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
 
     # MV-DiT on the same tables: a couple of steps, then the held-out animation and its side-by-side
     from pipeline.animation.loading import preview_sample
+    from pipeline.core.video_io import probe_video
     from pipeline.evaluation import held_out
     from pipeline.mvdit import stage as mvdit_stage
-    from pipeline.core.video_io import probe_video
 
     mv = quick.with_overrides(mvdit_steps=2)
     trained = mvdit_stage.train_mvdit_stage(mv, preview=preview_sample)
@@ -267,9 +268,9 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
     assert np.isfinite(animation.extra["psnr_generated"]) and np.isfinite(animation.extra["psnr_copy_reference"])
 
     # The Table 2 runner on the same tables: two rows, a few steps, one generated benchmark video.
+    from pipeline.core.checkpoints import load_checkpoint
     from pipeline.evaluation.ablations import AblationConfig, run_ablations
     from pipeline.evaluation.benchmark_eval import EvalProtocol
-    from pipeline.core.checkpoints import load_checkpoint
 
     config = AblationConfig(rows=("default", "w/o quantize", "w/o PE"), tokenizer_steps=3, mvdit_steps=2,
                             protocol=EvalProtocol.tiny(max_videos=1, num_inference_steps=2))
@@ -298,9 +299,9 @@ def test_tokenizer_stage_with_mocap_set_trains_on_both_sources(curated, tmp_path
     """MTVCRAFT_MOCAP set: mocap_motions fills its table, and the tokenizer (tokenizer_sources=auto) mixes both sources."""
     from test_mocap import world_motion, write_corpus
 
-    from pipeline.tokenizer import stage as tokenizer_stage
     from pipeline.core.checkpoints import load_checkpoint
     from pipeline.motion.stage import build_mocap_motions
+    from pipeline.tokenizer import stage as tokenizer_stage
 
     settings, _, _ = curated
     write_corpus(tmp_path, {f"cmu_daz_salsa_{p}_01": world_motion(90, i) * 1000 for i, p in enumerate((60, 61))},

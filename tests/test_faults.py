@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO_ROOT, LoopbackRayCluster, child_env, require_executable
-from pipeline.curation import stages as curation
+
 from pipeline.core import tables
 from pipeline.core.checkpoints import CorruptCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from pipeline.core.config import ConfigError, PipelineSettings
+from pipeline.curation import stages as curation
 
 
 def run_python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:

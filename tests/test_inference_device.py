@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from tiny_models import tiny_tokenizer
-from pipeline.evaluation import held_out
+
 from pipeline.animation.cli import main
-from pipeline.animation.loading import load_train_checkpoint
 from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline, resolve_device, resolve_dtype
+from pipeline.animation.loading import load_train_checkpoint
 from pipeline.core.checkpoints import load_tokenizer
+from pipeline.evaluation import held_out
 from pipeline.mvdit.latents import PoolLatentMap, VAELatentMap
 from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
 

@@ -3,10 +3,10 @@ real footage against NLF's joints (../shared/real, see its README)."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, shared_path
 
 from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, forward_kinematics
 from pipeline.curation.pose import PoseEstimator, camera_intrinsics, estimator_options, make_pose_estimator
@@ -28,7 +28,6 @@ from pipeline.curation.pose.joint_map import (
     mediapipe_to_smpl,
 )
 from pipeline.curation.pose.mediapipe_pose import backend_frame_step, run_mediapipe, smooth_runs
-from conftest import SHARED, shared_path
 
 REAL = SHARED / "real" / "mtvcrafter-samples"
 REAL_VIDEO = "00017"  # full body in frame; 1024 x 1024

@@ -15,9 +15,9 @@ from scipy.spatial import procrustes
 from scipy.spatial.transform import Rotation
 
 from models.motion.skeleton import SMPL_JOINT_NAMES
+from pipeline.core.rejects import Reject
 from pipeline.motion import camera_placement as cp
 from pipeline.motion.mocap import bone_lengths, heldout_split, read_motion_file, read_sources
-from pipeline.core.rejects import Reject
 
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

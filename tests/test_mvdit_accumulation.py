@@ -16,10 +16,10 @@ from test_mvdit_sharding import spawn, tiny_model
 from test_train_mvdit import synthetic_samples
 from tiny_models import tiny_tokenizer
 
-from pipeline.mvdit.sharding import make_optimizer, optimizer_step
-from pipeline.mvdit.factory import make_scheduler
 from pipeline.core.step_schedule import step_seed
+from pipeline.mvdit.factory import make_scheduler
 from pipeline.mvdit.loop import SEED_STREAM, MVDiTTrainConfig, prepare_job, train_loop
+from pipeline.mvdit.sharding import make_optimizer, optimizer_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GLOBAL = 8

@@ -14,8 +14,8 @@ import pytest
 from media import write_video
 from tiny_models import tiny_tokenizer
 
-from pipeline.mvdit.data import ClipCache, Sample, as_samples, worker_shard
 from pipeline.core.video_io import read_frames
+from pipeline.mvdit.data import ClipCache, Sample, as_samples, worker_shard
 
 REPO = Path(__file__).resolve().parents[1]
 

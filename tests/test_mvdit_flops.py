@@ -14,9 +14,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from conftest import REPO_ROOT
 from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.motion_attention import MotionAttentionConfig
 from models.mvdit.rope4d import RopeConfig

@@ -17,9 +17,20 @@ from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.wan import TEXT_TOKENS, MVDiTWanConfig
 from pipeline.mvdit import memory
 from pipeline.mvdit.live_bytes import LiveBytes
-from pipeline.mvdit.memory import (ADAMW_STEP_TEMP, GIB, PAPER_ALTERNATIVES, PAPER_PLANS, estimate, fsdp2_bytes,
-                                   load_cache, local_rows, measure_activations, measure_activations_memtracker,
-                                   measured_layers, with_layers)
+from pipeline.mvdit.memory import (
+    ADAMW_STEP_TEMP,
+    GIB,
+    PAPER_ALTERNATIVES,
+    PAPER_PLANS,
+    estimate,
+    fsdp2_bytes,
+    load_cache,
+    local_rows,
+    measure_activations,
+    measure_activations_memtracker,
+    measured_layers,
+    with_layers,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

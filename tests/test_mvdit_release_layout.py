@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import shared_path
 from diffusers import WanTransformer3DModel
 
 from models.mvdit.cogvideox import MVDiTConfig
@@ -18,7 +19,7 @@ from models.mvdit.wan import (
     release_name,
     to_release_state_dict,
 )
-from conftest import shared_path
+
 
 def _spec(name):
     return json.loads(shared_path(f"release-format/{name}").read_text())

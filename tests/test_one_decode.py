@@ -13,11 +13,11 @@ import av
 import media
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from pipeline.core import video_io
-from pipeline.curation.scores.base import ClipToScore, FrameSampling, make_scorer, score_clip, score_video_clips
 from pipeline.core.video_io import iter_frames, iter_frames_at, keyframe_index, read_frames
+from pipeline.curation.scores.base import ClipToScore, FrameSampling, make_scorer, score_clip, score_video_clips
 
 GOP = 12
 
@@ -152,9 +152,9 @@ def test_scoring_pass_holds_a_bounded_number_of_frames_on_a_long_video(tmp_path,
 
 def test_each_curation_stage_decodes_a_video_once(tmp_path, decoded):
     """Shot detection, poses and scores in-process on one video: each stage decodes each frame at most once."""
-    from pipeline.curation.tasks import PoseTask, ShotTask
-    from pipeline.curation.scores.task import ScoreTask
     from pipeline.core.config import PipelineSettings
+    from pipeline.curation.scores.task import ScoreTask
+    from pipeline.curation.tasks import PoseTask, ShotTask
 
     path = _write(tmp_path / "stages.mp4", 60, size=(128, 96), gop=15)
     item = {"uri": str(path), "num_frames": 60}

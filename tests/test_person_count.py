@@ -3,12 +3,11 @@ rendered and real frames, the spreading of sampled counts, and the pose backend'
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from conftest import SHARED, shared_path
 
 from pipeline.curation.pose.person_count import PersonCounter, spread_counts
-from conftest import SHARED, shared_path
 
 REAL = SHARED / "real" / "mtvcrafter-samples"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from pipeline.curation.pose.person_count import MASK_GROW, PersonCounter
 from pipeline.curation.pose.person_mask import PersonMask
 

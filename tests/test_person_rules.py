@@ -7,8 +7,8 @@ import csv
 
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from pipeline.curation.pose import body_coverage as bc
 from pipeline.curation.subclips import MULTIPLE_PEOPLE, NO_PERSON, PARTIAL_BODY, frame_verdicts
 
@@ -128,8 +128,8 @@ def test_a_crop_that_removes_the_legs_gives_partial_body(dancer_frames):
 
 
 def test_two_real_dancers_side_by_side_are_counted_two_on_every_frame():
-    from pipeline.curation.pose.person_count import PersonCounter
     from pipeline.core.video_io import read_frames
+    from pipeline.curation.pose.person_count import PersonCounter
 
     need_mediapipe()
     left = read_frames(shared_path(f"{REAL}/00017.mp4"), 0, 40)[::4]
@@ -148,9 +148,9 @@ def _labels() -> list[dict]:
 def test_dev_videos_end_as_labelled():
     """Each labelled real video through shots, MediaPipe poses and the sub-clip rules (no quality filter):
     the dancer keeps one sub-clip over its whole shot, the three others keep none."""
+    from pipeline.curation.shots import make_shot_detector
     from pipeline.curation.stages import person_rules_of_file
     from pipeline.curation.tasks import PoseTask
-    from pipeline.curation.shots import make_shot_detector
 
     need_mediapipe()
     labels = _labels()

@@ -286,8 +286,8 @@ def test_unknown_backend_names_the_setting():
 def test_pose_stage_recomputes_mediapipe_videos_whose_frame_step_changed(tmp_path):
     """Stored poses count as done only when MediaPipe ran with the current ``pose_frame_step``
     (the step is part of the backend name); other backends' rows stay done."""
-    from pipeline.curation import stages as curation
     from pipeline.core import tables
+    from pipeline.curation import stages as curation
 
     def rows(video_id: str, backend: str):
         track = PoseTrack(np.arange(2, dtype=np.int64), np.ones(2, np.int16), np.zeros((2, 24, 3), np.float32),

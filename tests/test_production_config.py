@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from conftest import LoopbackRayCluster, free_port, missing, require_module, require_postgres_bin
-from pipeline.curation import stages as curation
+
 from pipeline.core import tables
 from pipeline.core.config import PipelineSettings
+from pipeline.curation import stages as curation
 
 PG_PASSWORD = "mtvcraft-test"
 PIP_EXTRA = ".venv/bin/pip install"
@@ -283,6 +283,7 @@ def recording(task_cls: type, log_path: str) -> type:
 def test_curation_stages_run_on_a_two_node_ray_cluster(ray_cluster, tiny_sample, tmp_path, monkeypatch):
     import ray
     import ray.cloudpickle
+
     from pipeline.core.ray_runtime import pool_shape
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module

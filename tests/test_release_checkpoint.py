@@ -11,15 +11,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_path
+from tiny_models import tiny_wan_encoders
+
 from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.rope4d import motion_rope_4d
 from models.mvdit.wan import MVDiTWanConfig, to_release_state_dict
 from models.tokenizer import VQVAE, TokenizerConfig
 from pipeline.animation.cli import main as animate_main
-from pipeline.animation.release_checkpoint import ReleaseCogVideoXPipeline, load_release_pipeline, load_release_tokenizer
-from tiny_models import tiny_wan_encoders
+from pipeline.animation.release_checkpoint import (
+    ReleaseCogVideoXPipeline,
+    load_release_pipeline,
+    load_release_tokenizer,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

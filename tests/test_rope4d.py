@@ -231,7 +231,6 @@ def test_bad_inputs_raise_clear_errors():
 def _joints_metres(source: str):
     """The release's mean skeleton (mm -> m) or SMPL's neutral rest joints (m), from ../shared."""
     import numpy as np
-
     from conftest import shared_path
 
     if source == "release_mean":

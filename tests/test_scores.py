@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
+from media import write_video
 from scipy import ndimage
 
-from media import write_video
 from pipeline.core.config import ENV_WEIGHTS
 from pipeline.curation.scores import (
     DEFAULT_BACKENDS,
@@ -38,7 +39,6 @@ from pipeline.curation.scores.aesthetic import classical_iq, colourfulness, iq_c
 from pipeline.curation.scores.blur import LaplacianBlur, laplacian_variance
 from pipeline.curation.scores.flow import RAFT_WEIGHTS_FILE, DISFlow, mean_magnitude
 from pipeline.curation.scores.ocr import CRAFT_WEIGHTS_FILE, text_ratio
-from conftest import shared_path
 
 REAL = "real/mtvcrafter-samples"  # under ../shared (conftest.shared_path)
 

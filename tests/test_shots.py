@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.core.video_io import VideoRejected
 from pipeline.curation.shots import (
     SceneDetectShots,
     Shot,
@@ -17,7 +18,6 @@ from pipeline.curation.shots import (
     make_shot_detector,
     shots_from_cuts,
 )
-from pipeline.core.video_io import VideoRejected
 
 CUTS = [17, 34]
 NUM_FRAMES = 50  # one 100-frame TransNetV2 window (25 frames of padding each side)

@@ -11,12 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from pipeline.curation.shots import make_shot_detector
-from pipeline.core.video_io import read_frames
 from conftest import shared_path
 from media import write_video
 
+from pipeline.core.video_io import read_frames
+from pipeline.curation.shots import make_shot_detector
 
 
 @pytest.fixture(scope="module")

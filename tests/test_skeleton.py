@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import smplx
 import torch
+from conftest import shared_path
 from smplx.utils import Struct
 
 from models.motion.skeleton import (
-    NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, SMPL_PARENTS, forward_kinematics, rest_joints_from_model_file,
+    NUM_JOINTS,
+    SMPL_JOINT_NAMES,
+    SMPL_NEUTRAL_REST_JOINTS,
+    SMPL_PARENTS,
+    forward_kinematics,
+    rest_joints_from_model_file,
 )
-from conftest import shared_path
 
 NUM_VERTS = 6890
 

@@ -5,7 +5,15 @@ import torch
 
 from models.motion.skeleton import forward_kinematics
 from pipeline.curation.subclips import (
-    INVALID_POSE, MISSING_POSE, MULTIPLE_PEOPLE, NO_PERSON, TOO_SHORT, FrameRun, frame_verdicts, neutral_joints, split_shot,
+    INVALID_POSE,
+    MISSING_POSE,
+    MULTIPLE_PEOPLE,
+    NO_PERSON,
+    TOO_SHORT,
+    FrameRun,
+    frame_verdicts,
+    neutral_joints,
+    split_shot,
 )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import shared_path
 
 from models.tokenizer import (
     VQVAE,
@@ -23,7 +24,6 @@ from models.tokenizer import (
     load_release_checkpoint,
     window_slices,
 )
-from conftest import shared_path
 
 RELEASE_JSON = "release-format/4dmot.json"  # ../shared paths, read through conftest.shared_path
 REAL = "real/mtvcrafter-samples"

@@ -8,9 +8,9 @@ import torch
 from tiny_models import tiny_tokenizer
 
 from pipeline.core.checkpoints import load_checkpoint
-from pipeline.mvdit.latents import PoolLatentMap, latent_map_from_spec
 from pipeline.mvdit.data import as_samples
 from pipeline.mvdit.factory import make_scheduler
+from pipeline.mvdit.latents import PoolLatentMap, latent_map_from_spec
 from pipeline.mvdit.loop import (
     MVDiTTrainConfig,
     build_model,
@@ -19,7 +19,6 @@ from pipeline.mvdit.loop import (
     model_kwargs,
     train_mvdit,
 )
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 

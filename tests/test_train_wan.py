@@ -9,7 +9,7 @@ import pytest
 import torch
 from tiny_models import tiny_tokenizer, tiny_wan_encoders
 
-from models.tokenizer import TokenizerConfig, VQVAE
+from models.tokenizer import VQVAE, TokenizerConfig
 from pipeline.core.checkpoints import load_checkpoint, load_unconditional_tokens, save_checkpoint
 from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, shift_sigmas, train_mvdit
 

@@ -22,12 +22,19 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from pipeline.core import tables
 from conftest import (
-    REPO_ROOT, LoopbackRayCluster, child_env, free_port, require_executable, require_module, start_group, stop_group,
+    REPO_ROOT,
+    LoopbackRayCluster,
+    child_env,
+    free_port,
+    require_executable,
+    require_module,
+    start_group,
+    stop_group,
     wait_until,
 )
+
+from pipeline.core import tables
 
 CURATION = ["raw_videos", "shots", "poses", "subclips", "rejects"]  # clip_scores and later: not needed for the UI check
 LOCATION = "assets.definitions"  # `dagster dev -m assets.definitions` names its code location after the module

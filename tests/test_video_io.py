@@ -9,6 +9,7 @@ import cv2
 import media
 import numpy as np
 import pytest
+from conftest import SHARED, shared_path
 
 from pipeline.core.video_io import (
     REJECT_REASONS,
@@ -21,7 +22,6 @@ from pipeline.core.video_io import (
     probe_video,
     read_frames,
 )
-from conftest import SHARED, shared_path
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,21 @@ from media import write_video
 from tiny_models import tiny_tokenizer
 
 from pipeline.core import tables
-from pipeline.mvdit.latents import PoolLatentMap
-from pipeline.mvdit import latent_table
-from pipeline.mvdit.latent_table import (FIRST_FRAME, ZERO_PADDED, LatentWindows, Window, encode_clips, from_bytes,
-                                         latent_key, plan_windows)
-from pipeline.mvdit.windows import reference_video, resize_crop
-from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
 from pipeline.core.video_io import read_frames
+from pipeline.mvdit import latent_table
+from pipeline.mvdit.latent_table import (
+    FIRST_FRAME,
+    ZERO_PADDED,
+    LatentWindows,
+    Window,
+    encode_clips,
+    from_bytes,
+    latent_key,
+    plan_windows,
+)
+from pipeline.mvdit.latents import PoolLatentMap
+from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.mvdit.windows import reference_video, resize_crop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -204,8 +212,8 @@ def test_stage_is_off_by_default_and_when_on_encodes_records_rejects_and_points_
     import json
 
     from pipeline.core.config import ConfigError, PipelineSettings
-    from pipeline.mvdit.stage import mvdit_config, mvdit_dir
     from pipeline.mvdit.latents_stage import build_video_latents
+    from pipeline.mvdit.stage import mvdit_config, mvdit_dir
 
     monkeypatch.setenv("MTVCRAFT_VIDEO_LATENTS", "maybe")
     with pytest.raises(ConfigError, match="MTVCRAFT_VIDEO_LATENTS"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from models.tokenizer import TokenizerConfig, VQVAE
+from models.tokenizer import VQVAE, TokenizerConfig
 from pipeline.core.checkpoints import save_checkpoint
 
 

@@ -51,11 +51,11 @@ import numpy as np
 import torch
 
 from models.motion.skeleton import NUM_JOINTS
-from pipeline.animation.long_motion import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
-from pipeline.motion.windows import MIN_FRAMES, usable_length
 from pipeline.animation.cogvideox_pipeline import DEFAULT_PROMPT, DTYPES, MTVCraftPipeline, resolve_device
 from pipeline.animation.loading import load_train_checkpoint
+from pipeline.animation.long_motion import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
 from pipeline.core.video_io import write_mp4
+from pipeline.motion.windows import MIN_FRAMES, usable_length
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
@@ -160,9 +160,9 @@ def joints_from_video(path: Path, num_frames: int) -> np.ndarray:
     """Driving joints (num_frames, 24, 3) metres, the way benchmark videos get theirs (`pipeline.motion.driving_motion`):
     the video's sidecar, else the settings' pose backend (NLF with its weights in MTVCRAFT_WEIGHTS, else
     MediaPipe + SMPL IK), forward kinematics on the neutral skeleton as in training."""
-    from pipeline.motion.driving_motion import PoseUnavailable, motion_joints, video_sidecar_joints
     from pipeline.core.config import PipelineSettings
     from pipeline.core.video_io import read_frames
+    from pipeline.motion.driving_motion import PoseUnavailable, motion_joints, video_sidecar_joints
 
     try:
         joints, _ = video_sidecar_joints(path)

@@ -33,9 +33,9 @@ import torch
 
 from models.motion.skeleton import NUM_JOINTS
 from models.mvdit.cfg import guided_prediction
-from pipeline.mvdit.latents import LatentMap, PoolLatentMap, latent_frames
 from pipeline.motion.windows import usable_length
 from pipeline.mvdit.factory import make_scheduler
+from pipeline.mvdit.latents import LatentMap, PoolLatentMap, latent_frames
 
 DEFAULT_PROMPT = "a person is dancing"  # App. A.3's evaluation prompt (18B model)
 FULL_SIZE_LATENT_CHANNELS = 16  # latent channels of the CogVideoX-5B and Wan2.1 VAEs (tiny models use fewer)
@@ -108,8 +108,8 @@ class MTVCraftPipeline:
         ``device``) before it moves to ``device`` ("auto": CUDA when present). Any backbone:
         `pipeline.animation.loading.load_train_checkpoint`."""
         from pipeline.core.checkpoints import load_tokenizer
-        from pipeline.mvdit.latents import latent_map_from_spec
         from pipeline.mvdit.factory import model_from_checkpoint
+        from pipeline.mvdit.latents import latent_map_from_spec
 
         info = ckpt.tokenizer_config
         device = resolve_device(device)

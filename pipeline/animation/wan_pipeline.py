@@ -90,8 +90,8 @@ class WanMotionPipeline(MTVCraftPipeline):
         reach an 80 GB card).
         """
         from pipeline.core.checkpoints import load_tokenizer
-        from pipeline.mvdit.latents import latent_map_from_spec
         from pipeline.mvdit.factory import model_from_checkpoint
+        from pipeline.mvdit.latents import latent_map_from_spec
         from pipeline.mvdit.wan_conditioning import load_wan_conditioner
 
         info = ckpt.tokenizer_config

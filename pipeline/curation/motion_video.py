@@ -20,10 +20,10 @@ import pyarrow as pa
 
 from pipeline.core import previews, tables
 from pipeline.core.config import PipelineSettings
-from pipeline.curation.stages import SUBCLIPS
-from pipeline.core.stage_result import StageResult
 from pipeline.core.progress import Log, default_log
+from pipeline.core.stage_result import StageResult
 from pipeline.curation.scoring import CLIP_SCORES
+from pipeline.curation.stages import SUBCLIPS
 
 MOTION_VIDEO = "motion_video"
 SCORE_COLUMNS = ("pose_uncertainty", "aesthetic", "flow", "blur", "text_ratio")

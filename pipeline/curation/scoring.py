@@ -14,15 +14,23 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.core import previews, rejects, tables
-from pipeline.curation.filters import FLOW_SCORE, REASONS, Thresholds, clip_pose_uncertainty, first_failure, funnel, uncertainty_cut
 from pipeline.core.config import PipelineSettings
-from pipeline.curation.stages import REJECTS, SUBCLIPS, _add_seconds, longest_first
-from pipeline.core.stage_result import StageResult, table_result
 from pipeline.core.progress import Log, default_log
 from pipeline.core.ray_runtime import map_items
 from pipeline.core.rejects import Reject
+from pipeline.core.stage_result import StageResult, table_result
+from pipeline.curation.filters import (
+    FLOW_SCORE,
+    REASONS,
+    Thresholds,
+    clip_pose_uncertainty,
+    first_failure,
+    funnel,
+    uncertainty_cut,
+)
 from pipeline.curation.scores.base import subject_boxes
 from pipeline.curation.scores.task import ScoreTask, scorer_backends
+from pipeline.curation.stages import REJECTS, SUBCLIPS, _add_seconds, longest_first
 
 CLIP_SCORES = "clip_scores"
 METRICS = ("aesthetic", "flow", "blur", "ocr")

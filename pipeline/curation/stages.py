@@ -19,14 +19,14 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.core import previews, rejects, tables
-from pipeline.core.stage_result import StageResult, table_result
 from pipeline.core.config import NLF_WEIGHTS_FILE, ConfigError, PipelineSettings
-from pipeline.curation.tasks import PoseBackendUnavailable, PoseTask, ProbeTask, ShotTask  # noqa: F401 (re-exported)
 from pipeline.core.progress import Log, default_log, track
 from pipeline.core.ray_runtime import map_items
 from pipeline.core.rejects import Reject
+from pipeline.core.stage_result import StageResult, table_result
 from pipeline.curation.pose import body_coverage
 from pipeline.curation.subclips import frame_verdicts, neutral_joints, split_shot
+from pipeline.curation.tasks import PoseBackendUnavailable, PoseTask, ProbeTask, ShotTask  # noqa: F401 (re-exported)
 
 RAW_VIDEOS, SHOTS, POSES, SUBCLIPS, REJECTS = "raw_videos", "shots", "poses", "subclips", "rejects"
 ROWS_PER_COMMIT = 20_000  # pose rows buffered before an upsert (whole videos only)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluation.benchmark_eval import METRIC_COLUMNS, METRIC_HEADERS, EvalProtocol, evaluate_benchmark
 from pipeline.core.config import PipelineSettings
 from pipeline.core.progress import Log, default_log
+from pipeline.evaluation.benchmark_eval import METRIC_COLUMNS, METRIC_HEADERS, EvalProtocol, evaluate_benchmark
 
 # (tokenizer switches, motion PE) per Table 2 row.
 ROWS: dict[str, tuple[dict[str, Any], str]] = {
@@ -83,8 +83,8 @@ def train_row_tokenizer(settings: PipelineSettings, switches: dict[str, Any], co
     from models.tokenizer import TokenizerConfig
     from pipeline.core import tables
     from pipeline.curation.motion_video import MotionStats, stats_path
-    from pipeline.tokenizer.stage import curated_clips
     from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
+    from pipeline.tokenizer.stage import curated_clips
 
     joints = tables.sequence_as_arrays(curated_clips(settings, ["joints"]), "joints", (24, 3))
     stats = MotionStats.load(stats_path(settings))
@@ -101,8 +101,8 @@ def train_row_mvdit(settings: PipelineSettings, tokenizer: Path, motion_pe: str,
                     log: Log) -> Path:
     """Train the tiny MV-DiT with the row's positional encoding, as the ``mv_dit`` asset does."""
     from pipeline.curation.motion_video import MotionStats, stats_path
-    from pipeline.mvdit.stage import BUCKET, training_samples
     from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+    from pipeline.mvdit.stage import BUCKET, training_samples
 
     stats = MotionStats.load(stats_path(settings))
     train_config = MVDiTTrainConfig.tiny(steps=config.mvdit_steps, buckets=(BUCKET,), motion_pe=motion_pe,

@@ -50,15 +50,15 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.core import previews, tables
-from pipeline.animation.loading import load_train_checkpoint
-from pipeline.animation.wan_pipeline import WanMotionPipeline
-from pipeline.evaluation.benchmarks import BENCHMARKS, BenchmarkVideo, load_benchmark, motion_joints
-from pipeline.core.config import PipelineSettings
-from pipeline.core.stage_result import StageResult
-from pipeline.animation.long_motion import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
 from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline
+from pipeline.animation.loading import load_train_checkpoint
+from pipeline.animation.long_motion import RELEASE_OVERLAP, animate_in_windows, check_window, longest_pass
+from pipeline.animation.wan_pipeline import WanMotionPipeline
+from pipeline.core import previews, tables
+from pipeline.core.config import PipelineSettings
 from pipeline.core.progress import Log, default_log
+from pipeline.core.stage_result import StageResult
+from pipeline.evaluation.benchmarks import BENCHMARKS, BenchmarkVideo, load_benchmark, motion_joints
 
 TABLE = "benchmark_eval"
 METHODS = ("mtvcraft", "copy_reference", "null_motion")
@@ -370,8 +370,13 @@ class MetricSuite:
         return scores
 
     def distribution(self, generated: list[np.ndarray]) -> dict[str, float | str]:
-        from pipeline.evaluation.metrics import (NOT_COMPUTED, NotEnoughSamples, fid_from_features, fid_vid_from_features,
-                                      fvd_from_features)
+        from pipeline.evaluation.metrics import (
+            NOT_COMPUTED,
+            NotEnoughSamples,
+            fid_from_features,
+            fid_vid_from_features,
+            fvd_from_features,
+        )
 
         method = self.protocol.frechet_method
         out: dict[str, float | str] = {}

@@ -36,8 +36,8 @@ from typing import Iterator
 import numpy as np
 
 from models.motion.skeleton import NUM_JOINTS, SMPL_PARENTS
-from pipeline.motion.windows import MIN_FRAMES
 from pipeline.core.rejects import Reject
+from pipeline.motion.windows import MIN_FRAMES
 
 STAGE = "mocap_motions"
 MOCAP_SUFFIXES = (".npz", ".bvh")

@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.core import previews, rejects, tables
-from pipeline.motion.camera_placement import CameraPlacement, intrinsics, place_clips, project
 from pipeline.core.config import ENV_MOCAP, PipelineSettings
-from pipeline.curation.stages import REJECTS
-from pipeline.core.stage_result import StageResult
-from pipeline.motion.mocap import STAGE, MocapSequence, read_sources
 from pipeline.core.progress import Log, default_log
+from pipeline.core.stage_result import StageResult
+from pipeline.curation.stages import REJECTS
+from pipeline.motion.camera_placement import CameraPlacement, intrinsics, place_clips, project
+from pipeline.motion.mocap import STAGE, MocapSequence, read_sources
 
 MOCAP_MOTIONS = STAGE
 SCHEMA = pa.schema([

@@ -47,10 +47,10 @@ import pyarrow as pa
 import torch
 
 from pipeline.core import tables
-from pipeline.mvdit.latents import latent_map_from_spec, vae_folder
-from pipeline.mvdit.windows import nearest_bucket, reference_video, resize_crop
 from pipeline.core.progress import Log
 from pipeline.core.rejects import Reject
+from pipeline.mvdit.latents import latent_map_from_spec, vae_folder
+from pipeline.mvdit.windows import nearest_bucket, reference_video, resize_crop
 
 VIDEO_LATENTS = "video_latents"
 FIRST_FRAME, ZERO_PADDED = "first_frame", "zero_padded"  # the reference latent of the 6B (Eq. 3) / 18B (Eq. 9)

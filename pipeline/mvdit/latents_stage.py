@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pipeline.core import previews, rejects, tables
 from pipeline.core.config import PipelineSettings
-from pipeline.curation.stages import REJECTS
-from pipeline.core.stage_result import StageResult
-from pipeline.mvdit.latent_table import FIRST_FRAME, VIDEO_LATENTS, ZERO_PADDED, encode_clips, latent_key
 from pipeline.core.progress import Log, default_log
+from pipeline.core.stage_result import StageResult
+from pipeline.curation.stages import REJECTS
+from pipeline.mvdit.latent_table import FIRST_FRAME, VIDEO_LATENTS, ZERO_PADDED, encode_clips, latent_key
 from pipeline.tokenizer.stage import curated_clips
 
 
@@ -24,8 +24,8 @@ def build_video_latents(settings: PipelineSettings, log: Log = default_log) -> S
         reason = "off (video_latents / MTVCRAFT_VIDEO_LATENTS unset): mv_dit runs the VAE on every step"
         log(f"video_latents {reason}")
         return StageResult(VIDEO_LATENTS, "", 0, 0, 0, 0, preview_markdown=reason, extra={"enabled": False})
-    from pipeline.mvdit.stage import mvdit_config
     from pipeline.mvdit.loop import latent_map_spec
+    from pipeline.mvdit.stage import mvdit_config
 
     config = mvdit_config(settings)
     spec = latent_map_spec(config)

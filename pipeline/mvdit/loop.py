@@ -90,16 +90,21 @@ import numpy as np
 import torch
 
 from models.mvdit.cfg import CFGConfig, reuse_unconditional_tokens, sample_keep_masks
-from pipeline.core.checkpoints import (latest_checkpoint, load_checkpoint, load_tokenizer, load_unconditional_tokens,
-                                  save_checkpoint)
-from pipeline.mvdit.latents import PoolLatentMap, latent_frames, latent_map_from_spec
+from pipeline.core.checkpoints import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_tokenizer,
+    load_unconditional_tokens,
+    save_checkpoint,
+)
+from pipeline.core.step_schedule import learning_rate, step_seed
 from pipeline.motion.windows import BUCKET_LENGTHS, STRIDES
 from pipeline.mvdit import sharding
 from pipeline.mvdit.data import Sample, as_samples, worker_shard
 from pipeline.mvdit.factory import backbone_reference, make_scheduler
+from pipeline.mvdit.latents import PoolLatentMap, latent_frames, latent_map_from_spec
 from pipeline.mvdit.resume import checkpoint_meta, resume, resume_sharded, safetensors_args
 from pipeline.mvdit.windows import nearest_bucket, reference_video, resize_crop
-from pipeline.core.step_schedule import learning_rate, step_seed
 
 Log = Callable[[str], None]
 SEED_STREAM = 7  # `step_seed`'s stream word of MV-DiT's draws

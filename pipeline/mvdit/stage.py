@@ -14,18 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.core import previews, tables
 from pipeline.core.config import ConfigError, PipelineSettings
+from pipeline.core.progress import Log, default_log
 from pipeline.core.stage_result import StageResult
 from pipeline.curation.motion_video import MotionStats, stats_path
-from pipeline.core.progress import Log, default_log
-from pipeline.tokenizer.stage import current_tokenizer_checkpoint, curated_clips, tokenizer_dir
+from pipeline.tokenizer.stage import curated_clips, current_tokenizer_checkpoint, tokenizer_dir
 
-Preview = Callable  # (checkpoint, first sample, config, log) -> frames or None: `pipeline.animation.loading.preview_sample`
+if TYPE_CHECKING:
+    from pipeline.mvdit.loop import Preview
+
 BUCKET = (48, 64)  # (H, W) of the laptop demo
 DEMO_FRAMES = 33
 
@@ -102,7 +104,7 @@ def training_samples(settings: PipelineSettings) -> list[tuple[tuple[str, int, i
     return [((uri, int(start), int(end)), joints) for _, uri, start, end, joints in train]
 
 
-def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log, preview: Preview | None = None) -> StageResult:
+def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log, preview: "Preview | None" = None) -> StageResult:
     """Train MV-DiT (tiny config by default) with the tokenizer's motion tokens; ``preview`` samples an animation
     after training (the `mv_dit` asset passes `pipeline.animation.loading.preview_sample`)."""
     from pipeline.mvdit.loop import train_mvdit

@@ -39,12 +39,19 @@ import numpy as np
 import torch
 
 from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig
-from pipeline.tokenizer import codebook as codebook_analytics
-from pipeline.core.checkpoints import checkpoint_name, latest_checkpoint, load_checkpoint, load_tokenizer, restore_model, save_checkpoint
+from pipeline.core.checkpoints import (
+    checkpoint_name,
+    latest_checkpoint,
+    load_checkpoint,
+    load_tokenizer,
+    restore_model,
+    save_checkpoint,
+)
+from pipeline.core.step_schedule import learning_rate, step_seed
 from pipeline.motion.camera_placement import CameraPlacement, place_clips
 from pipeline.motion.sources import PAPER_SOURCES, WORLD_SOURCES, SourceSlice, check_weights, flatten, make_sampler
 from pipeline.motion.windows import WindowConfig, eval_windows
-from pipeline.core.step_schedule import learning_rate, step_seed
+from pipeline.tokenizer import codebook as codebook_analytics
 from pipeline.tokenizer.tokenize_clips import tokenize_windows
 
 Log = Callable[[str], None]

@@ -17,10 +17,10 @@ import pyarrow as pa
 
 from pipeline.core import previews, tables
 from pipeline.core.config import PipelineSettings
-from pipeline.core.stage_result import StageResult
-from pipeline.curation.motion_video import MOTION_VIDEO, MotionStats, stats_path
 from pipeline.core.progress import Log, default_log
 from pipeline.core.ray_runtime import map_items
+from pipeline.core.stage_result import StageResult
+from pipeline.curation.motion_video import MOTION_VIDEO, MotionStats, stats_path
 
 MOTION_TOKENS = "motion_tokens"
 
@@ -116,10 +116,8 @@ def curated_clips(settings: PipelineSettings, columns: list[str]) -> pa.Table:
 
 def train_tokenizer_stage(settings: PipelineSettings, log: Log = default_log) -> StageResult:
     """Train 4DMoT (Ray Train by default) on the curated joints with the motion_stats normalisation."""
-    from pipeline.tokenizer.loop import train_tokenizer
-
     from pipeline.motion.stage import read_mocap
-    from pipeline.tokenizer.loop import split_heldout
+    from pipeline.tokenizer.loop import split_heldout, train_tokenizer
 
     config = tokenizer_train_config(settings)
     clips = curated_clips(settings, ["joints"])

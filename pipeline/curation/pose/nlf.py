@@ -17,8 +17,8 @@ from typing import Iterable
 import numpy as np
 
 from models.motion.skeleton import NUM_JOINTS
-from pipeline.core.config import ENV_WEIGHTS, NLF_WEIGHTS_FILE, weights_folder
 from pipeline.core.camera import DEFAULT_FOV_DEG, camera_intrinsics
+from pipeline.core.config import ENV_WEIGHTS, NLF_WEIGHTS_FILE, weights_folder
 from pipeline.curation.pose.base import FrameDetections, PoseTrack, track_from_detections
 
 # Per-frame outputs of detect_smpl_batched that the track needs.

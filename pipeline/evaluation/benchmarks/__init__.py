@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 
 from pipeline.core.config import PipelineSettings
+from pipeline.motion.driving_motion import PoseUnavailable, estimate_joints, motion_joints
 
 from .base import BENCHMARKS, DATASET_ENV, ENV_TIKTOK, ENV_UBC_FASHION, BenchmarkVideo, DatasetMissing, dataset_root
 from .generated import load_generated
-from pipeline.motion.driving_motion import PoseUnavailable, estimate_joints, motion_joints
 from .tiktok import DISCO_TEST_SEQUENCES, load_tiktok
 from .ubc_fashion import load_ubc_fashion
 

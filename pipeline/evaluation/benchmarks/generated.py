@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.core.config import PipelineSettings
+from pipeline.motion.driving_motion import video_sidecar_joints
 
 from .base import BenchmarkVideo
-from pipeline.motion.driving_motion import video_sidecar_joints
 
 PRESET = "benchmark"
 
@@ -26,8 +26,8 @@ def generated_root(settings: PipelineSettings, seed: int) -> Path:
 def load_generated(settings: PipelineSettings, seed: int = 0, max_videos: int | None = None,
                    root: str | Path | None = None) -> list[BenchmarkVideo]:
     """The benchmark's videos (rendered on first use), the first ``max_videos`` of them when given."""
-    from pipeline.synthetic import PRESETS, make_sample
     from pipeline.core.video_io import read_frames
+    from pipeline.synthetic import PRESETS, make_sample
 
     available = len(PRESETS[PRESET].videos)
     if max_videos is not None and not 1 <= max_videos <= available:

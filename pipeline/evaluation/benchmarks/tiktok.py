@@ -24,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .base import BenchmarkVideo, DatasetMissing, natural_key, require_folder
 from pipeline.motion.driving_motion import joints_file
+
+from .base import BenchmarkVideo, DatasetMissing, natural_key, require_folder
 
 DISCO_TEST_SEQUENCES = ("00335", "00336", "00337", "00338", "00339")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from .base import BenchmarkVideo, DatasetMissing, require_folder
 from pipeline.motion.driving_motion import video_sidecar_joints
+
+from .base import BenchmarkVideo, DatasetMissing, require_folder
 from .tiktok import read_list
 
 TEST_LIST = "fashion_test.txt"
