@@ -5,8 +5,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
+from pipeline.curation import ingest, scoring
 from pipeline.curation import motion_video as motion_video_stage
-from pipeline.curation import scoring
 from pipeline.curation import stages as curation
 
 GROUP = "curation"
@@ -22,7 +22,7 @@ class RecomputeConfig(Config):
 def raw_videos(context: AssetExecutionContext, mtvcraft: MTVCraftSettings) -> MaterializeResult:
     """Input videos probed with PyAV, keyed by the hash of their bytes; unreadable files go to rejects."""
     settings = mtvcraft.settings()
-    return materialized(curation.ingest_raw_videos(settings, context.log.info), settings)
+    return materialized(ingest.ingest_raw_videos(settings, context.log.info), settings)
 
 
 @asset(group_name=GROUP, deps=[raw_videos], kinds={"lance", "ray"})

@@ -43,7 +43,7 @@ recuration_schedule = ScheduleDefinition(
 
 
 def _video_files(settings: PipelineSettings) -> dict[str, float]:
-    from pipeline.curation.stages import list_raw_videos
+    from pipeline.curation.ingest import list_raw_videos
 
     source = Path(settings.raw_videos) if settings.raw_videos else settings.sample_dir / "videos"
     if not source.exists():

@@ -152,7 +152,7 @@ def whole_run(videos, out: Path, step: int) -> tuple:
 
     from pipeline.core.config import PipelineSettings
     from pipeline.core.video_io import iter_frames
-    from pipeline.curation import motion_video, scoring
+    from pipeline.curation import ingest, motion_video, scoring
     from pipeline.curation import stages as curation
 
     decode_all, _ = timed(lambda: [sum(1 for _ in iter_frames(v)) for v in videos])
@@ -176,7 +176,7 @@ def whole_run(videos, out: Path, step: int) -> tuple:
         return value
 
     def curate():
-        stage("ingest raw_videos (includes starting Ray)", lambda: curation.ingest_raw_videos(settings))
+        stage("ingest raw_videos (includes starting Ray)", lambda: ingest.ingest_raw_videos(settings))
         stage("shots", lambda: curation.segment_shots(settings))
         stage("poses (MediaPipe + IK)", lambda: curation.estimate_poses(settings))
         stage("subclips", lambda: curation.extract_subclips(settings))

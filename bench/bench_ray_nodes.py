@@ -126,7 +126,7 @@ def curate(config: str, sample_videos: Path, work: Path) -> dict:
 
     from pipeline.core import ray_runtime
     from pipeline.core.config import PipelineSettings
-    from pipeline.curation import motion_video, scoring
+    from pipeline.curation import ingest, motion_video, scoring
     from pipeline.curation import stages as curation
 
     nodes = int(config.split("-")[0])
@@ -147,7 +147,7 @@ def curate(config: str, sample_videos: Path, work: Path) -> dict:
                                     ray_address=cluster.address).validated()
         quiet = lambda _msg: None  # noqa: E731
         runs = {
-            "raw_videos": lambda: curation.ingest_raw_videos(settings, quiet),
+            "raw_videos": lambda: ingest.ingest_raw_videos(settings, quiet),
             "shots": lambda: curation.segment_shots(settings, quiet),
             "poses": lambda: curation.estimate_poses(settings, quiet),
             "subclips": lambda: curation.extract_subclips(settings, quiet),

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.core import tables
 from pipeline.core.config import PipelineSettings
-from pipeline.curation import motion_video, scoring
+from pipeline.curation import ingest, motion_video, scoring
 from pipeline.curation import stages as curation
 from pipeline.curation.pose import mediapipe_available
 from pipeline.synthetic import make_sample
@@ -41,7 +41,7 @@ def curated(sample, tmp_path_factory):
     shutil.copy(sample.video_path(sample.videos[0]), inputs / "zz_copy_of_first.mp4")  # sorts last: the original is kept
     settings = PipelineSettings(data_root=str(tmp_path_factory.mktemp("data")), raw_videos=str(inputs)).validated()
     results = {
-        "raw_videos": curation.ingest_raw_videos(settings),
+        "raw_videos": ingest.ingest_raw_videos(settings),
         "shots": curation.segment_shots(settings),
         "poses": curation.estimate_poses(settings),
         "subclips": curation.extract_subclips(settings),
@@ -181,7 +181,7 @@ def test_subclip_joints_are_fk_of_the_ground_truth(curated):
 def test_rematerializing_keeps_row_counts(curated):
     settings, _, results = curated
     before = {name: tables.count(settings.table_uri(name)) for name in ("raw_videos", "shots", "poses", "subclips", "rejects")}
-    curation.ingest_raw_videos(settings)
+    ingest.ingest_raw_videos(settings)
     curation.segment_shots(settings, recompute=True)
     curation.estimate_poses(settings, recompute=True)
     curation.extract_subclips(settings)
@@ -205,7 +205,7 @@ def test_pose_backend_choice_without_sidecar(curated, tmp_path):
     folder.mkdir()
     shutil.copy(sample.video_path(sample.videos[0]), folder)
     own = PipelineSettings(data_root=str(tmp_path / "data"), raw_videos=str(folder), pose_backend="annotations").validated()
-    curation.ingest_raw_videos(own)
+    ingest.ingest_raw_videos(own)
     curation.segment_shots(own)
     result = curation.estimate_poses(own)
     reject = rejects_of(own, "poses")[0]

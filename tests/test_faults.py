@@ -27,6 +27,7 @@ from conftest import REPO_ROOT, LoopbackRayCluster, child_env, require_executabl
 from pipeline.core import tables
 from pipeline.core.checkpoints import CorruptCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from pipeline.core.config import ConfigError, PipelineSettings
+from pipeline.curation import ingest
 from pipeline.curation import stages as curation
 
 
@@ -67,7 +68,7 @@ def segmented(ray_node, tiny_sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("segmented")
     settings = PipelineSettings(data_root=str(root), raw_videos=str(tiny_sample.root / "videos"),
                                 ray_address=ray_node.address).validated()
-    curation.ingest_raw_videos(settings)
+    ingest.ingest_raw_videos(settings)
     curation.segment_shots(settings)
     return settings
 

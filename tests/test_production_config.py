@@ -28,6 +28,7 @@ from conftest import LoopbackRayCluster, free_port, missing, require_module, req
 
 from pipeline.core import tables
 from pipeline.core.config import PipelineSettings
+from pipeline.curation import ingest
 from pipeline.curation import stages as curation
 
 PG_PASSWORD = "mtvcraft-test"
@@ -297,7 +298,7 @@ def test_curation_stages_run_on_a_two_node_ray_cluster(ray_cluster, tiny_sample,
     assert len(nodes) == 2 and {ip for ip in (n["NodeManagerAddress"] for n in nodes.values())} == {"127.0.0.2", "127.0.0.3"}
     settings = PipelineSettings(data_root=str(tmp_path / "data"), raw_videos=str(tiny_sample.root / "videos"),
                                 ray_address=ray_cluster.address).validated()
-    curation.ingest_raw_videos(settings)
+    ingest.ingest_raw_videos(settings)
     shots = curation.segment_shots(settings)
     poses = curation.estimate_poses(settings)
 
