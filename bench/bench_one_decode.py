@@ -34,7 +34,8 @@ def main() -> None:
 
     from pipeline.core import video_io
     from pipeline.core.video_io import probe_video
-    from pipeline.curation.scores.base import ClipToScore, make_scorer, score_clip, score_video_clips
+    from pipeline.curation.scores.base import make_scorer
+    from pipeline.curation.scores.score_clips import ClipToScore, score_clip, score_video_clips
 
     videos = sorted(REAL.glob("*.mp4"))
     if not videos:

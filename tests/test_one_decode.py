@@ -10,14 +10,14 @@ import tracemalloc
 from pathlib import Path
 
 import av
-import media
 import numpy as np
 import pytest
 from conftest import shared_path
 
 from pipeline.core import video_io
 from pipeline.core.video_io import iter_frames, iter_frames_at, keyframe_index, read_frames
-from pipeline.curation.scores.base import ClipToScore, FrameSampling, make_scorer, score_clip, score_video_clips
+from pipeline.curation.scores.base import FrameSampling, make_scorer
+from pipeline.curation.scores.score_clips import ClipToScore, score_clip, score_video_clips
 
 GOP = 12
 

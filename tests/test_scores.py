@@ -34,7 +34,7 @@ from pipeline.curation.scores import (
     sample_indices,
     score_clip,
 )
-from pipeline.curation.scores import base as scores_base
+from pipeline.curation.scores import score_clips as score_clips_module
 from pipeline.curation.scores.aesthetic import classical_iq, colourfulness, iq_components, make_aesthetic_head
 from pipeline.curation.scores.blur import LaplacianBlur, laplacian_variance
 from pipeline.curation.scores.flow import RAFT_WEIGHTS_FILE, DISFlow, mean_magnitude
@@ -222,13 +222,13 @@ def test_score_clip_pairs_skip_repeated_frames(tmp_path):
 
 def test_score_clip_decodes_once_and_converts_only_the_needed_frames(panning_video, monkeypatch):
     calls = []
-    real_iter = scores_base.iter_selected_frames
+    real_iter = score_clips_module.iter_selected_frames
 
     def recording_iter(path, start, offsets):
         calls.append((start, sorted(set(offsets))))
         return real_iter(path, start, offsets)
 
-    monkeypatch.setattr(scores_base, "iter_selected_frames", recording_iter)
+    monkeypatch.setattr(score_clips_module, "iter_selected_frames", recording_iter)
     scorers = [make_scorer("blur"), make_scorer("flow")]
     result = score_clip(panning_video, 2, 9, scorers, FrameSampling(every_k=3, max_frames=2))
     assert len(calls) == 1 and calls[0][0] == 2  # one decode of the clip
@@ -551,7 +551,7 @@ def test_camera_flow_is_the_background_motion(tmp_path):
 
 def test_subject_boxes_project_joints_through_the_app_b_camera():
     from pipeline.core.camera import camera_intrinsics, project
-    from pipeline.curation.scores.base import subject_boxes
+    from pipeline.curation.scores.score_clips import subject_boxes
 
     rng = np.random.default_rng(0)
     joints = rng.normal([0.0, 0.0, 4.0], 0.5, size=(5, 24, 3))

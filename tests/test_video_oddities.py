@@ -110,7 +110,8 @@ def test_variable_frame_rate_counts_every_stored_frame(tmp_path):
 def test_a_frozen_corrupt_stretch_is_decoded_and_curated_through(tmp_path):
     """The last frames are smeared garbage, frozen (one picture repeated): every frame decodes, shot
     detection and scoring run through it, and the stretch reads as no motion."""
-    from pipeline.curation.scores.base import make_scorer, score_clip
+    from pipeline.curation.scores.base import make_scorer
+    from pipeline.curation.scores.score_clips import score_clip
     from pipeline.curation.shots import make_shot_detector
 
     good = _frames(40, size=(128, 96))

@@ -28,7 +28,7 @@ from pipeline.curation.filters import (
     funnel,
     uncertainty_cut,
 )
-from pipeline.curation.scores.base import subject_boxes
+from pipeline.curation.scores.score_clips import subject_boxes
 from pipeline.curation.scores.task import ScoreTask, scorer_backends
 from pipeline.curation.stages import REJECTS, SUBCLIPS, _add_seconds, longest_first
 

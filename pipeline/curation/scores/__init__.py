@@ -13,16 +13,14 @@ from .base import (
     METRICS,
     SCORER_BACKENDS,
     ClipScorer,
-    ClipToScore,
     FrameSampling,
     KeepRule,
     keep_rule,
     make_scorer,
     resize_long_side,
     sample_indices,
-    score_clip,
-    score_video_clips,
 )
+from .score_clips import ClipToScore, score_clip, score_video_clips
 
 __all__ = [
     "DEFAULT_BACKENDS", "DEFAULT_FLOW_LONG_SIDE", "DEFAULT_THRESHOLDS", "METRICS", "SCORER_BACKENDS", "ClipScorer",

@@ -3,7 +3,7 @@
 For each sampled pair of successive frames the dense flow field is estimated and its mean
 magnitude taken; the clip score is the mean over pairs. ``score_clip`` pairs frame i with
 the next frame that is not a repeat of it (videos converted to a higher frame rate repeat
-frames; see ``base.REPEAT_LEVEL``), so the unit is pixels per step between distinct
+frames; see ``score_clips.REPEAT_LEVEL``), so the unit is pixels per step between distinct
 frames, and resizes the pairs to a fixed long side first (``DEFAULT_FLOW_LONG_SIDE`` =
 512), so that a value means the same motion at any video resolution; a scorer measures at
 the size it is given. The paper keeps clips with a UniMatch score >= 2.0 in a unit it does

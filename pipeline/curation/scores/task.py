@@ -19,7 +19,7 @@ def scorer_backends(settings: PipelineSettings) -> dict[str, str]:
 
 class ScoreTask:
     """All four quality scores of every sub-clip of one video, in one pass over the video
-    (``scores.base.score_video_clips``: each frame decoded at most once, seeking over gaps)."""
+    (``scores.score_clips.score_video_clips``: each frame decoded at most once, seeking over gaps)."""
 
     def __init__(self, settings: PipelineSettings):
         self.backends = scorer_backends(settings)
@@ -47,7 +47,8 @@ class ScoreTask:
     def __call__(self, item: dict) -> dict:
         """``item``: a video's ``uri`` and its ``clips`` (dicts with start_frame, end_frame, optional boxes).
         Returns {"clips": [scores, or {"error": message}, per clip in order], "seconds": {part: s}}."""
-        from pipeline.curation.scores.base import ClipToScore, sample_indices, score_video_clips
+        from pipeline.curation.scores.base import sample_indices
+        from pipeline.curation.scores.score_clips import ClipToScore, score_video_clips
 
         seconds: dict[str, float] = {}
         clips = [ClipToScore(c["start_frame"], c["end_frame"], c.get("boxes")) for c in item["clips"]]
