@@ -7,7 +7,8 @@ import numpy as np
 
 from pipeline.core.video_io import read_frames
 from pipeline.curation.pose.person_count import PersonCounter
-from pipeline.synthetic.sample import ShotSpec, make_sample, render_shot
+from pipeline.synthetic.presets import ShotSpec
+from pipeline.synthetic.sample import make_sample, render_shot
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = str(ROOT.parent / "shared" / "real" / "mtvcrafter-samples") + "/"

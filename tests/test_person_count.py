@@ -21,7 +21,8 @@ def counter():
 
 def _render(kind: str, seed: int, draw_persons: bool = True) -> np.ndarray:
     """Three frames (3, 240, 320, 3) of a generated shot, as in the demo sample."""
-    from pipeline.synthetic.sample import ShotSpec, render_shot
+    from pipeline.synthetic.presets import ShotSpec
+    from pipeline.synthetic.sample import render_shot
 
     spec = ShotSpec("two_people", 3, "walk", "dance") if kind == "two_people" else ShotSpec("normal", 3, "wave")
     return render_shot(spec, 320, 240, 25.0, np.random.default_rng(seed), draw_persons=draw_persons).frames

@@ -345,7 +345,8 @@ def test_rotate_view_turns_the_joints_with_the_camera():
 
 
 def test_sway_moves_a_far_background_point_where_the_camera_projects_it():
-    from pipeline.synthetic.render import Background, CameraSway
+    from pipeline.synthetic.render import CameraSway
+    from pipeline.synthetic.scenery import Background
 
     width, height, num = 160, 120, 30
     k = camera_intrinsics(width, height).astype(np.float64)

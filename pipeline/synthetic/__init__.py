@@ -5,15 +5,12 @@ command line is ``python -m pipeline.synthetic --out DIR [--seed 0] [--preset de
 """
 
 from .motions import MOTIONS, Motion, make_motion, motion_joints
+from .presets import PRESETS, Preset, ShotSpec, VideoSpec
 from .render import camera_intrinsics, project
 from .sample import (
-    PRESETS,
-    Preset,
     SampleManifest,
     ShotInfo,
-    ShotSpec,
     VideoInfo,
-    VideoSpec,
     make_sample,
     read_sidecar,
     render_shot,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from .sample import PRESETS, make_sample
+from .presets import PRESETS
+from .sample import make_sample
 
 
 def main(argv: list[str] | None = None) -> None:
