@@ -1,4 +1,5 @@
-"""Training assets: the 4D motion tokenizer and the motion tokens of the curated clips."""
+"""Training assets: motion capture, 4DMoT and the clips' motion tokens (Sec. 3.1), video latents, MV-DiT (Sec. 3.2)
+and the held-out animation (App. A.3)."""
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 

@@ -1,4 +1,4 @@
-"""Animate a motion longer than one sampling pass, in overlapping windows.
+"""Animate a motion longer than one sampling pass, in overlapping windows (App. A.3; the release's 49-frame windows).
 
 One pass of MV-DiT over a long motion needs attention memory that grows with
 the square of its length, and more learnable unconditional motion tokens c_m∅

@@ -1,4 +1,4 @@
-"""The official MTVCrafter release end to end: its 4DMoT + MV-DiT-7B (or -17B) from their own files.
+"""The official MTVCrafter release end to end: its 4DMoT + MV-DiT-7B (or -17B) from their own files (`paper-facts.md`).
 
 Layout read (the Hugging Face snapshot ``yanboding/MTVCrafter`` plus what the official scripts read beside
 it; ``../shared/release-format/README.md`` describes every file)::

@@ -1,1 +1,2 @@
-"""Shared ground of every stage: settings, Lance tables, video I/O, progress, the Ray runtime, checkpoint files, previews, rejections."""
+"""Shared ground of every stage: settings, Lance tables, video I/O, progress, the Ray runtime, checkpoint files,
+previews, rejections."""

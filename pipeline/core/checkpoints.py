@@ -1,4 +1,4 @@
-"""4DMoT training checkpoints: safetensors + a SHA-256 checksum file, no pickle anywhere.
+"""Training checkpoints of 4DMoT and MV-DiT (App. A.2): safetensors + a SHA-256 checksum file, no pickle anywhere.
 
 One checkpoint is one ``step_XXXXXXXX.safetensors`` file holding
 - ``model.<name>``: the model state (weights and the EMA codebook buffers:

@@ -1,1 +1,2 @@
-"""Curation (paper App. B): raw videos -> shots -> SMPL poses -> single-person sub-clips -> clip scores and filters -> the motion_video table."""
+"""Curation (paper App. B): raw videos -> shots -> SMPL poses -> single-person sub-clips -> clip scores and filters
+-> the motion_video table."""

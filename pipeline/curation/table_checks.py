@@ -1,4 +1,5 @@
-"""Invariants of the curation tables, checked after each materialization (Dagster asset checks wrap these).
+"""Invariants of the curation tables (App. B; DESIGN.md's table contracts), checked after each materialization
+(Dagster asset checks wrap these).
 
 Each check returns ``CheckOutcome(passed, description, details)``; nothing here raises for bad data.
 """

@@ -1,4 +1,4 @@
-"""The per-item work of the curation stages, run on Ray actors (``ray_runtime.map_items``).
+"""The per-item work of the curation stages (App. B), run on Ray actors (``ray_runtime.map_items``).
 
 Kept apart from ``pipeline.curation.stages`` (tables, previews, torch) on purpose: an actor imports the
 module of its task class when it unpickles the task, and this module imports only the standard

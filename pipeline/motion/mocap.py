@@ -1,4 +1,4 @@
-"""Motion-capture sources for 4DMoT: corpus ``.npz`` files (``../shared/mocap`` layout), AMASS ``.npz`` and BVH.
+"""Motion-capture sources for 4DMoT (Sec. 3.1 input, beyond the paper): corpus ``.npz``, AMASS ``.npz`` and BVH.
 
 Every file becomes `MocapSequence` rows: SMPL-24 joints ``(T, 24, 3)`` float32 in
 **metres**, in a **world frame with +Y up** (floor near y = 0, x and z

@@ -1,4 +1,5 @@
-"""Diverse procedural training motion for 4DMoT: random smooth paths through the SMPL pose space.
+"""Diverse procedural training motion for 4DMoT: random smooth paths through the SMPL pose space (Sec. 3.1's
+tokenizer input; beyond the paper).
 
 The seven kinds of `pipeline.synthetic.motions` are the demo's motions: they
 move a few joints along fixed patterns, mostly with small displacements (the

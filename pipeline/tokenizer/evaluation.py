@@ -1,4 +1,4 @@
-"""How well a trained 4DMoT reconstructs real motion: MPJPE, PA-MPJPE, acceleration error, codebook usage.
+"""How well a trained 4DMoT reconstructs real motion: MPJPE, PA-MPJPE, acceleration error, codebook usage (App. E.4).
 
     python -m pipeline.tokenizer.evaluation --checkpoint CKPT [--mocap DIR] [--real NPZ] [--sample DIR] [--json OUT]
 

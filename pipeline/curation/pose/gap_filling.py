@@ -1,4 +1,4 @@
-"""Fill short runs of frames where the pose estimator found nobody, for a driving motion.
+"""Fill short runs of frames where the pose estimator found nobody, in a driving motion (App. A.3).
 
 A driving video for ``animate`` or a benchmark must give a pose on every frame,
 but detectors miss a person now and then (motion blur, a hand across the face):

@@ -1,4 +1,5 @@
-"""Fit SMPL joint rotations and root translation to target joints (inverse kinematics).
+"""Fit SMPL joint rotations and root translation to target joints (inverse kinematics): the embedded pose backend's
+SMPL fit (Sec. 3.1, App. B).
 
 Backends that see joints, not SMPL parameters (MediaPipe's landmarks, through
 ``joint_map.py``), need the paper's pose representation (Sec. 3.1): per-frame

@@ -1,4 +1,5 @@
-"""Where the people are in a frame: MediaPipe's selfie segmentation mask and its connected components.
+"""Where the people are in a frame: MediaPipe's selfie segmentation mask and its connected components (App. B's
+single-person rule).
 
 The person counter (``person_count.py``) uses the mask (issue 16, item 1): each large component is
 a window the BlazePose person detector runs on (the person reaches the detector's 224 x 224 input
