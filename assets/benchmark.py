@@ -7,8 +7,9 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, StaticPart
 from assets.metadata import materialized
 from assets.resources import MTVCraftSettings
 from assets.training import mv_dit
-from pipeline.evaluation.benchmark_eval import EvalProtocol, evaluate_benchmark
+from pipeline.evaluation.benchmark_eval import evaluate_benchmark
 from pipeline.evaluation.benchmarks import BENCHMARKS
+from pipeline.evaluation.protocol import EvalProtocol
 
 GROUP = "evaluation"
 benchmark_partitions = StaticPartitionsDefinition(list(BENCHMARKS))

@@ -32,9 +32,10 @@ import torch
 from pipeline.animation.loading import load_train_checkpoint
 from pipeline.animation.long_motion import animate_in_windows, window_starts
 from pipeline.core.config import PipelineSettings
-from pipeline.evaluation.benchmark_eval import fit_frames, resolve_checkpoint
+from pipeline.evaluation.benchmark_eval import resolve_checkpoint
 from pipeline.evaluation.benchmarks import load_generated
 from pipeline.evaluation.metrics.frame_metrics import psnr, ssim
+from pipeline.evaluation.protocol import fit_frames
 
 WINDOW, OVERLAP, SIZE = 33, 9, (48, 64)
 

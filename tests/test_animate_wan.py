@@ -111,7 +111,7 @@ def test_guidance_combines_the_three_branches(pipe):
     manual = preds[NULL] + 3.0 * (preds[MOTION] - preds[NULL]) + 6.0 * (preds[FULL] - preds[MOTION])
     torch.testing.assert_close(guided, manual, rtol=1e-4, atol=1e-5)
     # The benchmark's null-motion baseline: c_m∅ in every branch, the text CFG kept.
-    from pipeline.evaluation.benchmark_eval import WanNullMotionPipeline, null_motion_pipeline
+    from pipeline.evaluation.baselines import WanNullMotionPipeline, null_motion_pipeline
 
     null = null_motion_pipeline(pipe)
     assert isinstance(null, WanNullMotionPipeline)
@@ -160,7 +160,8 @@ def test_cli_with_a_prompt(checkpoint, tmp_path, monkeypatch):
 def test_benchmark_eval_scores_a_wan_checkpoint(checkpoint, tmp_path, monkeypatch):
     """benchmark_eval passes its protocol's prompt and text CFG to the Wan pipeline and gets all three methods."""
     from pipeline.core.config import PipelineSettings
-    from pipeline.evaluation.benchmark_eval import EvalProtocol, evaluate_benchmark
+    from pipeline.evaluation.benchmark_eval import evaluate_benchmark
+    from pipeline.evaluation.protocol import EvalProtocol
 
     calls = []
     original = WanMotionPipeline.guided_prediction

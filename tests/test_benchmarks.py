@@ -17,18 +17,8 @@ from media import write_video
 from pipeline.core import tables
 from pipeline.core.config import PipelineSettings
 from pipeline.curation.subclips import neutral_joints
-from pipeline.evaluation.benchmark_eval import (
-    BENCHMARK_EVAL,
-    METHODS,
-    PAPER_TABLES,
-    EvalProtocol,
-    NullMotionPipeline,
-    evaluate_benchmark,
-    fit_frames,
-    null_motion_unavailable,
-    paper_rows,
-    report_markdown,
-)
+from pipeline.evaluation.baselines import NullMotionPipeline, null_motion_unavailable
+from pipeline.evaluation.benchmark_eval import evaluate_benchmark
 from pipeline.evaluation.benchmarks import (
     ENV_TIKTOK,
     DatasetMissing,
@@ -39,6 +29,8 @@ from pipeline.evaluation.benchmarks import (
     load_tiktok,
     load_ubc_fashion,
 )
+from pipeline.evaluation.protocol import EvalProtocol, fit_frames
+from pipeline.evaluation.report import BENCHMARK_EVAL, METHODS, PAPER_TABLES, paper_rows, report_markdown
 
 PAPER = "paper/mtvcraft-paper.txt"  # under ../shared (conftest.shared_path)
 
@@ -342,7 +334,7 @@ def test_metric_suite_scores_all_six_when_the_networks_are_there(tmp_path, monke
     from test_metrics import TinyI3D
 
     import pipeline.evaluation.metrics as metrics
-    from pipeline.evaluation.benchmark_eval import MetricSuite
+    from pipeline.evaluation.metric_suite import MetricSuite
 
     torch.manual_seed(0)
     alexnet = torchvision.models.alexnet(weights=None)

@@ -270,7 +270,7 @@ def test_tokenizer_trains_on_the_curated_table_and_tokenizes_every_clip(curated,
     # The Table 2 runner on the same tables: two rows, a few steps, one generated benchmark video.
     from pipeline.core.checkpoints import load_checkpoint
     from pipeline.evaluation.ablations import AblationConfig, run_ablations
-    from pipeline.evaluation.benchmark_eval import EvalProtocol
+    from pipeline.evaluation.protocol import EvalProtocol
 
     config = AblationConfig(rows=("default", "w/o quantize", "w/o PE"), tokenizer_steps=3, mvdit_steps=2,
                             protocol=EvalProtocol.tiny(max_videos=1, num_inference_steps=2))

@@ -24,7 +24,9 @@ from typing import Any
 
 from pipeline.core.config import PipelineSettings
 from pipeline.core.progress import Log, default_log
-from pipeline.evaluation.benchmark_eval import METRIC_COLUMNS, METRIC_HEADERS, EvalProtocol, evaluate_benchmark
+from pipeline.evaluation.benchmark_eval import evaluate_benchmark
+from pipeline.evaluation.protocol import EvalProtocol
+from pipeline.evaluation.report import METRIC_COLUMNS, METRIC_HEADERS
 
 # (tokenizer switches, motion PE) per Table 2 row.
 ROWS: dict[str, tuple[dict[str, Any], str]] = {

@@ -20,7 +20,8 @@ import numpy as np
 from pipeline.core import previews
 from pipeline.core.config import PipelineSettings
 from pipeline.core.progress import Log, default_log
-from pipeline.evaluation.benchmark_eval import EvalProtocol, evaluate_benchmark, resolve_checkpoint
+from pipeline.evaluation.benchmark_eval import evaluate_benchmark, resolve_checkpoint
+from pipeline.evaluation.protocol import EvalProtocol
 
 PAPER_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
 
