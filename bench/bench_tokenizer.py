@@ -56,7 +56,8 @@ from models.tokenizer import VQVAE, MotionNormalizer, TokenizerConfig, count_par
 from pipeline.core.checkpoints import list_checkpoints, load_tokenizer  # noqa: E402
 from pipeline.motion.windows import WindowConfig, tile_windows  # noqa: E402
 from pipeline.synthetic.motions import MOTIONS, make_motion  # noqa: E402
-from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from pipeline.tokenizer.config import TokenizerTrainConfig  # noqa: E402
+from pipeline.tokenizer.loop import train_tokenizer  # noqa: E402
 from pipeline.tokenizer.tokenize_clips import tokenize_windows  # noqa: E402
 
 REAL_JOINTS = Path(__file__).resolve().parents[2] / "shared/real/mtvcrafter-samples/nlf_joints_mm.npz"

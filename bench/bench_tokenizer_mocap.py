@@ -35,7 +35,8 @@ from pipeline.core.checkpoints import load_checkpoint  # noqa: E402
 from pipeline.motion.camera_placement import CameraPlacement, framing, place_clips, place_window  # noqa: E402
 from pipeline.motion.windows import WindowConfig  # noqa: E402
 from pipeline.tokenizer import evaluation as tokenizer_eval  # noqa: E402
-from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from pipeline.tokenizer.config import TokenizerTrainConfig  # noqa: E402
+from pipeline.tokenizer.loop import train_tokenizer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MOCAP = SHARED / "mocap"

@@ -185,7 +185,8 @@ TRAIN = """
     import numpy as np, torch
     from pipeline.motion.windows import WindowConfig
     from pipeline.synthetic.motions import make_motion
-    from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
+    from pipeline.tokenizer.config import TokenizerTrainConfig
+    from pipeline.tokenizer.loop import train_tokenizer
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -200,7 +200,8 @@ def test_mixed_sampler_draws_by_weight_places_mocap_and_is_deterministic():
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_a_mixed_source_training_step_runs_and_records_its_sources(tmp_path, backend):
     from pipeline.core.checkpoints import load_checkpoint
-    from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
+    from pipeline.tokenizer.config import TokenizerTrainConfig
+    from pipeline.tokenizer.loop import train_tokenizer
 
     curated = [world_motion(60, s) @ cp.WORLD_TO_CAMERA_AXES.astype(np.float32) + [0, 0.9, 3.0] for s in range(3)]
     mocap = [world_motion(60, s + 10) for s in range(2)]

@@ -1,4 +1,7 @@
-"""Motion import (pipeline.motion.motion_import): AMASS npz and BVH -> camera-frame SMPL-24 joints, resampling, errors."""
+"""Motion import: AMASS npz and BVH -> camera-frame SMPL-24 joints, resampling, errors.
+
+Modules: pipeline.motion.amass, .bvh, .imported_motion (the record, placement, resampling) and .motion_import (dispatch).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,10 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from models.motion.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS, forward_kinematics
-from pipeline.motion.motion_import import (
-    ImportedMotion,
-    ViewPlacement,
-    bvh_positions,
-    import_amass,
-    import_bvh,
-    import_folder,
-    import_motion,
-    read_bvh,
-    resample,
-)
+from pipeline.motion.amass import import_amass
+from pipeline.motion.bvh import bvh_positions, import_bvh, read_bvh
+from pipeline.motion.imported_motion import ImportedMotion, ViewPlacement, resample
+from pipeline.motion.motion_import import import_folder, import_motion
 
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 # z-up world -> camera, written out: x stays, camera y = -world z (up is -y), camera z = world y.

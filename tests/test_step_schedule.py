@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.core.step_schedule import learning_rate, step_seed
 from pipeline.mvdit.loop import SEED_STREAM, MVDiTTrainConfig
-from pipeline.tokenizer.loop import TokenizerTrainConfig
+from pipeline.tokenizer.config import TokenizerTrainConfig
 
 
 # The two trainers' functions as they were before the merge (commit 1184dce), verbatim.

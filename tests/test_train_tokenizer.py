@@ -30,7 +30,8 @@ from pipeline.motion.windows import (
 )
 from pipeline.synthetic.motion_mix import mixed_motions
 from pipeline.synthetic.motions import make_motion
-from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
+from pipeline.tokenizer.config import TokenizerTrainConfig
+from pipeline.tokenizer.loop import train_tokenizer
 from pipeline.tokenizer.tokenize_clips import main as tokenize_main
 
 TINY = TokenizerConfig.tiny()

@@ -12,9 +12,9 @@ Formats (`read_motion_file`):
   sidecar of the same stem that gives ``units`` ("millimetres" or "metres"),
   ``fps``, ``up_axis`` ("+Y ..." or "+Z ...") and the licence text. The
   sidecar is required: without it the frame rate and units are unknown.
-- AMASS ``.npz`` (``poses`` + ``trans``): `pipeline.motion.motion_import.import_amass`,
+- AMASS ``.npz`` (``poses`` + ``trans``): `pipeline.motion.amass.import_amass`,
   neutral-shape FK, then its camera axes turned back to +Y up.
-- ``.bvh``: `pipeline.motion.motion_import.import_bvh` (retargeted by joint names), same.
+- ``.bvh``: `pipeline.motion.bvh.import_bvh` (retargeted by joint names), same.
 
 Each sequence is checked (`check_sequence`); a sequence or file that fails is a
 `Reject` with its reason, never an exception that stops the other files.
@@ -166,7 +166,8 @@ def read_corpus(path: Path, sidecar: dict) -> Iterator[MocapSequence | Reject]:
 
 def _imported(path: Path) -> MocapSequence:
     """An AMASS ``.npz`` or a BVH file through `pipeline.motion.motion_import`, turned back to +Y up, unplaced."""
-    from pipeline.motion.motion_import import UP_TO_CAMERA, import_motion
+    from pipeline.motion.imported_motion import UP_TO_CAMERA
+    from pipeline.motion.motion_import import import_motion
 
     motion = import_motion(path, placement=None)  # camera axes: (x, -y, -z) of a y-up world
     world = motion.joints.astype(np.float64) @ UP_TO_CAMERA["y"]  # its own inverse (a 180 degree turn)

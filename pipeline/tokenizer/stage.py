@@ -34,7 +34,7 @@ _NOT_IN_KEY = ("backend", "use_gpu", "ray_address", "max_failures", "run_name", 
 
 def tokenizer_train_config(settings: PipelineSettings):
     """The `TokenizerTrainConfig` the ``tokenizer`` stage trains with under ``settings``."""
-    from pipeline.tokenizer.loop import TokenizerTrainConfig
+    from pipeline.tokenizer.config import TokenizerTrainConfig
 
     steps_lr1 = max(1, round(settings.tokenizer_steps * 2 / 3))  # the paper's 200K + 100K split
     return TokenizerTrainConfig(
