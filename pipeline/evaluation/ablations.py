@@ -85,7 +85,8 @@ def train_row_tokenizer(settings: PipelineSettings, switches: dict[str, Any], co
     from models.tokenizer import TokenizerConfig
     from pipeline.core import tables
     from pipeline.curation.motion_video import MotionStats, stats_path
-    from pipeline.tokenizer.loop import TokenizerTrainConfig, train_tokenizer
+    from pipeline.tokenizer.config import TokenizerTrainConfig
+    from pipeline.tokenizer.loop import train_tokenizer
     from pipeline.tokenizer.stage import curated_clips
 
     joints = tables.sequence_as_arrays(curated_clips(settings, ["joints"]), "joints", (24, 3))

@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from models.motion.skeleton import NUM_JOINTS
-from pipeline.motion.imported_motion import Z_UP_TO_CAMERA, ImportedMotion, ViewPlacement, _finish, _fk, _rigid
+from pipeline.motion.imported_motion import (
+    Z_UP_TO_CAMERA,
+    ImportedMotion,
+    ViewPlacement,
+    neutral_fk,
+    place_and_resample,
+    rigid_transform,
+)
 
 # Width of AMASS ``poses`` -> body model (all start with root + 21 body joints).
 AMASS_POSE_WIDTHS = {66: "smpl-body", 72: "smpl", 156: "smplh", 165: "smplx"}
@@ -72,7 +79,7 @@ def import_amass(path: str | Path, fps: float | None = None,
     pose[:, :22] = poses[:, :66].reshape(-1, 22, 3)
     if model == "smpl":
         pose[:, 22:] = poses[:, 66:72].reshape(-1, 2, 3)
-    world = ImportedMotion(joints=_fk(pose, trans).astype(np.float32), fps=source_fps, source=str(path),
+    world = ImportedMotion(joints=neutral_fk(pose, trans).astype(np.float32), fps=source_fps, source=str(path),
                            format="amass", pose=pose.astype(np.float32), transl=trans.astype(np.float32),
                            meta={**meta, "body_model": model, "source_fps": source_fps, "up_axis": "z"})
-    return _finish(_rigid(world, Z_UP_TO_CAMERA, np.zeros(3)), fps, placement)
+    return place_and_resample(rigid_transform(world, Z_UP_TO_CAMERA, np.zeros(3)), fps, placement)

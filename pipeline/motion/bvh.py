@@ -29,7 +29,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from models.motion.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES
-from pipeline.motion.imported_motion import UP_TO_CAMERA, ImportedMotion, ViewPlacement, _finish
+from pipeline.motion.imported_motion import UP_TO_CAMERA, ImportedMotion, ViewPlacement, place_and_resample
 
 # Metres per file unit, for BVH ``units``.
 BVH_UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}
@@ -365,5 +365,5 @@ def import_bvh(path: str | Path, fps: float | None = None, skeleton: str = "auto
     motion = ImportedMotion(joints=joints.astype(np.float32), fps=bvh.fps, source=str(path), format="bvh",
                             meta={"skeleton": map_name, "units": unit_name, "metres_per_unit": scale,
                                   "source_fps": bvh.fps, "up_axis": up_axis})
-    return _finish(motion, fps, placement)
+    return place_and_resample(motion, fps, placement)
 

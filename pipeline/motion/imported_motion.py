@@ -85,13 +85,13 @@ class ImportedMotion:
 
 
 # ---- shared geometry -----------------------------------------------------------------------------
-def _fk(pose: np.ndarray, transl: np.ndarray) -> np.ndarray:
+def neutral_fk(pose: np.ndarray, transl: np.ndarray) -> np.ndarray:
     """Neutral-shape SMPL forward kinematics, numpy float64 in, float64 out."""
     with torch.no_grad():
         return forward_kinematics(torch.from_numpy(pose), transl=torch.from_numpy(transl)).numpy()
 
 
-def _rigid(motion: ImportedMotion, rot: np.ndarray, shift: np.ndarray) -> ImportedMotion:
+def rigid_transform(motion: ImportedMotion, rot: np.ndarray, shift: np.ndarray) -> ImportedMotion:
     """Apply ``x -> rot @ x + shift`` to a whole motion; SMPL root rotation and translation follow.
 
     FK puts joint 0 at ``rest0 + transl``, so the new translation is
@@ -121,7 +121,7 @@ def place_in_view(motion: ImportedMotion, placement: ViewPlacement) -> ImportedM
     pelvis = turned[_J["pelvis"]]
     floor = turned[:, 1].max()  # +y is down: the lowest joint has the largest y
     shift = np.array([-pelvis[0], placement.camera_height - floor, placement.distance - pelvis[2]])
-    return _rigid(motion, rot, shift)
+    return rigid_transform(motion, rot, shift)
 
 
 def resample(motion: ImportedMotion, fps: float) -> ImportedMotion:
@@ -145,7 +145,7 @@ def resample(motion: ImportedMotion, fps: float) -> ImportedMotion:
             axis=1,
         )
         transl = np.stack([np.interp(new_t, src_t, motion.transl[:, k]) for k in range(3)], axis=1)
-        joints = _fk(pose, transl)
+        joints = neutral_fk(pose, transl)
         return replace(motion, joints=joints.astype(np.float32), pose=pose.astype(np.float32),
                        transl=transl.astype(np.float32), fps=float(fps))
     flat = motion.joints.reshape(motion.num_frames, -1).astype(np.float64)
@@ -153,7 +153,8 @@ def resample(motion: ImportedMotion, fps: float) -> ImportedMotion:
     return replace(motion, joints=joints.reshape(count, NUM_JOINTS, 3).astype(np.float32), fps=float(fps))
 
 
-def _finish(motion: ImportedMotion, fps: float | None, placement: ViewPlacement | None) -> ImportedMotion:
+def place_and_resample(motion: ImportedMotion, fps: float | None, placement: ViewPlacement | None) -> ImportedMotion:
+    """The last step of every importer: put the motion in view (``placement``), then resample it to ``fps``."""
     if placement is not None:
         motion = place_in_view(motion, placement)
     if fps is not None:
