@@ -4,7 +4,6 @@ slicing and posterior mode, a full-size model without its VAE, the held-out anim
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
