@@ -20,7 +20,7 @@
    tokens; 512 T5 + 257 CLIP tokens) and at 49 x 480 x 720 (the same token
    grid as CogVideoX). Motion tokens: 13 latent frames x 24 joints = 312.
 2. CPU training step time of the tiny MV-DiT config under Ray Train with 1 and 2
-   workers side by side (``pipeline.mvdit.loop``, backend "ray", the same
+   workers side by side (``pipeline.mvdit.train``, backend "ray", the same
    per-worker batch), on clips rendered by ``pipeline.synthetic`` at 48 x 64.
    Steps/s come from the modification times of the checkpoints rank 0 writes
    every ``every`` steps (the slope after the first one), so startup is
@@ -302,7 +302,8 @@ def bench_ray(steps: int, everies: tuple[int, ...], batch: int, clips: int, out:
 
     from pipeline.core.checkpoints import list_checkpoints
     from pipeline.core.ray_runtime import ensure_ray
-    from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+    from pipeline.mvdit.config import MVDiTTrainConfig
+    from pipeline.mvdit.train import train_mvdit
 
     t0 = time.perf_counter()
     samples = rendered_clips(clips, 49, 48, 64)

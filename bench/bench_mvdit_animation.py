@@ -34,7 +34,8 @@ from pipeline.core.video_io import read_frames
 from pipeline.curation.motion_video import MotionStats, stats_path
 from pipeline.evaluation.metrics import psnr, ssim
 from pipeline.mvdit import stage as mvdit_stage
-from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.train import train_mvdit
 from pipeline.synthetic.motions import motion_joints
 from pipeline.synthetic.sample import make_sample, read_sidecar
 from pipeline.tokenizer.stage import current_tokenizer_checkpoint

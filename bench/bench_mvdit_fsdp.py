@@ -67,7 +67,8 @@ def run(world: int, batch: int, steps: int, tokenizer: str, root: Path) -> dict:
     import torch.multiprocessing as mp
 
     from pipeline.core.checkpoints import load_checkpoint
-    from pipeline.mvdit.loop import MVDiTTrainConfig, prepare_job
+    from pipeline.mvdit.config import MVDiTTrainConfig
+    from pipeline.mvdit.train import prepare_job
 
     cfg = MVDiTTrainConfig.tiny(strategy="fsdp", steps=steps, batch_size=batch, buckets=((48, 64),),
                                 checkpoint_every=steps, log_every=1, resume=False)

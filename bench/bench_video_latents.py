@@ -35,8 +35,10 @@ import torch  # noqa: E402
 
 from pipeline.core import tables  # noqa: E402
 from pipeline.core.video_io import write_mp4  # noqa: E402
+from pipeline.mvdit.batches import step_latents  # noqa: E402
+from pipeline.mvdit.config import MVDiTTrainConfig  # noqa: E402
 from pipeline.mvdit.latent_table import FIRST_FRAME, SCHEMA, LatentTask, latent_key, plan_clips  # noqa: E402
-from pipeline.mvdit.loop import MVDiTTrainConfig, latent_map_spec, step_latents, train_mvdit  # noqa: E402
+from pipeline.mvdit.train import latent_map_spec, train_mvdit  # noqa: E402
 
 WARMUP = 3
 

@@ -13,8 +13,10 @@ from pipeline.animation.cli import main
 from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline
 from pipeline.core.checkpoints import load_tokenizer
 from pipeline.core.video_io import probe_video
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.factory import build_model, model_kwargs
 from pipeline.mvdit.latents import PoolLatentMap
-from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
+from pipeline.mvdit.train import train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 

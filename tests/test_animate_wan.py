@@ -16,7 +16,8 @@ from pipeline.animation.cli import main
 from pipeline.animation.loading import load_train_checkpoint, preview_sample
 from pipeline.animation.wan_pipeline import WanMotionPipeline
 from pipeline.core.video_io import probe_video
-from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.train import train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 

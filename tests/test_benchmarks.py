@@ -231,7 +231,8 @@ def test_fit_frames_centre_crops_to_the_aspect_then_resizes():
 def checkpoint(tmp_path_factory):
     from test_train_mvdit import tiny_tokenizer
 
-    from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+    from pipeline.mvdit.config import MVDiTTrainConfig
+    from pipeline.mvdit.train import train_mvdit
 
     root = tmp_path_factory.mktemp("mvdit")
     rng = np.random.default_rng(0)

@@ -205,7 +205,7 @@ def test_graph_sees_the_repository():
     assert {"pipeline.mvdit.stage", "pipeline.mvdit.factory", "models.mvdit.cogvideox",
             "assets.definitions"} <= set(graph)
     assert "pipeline.tokenizer.stage" in graph["pipeline.mvdit.stage"]          # module level
-    assert "pipeline.mvdit.loop" in graph["pipeline.mvdit.stage"]               # in a function
+    assert "pipeline.mvdit.train" in graph["pipeline.mvdit.stage"]              # in a function
     assert len(graph) > 100 and sum(map(len, graph.values())) > 200
 
 

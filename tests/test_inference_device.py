@@ -4,7 +4,6 @@ slicing and posterior mode, a full-size model without its VAE, the held-out anim
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,10 @@ from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline, resolve_devi
 from pipeline.animation.loading import load_train_checkpoint
 from pipeline.core.checkpoints import load_tokenizer
 from pipeline.evaluation import held_out
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.factory import build_model, model_kwargs
 from pipeline.mvdit.latents import PoolLatentMap, VAELatentMap
-from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, train_mvdit
+from pipeline.mvdit.train import train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

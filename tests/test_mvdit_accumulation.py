@@ -17,9 +17,11 @@ from test_train_mvdit import synthetic_samples
 from tiny_models import tiny_tokenizer
 
 from pipeline.core.step_schedule import step_seed
+from pipeline.mvdit.config import MVDiTTrainConfig
 from pipeline.mvdit.factory import make_scheduler
-from pipeline.mvdit.loop import SEED_STREAM, MVDiTTrainConfig, prepare_job, train_loop
+from pipeline.mvdit.loop import SEED_STREAM, train_loop
 from pipeline.mvdit.sharding import make_optimizer, optimizer_step
+from pipeline.mvdit.train import prepare_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GLOBAL = 8

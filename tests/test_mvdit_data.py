@@ -43,7 +43,8 @@ def test_a_reference_decodes_the_same_frames_once_and_the_cache_is_bounded(video
 
 MEASURE = """
 import json, sys, numpy as np, torch
-from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.train import train_mvdit
 
 def status(key):
     for line in open("/proc/self/status"):

@@ -22,8 +22,10 @@ from tiny_models import tiny_tokenizer
 from models.mvdit.cogvideox import MVDiTConfig
 from models.mvdit.wan import MVDiTWanConfig
 from pipeline.core.checkpoints import load_checkpoint
+from pipeline.mvdit.config import MVDiTTrainConfig
 from pipeline.mvdit.factory import build_from_backbone
-from pipeline.mvdit.loop import MVDiTTrainConfig, prepare_job, train_loop
+from pipeline.mvdit.loop import train_loop
+from pipeline.mvdit.train import prepare_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SEED = 7

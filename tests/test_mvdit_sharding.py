@@ -17,8 +17,10 @@ from test_train_mvdit import synthetic_samples
 from tiny_models import tiny_tokenizer
 
 from pipeline.core.checkpoints import load_checkpoint
-from pipeline.mvdit.factory import make_scheduler
-from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, prepare_job, train_loop
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.factory import build_model, make_scheduler, model_kwargs
+from pipeline.mvdit.loop import train_loop
+from pipeline.mvdit.train import prepare_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -285,7 +285,7 @@ def test_config_saved_before_the_unit_change_is_refused_naming_the_setting(tmp_p
     import json
 
     from models.mvdit.cogvideox import MVDiTCogVideoX, MVDiTConfig
-    from pipeline.mvdit.loop import build_model
+    from pipeline.mvdit.factory import build_model
 
     kwargs = {**MVDiTConfig.tiny().model_kwargs(), "motion_position_scale": None}
     with pytest.raises(ValueError, match="motion_position_scale"):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline.core.step_schedule import learning_rate, step_seed
-from pipeline.mvdit.loop import SEED_STREAM, MVDiTTrainConfig
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.loop import SEED_STREAM
 from pipeline.tokenizer.config import TokenizerTrainConfig
 
 

@@ -8,17 +8,13 @@ import torch
 from tiny_models import tiny_tokenizer
 
 from pipeline.core.checkpoints import load_checkpoint
+from pipeline.mvdit.batches import jitter_colours
+from pipeline.mvdit.config import MVDiTTrainConfig
 from pipeline.mvdit.data import as_samples
-from pipeline.mvdit.factory import make_scheduler
+from pipeline.mvdit.factory import build_model, make_scheduler, model_kwargs
 from pipeline.mvdit.latents import PoolLatentMap, latent_map_from_spec
-from pipeline.mvdit.loop import (
-    MVDiTTrainConfig,
-    build_model,
-    diffusion_loss,
-    jitter_colours,
-    model_kwargs,
-    train_mvdit,
-)
+from pipeline.mvdit.losses import diffusion_loss
+from pipeline.mvdit.train import train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 
@@ -188,7 +184,7 @@ def test_training_reduces_loss_and_resume_matches(tokenizer_ckpt, tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_rope_unit(tokenizer_ckpt, tmp_path, monkeypatch):
     """A run killed before the RoPE unit became millimetres must not continue with the new angles."""
-    import pipeline.mvdit.loop as train_module
+    import pipeline.mvdit.train as train_module
 
     samples = synthetic_samples(n=1)
     original = train_module.model_kwargs
@@ -300,7 +296,7 @@ def test_full_models_need_a_backbone_and_never_preview_on_the_driver_cpu(tokeniz
 @pytest.mark.parametrize("model_name", ["tiny", "wan_tiny"])
 def test_block_gradient_checkpointing_gives_the_same_gradients(model_name):
     """Per-block checkpointing (on by default at full size) recomputes activations in backward: same gradients."""
-    from pipeline.mvdit.loop import flow_matching_loss
+    from pipeline.mvdit.losses import flow_matching_loss
 
     cfg = MVDiTTrainConfig.tiny(model=model_name)
     kwargs = model_kwargs(cfg, 64, 4, (16, 24)) if cfg.is_wan else model_kwargs(cfg, 64, 4)

@@ -11,7 +11,10 @@ from tiny_models import tiny_tokenizer, tiny_wan_encoders
 
 from models.tokenizer import VQVAE, TokenizerConfig
 from pipeline.core.checkpoints import load_checkpoint, load_unconditional_tokens, save_checkpoint
-from pipeline.mvdit.loop import MVDiTTrainConfig, build_model, model_kwargs, shift_sigmas, train_mvdit
+from pipeline.mvdit.config import MVDiTTrainConfig
+from pipeline.mvdit.factory import build_model, model_kwargs
+from pipeline.mvdit.losses import shift_sigmas
+from pipeline.mvdit.train import train_mvdit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread is faster on 2 shared cores
 

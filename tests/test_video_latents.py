@@ -13,6 +13,7 @@ from tiny_models import tiny_tokenizer
 from pipeline.core import tables
 from pipeline.core.video_io import read_frames
 from pipeline.mvdit import latent_table
+from pipeline.mvdit.config import MVDiTTrainConfig
 from pipeline.mvdit.latent_table import (
     FIRST_FRAME,
     ZERO_PADDED,
@@ -24,7 +25,7 @@ from pipeline.mvdit.latent_table import (
     plan_windows,
 )
 from pipeline.mvdit.latents import PoolLatentMap
-from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+from pipeline.mvdit.train import train_mvdit
 from pipeline.mvdit.windows import reference_video, resize_crop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

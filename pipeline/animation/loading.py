@@ -1,6 +1,6 @@
 """Load an MV-DiT training checkpoint as its sampling pipeline, and sample the preview after training (App. A.3).
 
-A `pipeline.mvdit.loop.train_mvdit` checkpoint records the MV-DiT kwargs, the latent map and its 4DMoT; it loads as
+A `pipeline.mvdit.train.train_mvdit` checkpoint records the MV-DiT kwargs, the latent map and its 4DMoT; it loads as
 `pipeline.animation.cogvideox_pipeline.MTVCraftPipeline` (CogVideoX, MV-DiT-6B) or
 `pipeline.animation.wan_pipeline.WanMotionPipeline` (Wan, MV-DiT-18B). The `mv_dit` asset passes `preview_sample`
 to training, which never imports the animation side itself.
@@ -16,8 +16,9 @@ import torch
 
 from pipeline.animation.cogvideox_pipeline import MTVCraftPipeline
 from pipeline.animation.wan_pipeline import WanMotionPipeline
+from pipeline.core.progress import Log
+from pipeline.mvdit.config import TINY_MODELS, MVDiTTrainConfig
 from pipeline.mvdit.data import Sample
-from pipeline.mvdit.loop import TINY_MODELS, Log, MVDiTTrainConfig
 from pipeline.mvdit.windows import nearest_bucket, resize_crop
 
 
@@ -45,7 +46,7 @@ def load_train_checkpoint(path: str | Path, tokenizer: str | Path | None = None,
 
 
 def preview_sample(checkpoint: Path, first: Sample, config: MVDiTTrainConfig, log: Log) -> np.ndarray | None:
-    """The preview animation after training (`pipeline.mvdit.loop.train_mvdit`'s ``preview``): the first
+    """The preview animation after training (`pipeline.mvdit.train.train_mvdit`'s ``preview``): the first
     sample's motion from its first frame (<= 33 frames), ``config.sample_steps`` sampler steps.
 
     The tiny models sample here on the CPU. A full model samples on a GPU: this process's when it has one, else

@@ -104,8 +104,9 @@ def train_row_mvdit(settings: PipelineSettings, tokenizer: Path, motion_pe: str,
                     log: Log) -> Path:
     """Train the tiny MV-DiT with the row's positional encoding, as the ``mv_dit`` asset does."""
     from pipeline.curation.motion_video import MotionStats, stats_path
-    from pipeline.mvdit.loop import MVDiTTrainConfig, train_mvdit
+    from pipeline.mvdit.config import MVDiTTrainConfig
     from pipeline.mvdit.stage import BUCKET, training_samples
+    from pipeline.mvdit.train import train_mvdit
 
     stats = MotionStats.load(stats_path(settings))
     train_config = MVDiTTrainConfig.tiny(steps=config.mvdit_steps, buckets=(BUCKET,), motion_pe=motion_pe,

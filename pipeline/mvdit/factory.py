@@ -15,20 +15,29 @@ modulation tables and norms).
 
 The tiny models (no backbone) are built as before, randomly initialised on the CPU (`build_random`), so the demo's
 numbers do not change.
+
+`model_kwargs` gives the constructor kwargs a training config (`pipeline.mvdit.config.MVDiTTrainConfig`) names (the
+tiny models sized to the tokenizer and latent map, the full ones checked against them); `build_model` builds them
+either way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from models.mvdit.param_counts import parameter_group
 from pipeline.core.checkpoints import CorruptCheckpointError, atomic_write, file_sha256, restore_buffers
+from pipeline.mvdit.latents import latent_frames
+
+if TYPE_CHECKING:
+    from pipeline.mvdit.config import MVDiTTrainConfig
 
 MOTION_KEYS = ("motion_layout", "motion_token_dim", "num_joints", "unconditional_frames", "motion_pe",
                "motion_position_scale", "train_backbone")
@@ -266,6 +275,62 @@ def build_from_state(kwargs: dict[str, Any], state: dict[str, torch.Tensor], dev
     if unexpected:
         raise ValueError(f"checkpoint does not match MV-DiT {kwargs.get('motion_layout')}: unexpected {unexpected[:5]}")
     return _finish(model, [], device, dtype_of)
+
+
+# ---- the MV-DiT a training config names ------------------------------------------------------------
+def model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: int,
+                 encoder_dims: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Constructor kwargs of ``MVDiTCogVideoX`` / ``MVDiTWan`` for the config (tiny: sized to the tokenizer and
+    latent map; "wan_tiny" also to ``encoder_dims`` = (T5, CLIP) hidden sizes, checked for "wan_i2v_14b")."""
+    from models.mvdit.cogvideox import MVDiTConfig
+
+    if cfg.is_wan:
+        return _wan_model_kwargs(cfg, motion_token_dim, latent_channels, encoder_dims)
+    if cfg.model == "tiny":
+        mv = MVDiTConfig.tiny(layout=cfg.layout, num_layers=cfg.tiny_layers, motion_token_dim=motion_token_dim)
+        backbone = {**mv.backbone, "in_channels": 2 * latent_channels, "out_channels": latent_channels}
+        mv = replace(mv, backbone=backbone, unconditional_frames=latent_frames(max(cfg.lengths)),
+                     motion_pe=cfg.motion_pe)
+    else:
+        mv = replace(MVDiTConfig.cogvideox_5b(layout=cfg.layout), motion_pe=cfg.motion_pe)
+        if motion_token_dim != mv.motion_token_dim:
+            raise ValueError(f"the 4DMoT code_dim is {motion_token_dim}; MV-DiT-6B expects {mv.motion_token_dim}")
+    return mv.model_kwargs()
+
+
+def _wan_model_kwargs(cfg: MVDiTTrainConfig, motion_token_dim: int, latent_channels: int,
+                      encoder_dims: tuple[int, int] | None) -> dict[str, Any]:
+    """``MVDiTWan`` kwargs: "wan_tiny" sized to the tokenizer, latent map and encoders; "wan_i2v_14b" checked."""
+    from models.mvdit.wan import MVDiTWanConfig
+
+    if cfg.model == "wan_tiny":
+        mv = MVDiTWanConfig.tiny(layout=cfg.layout, num_layers=cfg.tiny_layers, motion_token_dim=motion_token_dim)
+        text_dim, image_dim = encoder_dims or (mv.backbone["text_dim"], mv.backbone["image_dim"])
+        backbone = {**mv.backbone, "in_channels": 2 * latent_channels + 4, "out_channels": latent_channels,
+                    "text_dim": text_dim, "image_dim": image_dim}
+        uncond = latent_frames(max(cfg.lengths)) if cfg.layout == "paper" else None  # release: no c_m∅
+        return replace(mv, backbone=backbone, unconditional_frames=uncond, motion_pe=cfg.motion_pe).model_kwargs()
+    mv = replace(MVDiTWanConfig.wan_i2v_14b(layout=cfg.layout), motion_pe=cfg.motion_pe)
+    want = {"4DMoT code_dim": (motion_token_dim, mv.motion_token_dim),
+            "VAE latent channels": (latent_channels, mv.backbone["out_channels"])}
+    if encoder_dims is not None:
+        want["T5 hidden size"] = (encoder_dims[0], mv.backbone["text_dim"])
+        want["CLIP hidden size"] = (encoder_dims[1], mv.backbone["image_dim"])
+    for name, (got, expected) in want.items():
+        if got != expected:
+            raise ValueError(f"the {name} is {got}; MV-DiT-18B (Wan2.1-I2V-14B) expects {expected}")
+    return mv.model_kwargs()
+
+
+def build_model(kwargs: dict[str, Any], backbone: str = "", device: str | torch.device = "cpu",
+                frozen_dtype: torch.dtype = torch.float32):
+    """The MV-DiT of ``kwargs`` (``MVDiTWan`` when they hold Wan's CLIP ``image_dim``, else ``MVDiTCogVideoX``):
+    with ``backbone``, built on ``meta`` and loaded from the stock diffusers folder on ``device``, fresh motion
+    modules, frozen weights in ``frozen_dtype`` (`build_from_backbone`); without, randomly initialised on the
+    CPU (the tiny models, `build_random`)."""
+    if backbone:
+        return build_from_backbone(kwargs, backbone, device, frozen_dtype)
+    return build_random(kwargs)
 
 
 # ---- trained-weights-only checkpoints of a frozen backbone --------------------------------------------

@@ -24,8 +24,8 @@ def build_video_latents(settings: PipelineSettings, log: Log = default_log) -> S
         reason = "off (video_latents / MTVCRAFT_VIDEO_LATENTS unset): mv_dit runs the VAE on every step"
         log(f"video_latents {reason}")
         return StageResult(VIDEO_LATENTS, "", 0, 0, 0, 0, preview_markdown=reason, extra={"enabled": False})
-    from pipeline.mvdit.loop import latent_map_spec
     from pipeline.mvdit.stage import mvdit_config
+    from pipeline.mvdit.train import latent_map_spec
 
     config = mvdit_config(settings)
     spec = latent_map_spec(config)

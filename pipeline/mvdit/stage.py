@@ -26,7 +26,7 @@ from pipeline.curation.motion_video import MotionStats, stats_path
 from pipeline.tokenizer.stage import curated_clips, current_tokenizer_checkpoint, tokenizer_dir
 
 if TYPE_CHECKING:
-    from pipeline.mvdit.loop import Preview
+    from pipeline.mvdit.config import Preview
 
 BUCKET = (48, 64)  # (H, W) of the laptop demo
 DEMO_FRAMES = 33
@@ -35,7 +35,7 @@ DEMO_FRAMES = 33
 def mvdit_config(settings: PipelineSettings):
     """The ``mv_dit`` stage's training config: the tiny laptop model, or a full model fine-tuned from local
     backbone and VAE folders (a clear error naming the missing setting)."""
-    from pipeline.mvdit.loop import MVDiTTrainConfig
+    from pipeline.mvdit.config import MVDiTTrainConfig
 
     run = dict(steps=settings.mvdit_steps, backend=settings.train_backend, num_workers=settings.train_workers,
                ray_address=settings.ray_address, log_every=max(1, settings.mvdit_steps // 20))
@@ -107,7 +107,7 @@ def training_samples(settings: PipelineSettings) -> list[tuple[tuple[str, int, i
 def train_mvdit_stage(settings: PipelineSettings, log: Log = default_log, preview: "Preview | None" = None) -> StageResult:
     """Train MV-DiT (tiny config by default) with the tokenizer's motion tokens; ``preview`` samples an animation
     after training (the `mv_dit` asset passes `pipeline.animation.loading.preview_sample`)."""
-    from pipeline.mvdit.loop import train_mvdit
+    from pipeline.mvdit.train import train_mvdit
 
     tokenizer = current_tokenizer_checkpoint(settings)
     if tokenizer is None:

@@ -1,7 +1,7 @@
 """The frames of one training window, as MV-DiT sees them (App. A.2): the resolution bucket, the resize and crop
 to it, and the frames the reference latent is encoded from (Eq. 3 / Eq. 9).
 
-Shared by the per-step path of `pipeline.mvdit.loop` (random crop) and the fixed windows of the
+Shared by the per-step path of `pipeline.mvdit.batches` (random crop) and the fixed windows of the
 `video_latents` table (`pipeline.mvdit.latent_table`, centre crop), so both cut frames the same way.
 """
 
