@@ -334,7 +334,7 @@ def test_repeated_frames_copy_landmarks_and_frame_step_interpolates(estimator):
 
 def test_pose_frame_step_setting_reaches_the_mediapipe_estimator_and_its_backend_name():
     from pipeline.core.config import PipelineSettings
-    from pipeline.curation.stages import PoseTask
+    from pipeline.curation.tasks import PoseTask
 
     settings = PipelineSettings(pose_backend="mediapipe", pose_frame_step=2).validated()
     task = PoseTask(settings.pose_backend, settings.weights, frame_step=settings.pose_frame_step)

@@ -26,7 +26,7 @@ from pipeline.core.rejects import Reject
 from pipeline.core.stage_result import StageResult, table_result
 from pipeline.curation.pose import body_coverage
 from pipeline.curation.subclips import frame_verdicts, neutral_joints, split_shot
-from pipeline.curation.tasks import PoseBackendUnavailable, PoseTask, ProbeTask, ShotTask  # noqa: F401 (re-exported)
+from pipeline.curation.tasks import PoseTask, ShotTask
 
 RAW_VIDEOS, SHOTS, POSES, SUBCLIPS, REJECTS = "raw_videos", "shots", "poses", "subclips", "rejects"
 ROWS_PER_COMMIT = 20_000  # pose rows buffered before an upsert (whole videos only)
