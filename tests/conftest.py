@@ -10,12 +10,14 @@ hide behind a green run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -245,3 +247,26 @@ def tempfile_short(prefix: str) -> str:
     import tempfile
 
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+@contextlib.contextmanager
+def connected_ray_cluster(prefix: str, nodes: list[dict]):
+    """A `LoopbackRayCluster` of ``nodes`` (`LoopbackRayCluster.add_node` keyword arguments, one dict a node) with
+    this process connected to it; everything stopped and removed afterwards. A local Ray left by an earlier test
+    module is shut down first, so the tests use this cluster."""
+    import ray
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    cluster = LoopbackRayCluster(root)
+    if ray.is_initialized():
+        ray.shutdown()
+    try:
+        for node in nodes:
+            cluster.add_node(**node)
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

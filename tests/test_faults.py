@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, LoopbackRayCluster, child_env, require_executable
+from conftest import REPO_ROOT, child_env, connected_ray_cluster, require_executable
 
 from pipeline.core import tables
 from pipeline.core.checkpoints import CorruptCheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
@@ -46,20 +46,8 @@ def killed(proc: subprocess.CompletedProcess) -> bool:
 @pytest.fixture(scope="module")
 def ray_node():
     """One Ray node on loopback that the test and its subprocesses share: a killed driver leaves it running."""
-    import ray
-
-    root = Path(tempfile.mkdtemp(prefix="mtv_faults_", dir="/tmp"))
-    cluster = LoopbackRayCluster(root)
-    if ray.is_initialized():
-        ray.shutdown()
-    try:
-        cluster.add_node(num_cpus=2)
-        ray.init(address=cluster.address, log_to_driver=False)
+    with connected_ray_cluster("mtv_faults_", [dict(num_cpus=2)]) as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

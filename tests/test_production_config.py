@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import LoopbackRayCluster, free_port, missing, require_module, require_postgres_bin
+from conftest import connected_ray_cluster, free_port, missing, require_module, require_postgres_bin
 
 from pipeline.core import tables
 from pipeline.core.config import PipelineSettings
@@ -240,22 +240,9 @@ def test_an_object_store_data_root_gives_object_store_table_uris():
 @pytest.fixture(scope="module")
 def ray_cluster():
     """Two Ray nodes on loopback (1 CPU each, custom resources node_a / node_b); this process connected to it."""
-    import ray
-
-    root = Path(tempfile.mkdtemp(prefix="mtv_ray_", dir="/tmp"))
-    cluster = LoopbackRayCluster(root)
-    if ray.is_initialized():
-        ray.shutdown()  # a local Ray from an earlier test module: this module's stages must use the cluster
-    try:
-        cluster.add_node(num_cpus=1, resources={"node_a": 1})
-        cluster.add_node(num_cpus=1, resources={"node_b": 1})
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address=cluster.address, log_to_driver=False)
+    nodes = [dict(num_cpus=1, resources={"node_a": 1}), dict(num_cpus=1, resources={"node_b": 1})]
+    with connected_ray_cluster("mtv_ray_", nodes) as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def recording(task_cls: type, log_path: str) -> type:
