@@ -1,4 +1,5 @@
-"""Imports go one way (issue 17): `assets` -> `pipeline` -> `models`, and no module import cycle.
+"""Imports go one way (issue 17): `assets` -> `pipeline` -> `models`, no module import cycle, and each name is
+imported from the module that defines it.
 
 Every module under `pipeline/`, `assets/` and `models/` is parsed with the standard library's `ast`
 (never imported): each `import x.y` and `from x import y`, at module level or inside a function,
@@ -185,6 +186,51 @@ def _cycle_through(graph: dict[str, set[str]], members: set[str], start: str) ->
     raise AssertionError(f"{sorted(members)} is not strongly connected")
 
 
+def module_names(path: Path) -> set[str]:
+    """Names a module defines itself at module level (def, class, assignment; inside `if` / `try` too), not the
+    ones it imports."""
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+
+    visit(ast.parse(path.read_text(), filename=str(path)).body)
+    return names
+
+
+def borrowed_names(root: Path, packages: tuple[str, ...] = PACKAGES,
+                   readers: tuple[str, ...] = PACKAGES) -> list[tuple[str, str, str]]:
+    """(importing file, module, name) for each `from module import name` (absolute, in a file under `readers`)
+    where `module` is a project module (not a package `__init__`, which re-exports on purpose) that neither
+    defines `name` nor has it as a submodule: the name only passes through, and its home is elsewhere."""
+    modules = collect_modules(root, packages)
+    defined = {name: module_names(path) for name, path in modules.items() if path.name != "__init__.py"}
+    found = []
+    for reader in readers:
+        for path in sorted((root / reader).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if not isinstance(node, ast.ImportFrom) or node.level or node.module not in defined:
+                    continue
+                for alias in node.names:
+                    if alias.name not in defined[node.module] and f"{node.module}.{alias.name}" not in modules:
+                        found.append((str(path.relative_to(root)), node.module, alias.name))
+    return sorted(found)
+
+
 # ---------------------------------------------------------------------------- the repository
 
 def test_no_upward_import_across_layers():
@@ -207,6 +253,14 @@ def test_graph_sees_the_repository():
     assert "pipeline.tokenizer.stage" in graph["pipeline.mvdit.stage"]          # module level
     assert "pipeline.mvdit.train" in graph["pipeline.mvdit.stage"]              # in a function
     assert len(graph) > 100 and sum(map(len, graph.values())) > 200
+
+
+def test_names_are_imported_from_their_home():
+    """Each helper has one home (issue 17): no module, test or benchmark imports a name from a module that only
+    imports it itself."""
+    borrowed = borrowed_names(REPO_ROOT, readers=PACKAGES + ("tests", "bench"))
+    assert not borrowed, "names imported from a module that does not define them:\n" + "\n".join(
+        f"  {where}: {name} from {module}" for where, module, name in borrowed)
 
 
 def test_every_pipeline_module_is_in_a_stage_package():
@@ -280,3 +334,15 @@ def test_layer_table_takes_the_longest_prefix():
     assert upward_imports(graph, ranks) == [("pipeline.core.io", "pipeline.mvdit.loop")]
     with pytest.raises(KeyError, match="elsewhere"):
         layer_rank("elsewhere.x", ranks)
+
+
+def test_borrowed_names_are_found(tmp_path):
+    _write_tree(tmp_path, {
+        "pipeline/__init__.py": "from pipeline.home import helper\n",
+        "pipeline/home.py": "def helper():\n    pass\nif True:\n    FLAG = 1\n",
+        "pipeline/user.py": "from pipeline.home import helper\n\ndef use():\n    return helper()\n",
+        "pipeline/other.py": "from pipeline.user import helper\nfrom pipeline.home import FLAG\n"
+                             "from pipeline import helper as h\n",
+    })
+    assert module_names(tmp_path / "pipeline/home.py") == {"helper", "FLAG"}
+    assert borrowed_names(tmp_path, ("pipeline",), ("pipeline",)) == [("pipeline/other.py", "pipeline.user", "helper")]
