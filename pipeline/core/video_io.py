@@ -8,6 +8,7 @@ stored in the file: rotation metadata (phone videos) is not applied.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -138,12 +139,20 @@ def _decoded_frames(path: Path, skip_deblocking: bool = False) -> Iterator[av.Vi
     ``skip_deblocking`` turns the decoder's loop (deblocking) filter off: about 30% less CPU for
     H.264, at the price of slightly blockier pixels (errors carry over within a group of pictures),
     for analyses of downscaled frames only (shot detection)."""
+    with _decoding(path, skip_deblocking) as (container, stream):
+        yield from _decode(container, stream)
+
+
+@contextlib.contextmanager
+def _decoding(path: Path, skip_deblocking: bool = False) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The open container and its video stream (``skip_deblocking``: see ``_decoded_frames``); FFmpeg errors
+    raised while the caller decodes or seeks become VideoRejected ("unsupported_codec" or "corrupt")."""
     with _open(path) as container:
         stream = _video_stream(container, path)
         if skip_deblocking:
             stream.codec_context.options = {"skip_loop_filter": "all"}
         try:
-            yield from _decode(container, stream)
+            yield container, stream
         except av.error.DecoderNotFoundError as error:
             raise VideoRejected("unsupported_codec", str(error), path) from error
         except av.error.FFmpegError as error:
@@ -389,38 +398,30 @@ def _seeking(path: Path, index: KeyframeIndex, state: dict, wanted: Iterator[int
     """Frames by seeking (``iter_frames_at``); ``state["pending"]`` is kept current for a fallback."""
     pending = state["pending"]
     number_of = {int(p): i for i, p in enumerate(index.pts)}
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        if skip_deblocking:
-            stream.codec_context.options = {"skip_loop_filter": "all"}
+    with _decoding(path, skip_deblocking) as (container, stream):
         frames, expect = None, 0  # the decoder's frames and the frame number it gives next
-        try:
-            while pending is not None and pending < len(index.pts):
-                if pending < expect:
-                    raise ValueError(f"frame numbers must be increasing, got {pending} after {expect - 1}")
-                key = index.keyframe_before(pending)
-                if frames is None or key > expect:  # first frame, or a jump past a whole group of pictures
-                    if frames is not None or key > 0:
-                        container.seek(int(index.pts[key]), stream=stream, backward=True, any_frame=False)
-                    frames, expect = _decode(container, stream), key
-                while expect <= pending:
-                    frame = next(frames, None)
-                    if frame is None:
-                        return
-                    number = number_of.get(frame.pts) if frame.pts is not None else None
-                    if number is None or number > expect:
-                        raise _Unnumbered
-                    if number < expect:  # shown before the keyframe (open GOP) or an earlier keyframe
-                        continue
-                    expect += 1
-                    if number == pending:
-                        yield number, convert(frame)
-                        pending = state["pending"] = next(wanted, None)
-                        break  # the outer loop decides: decode on, or seek past a gap
-        except av.error.DecoderNotFoundError as error:
-            raise VideoRejected("unsupported_codec", str(error), path) from error
-        except av.error.FFmpegError as error:
-            raise VideoRejected("corrupt", f"decoding failed: {error}", path) from error
+        while pending is not None and pending < len(index.pts):
+            if pending < expect:
+                raise ValueError(f"frame numbers must be increasing, got {pending} after {expect - 1}")
+            key = index.keyframe_before(pending)
+            if frames is None or key > expect:  # first frame, or a jump past a whole group of pictures
+                if frames is not None or key > 0:
+                    container.seek(int(index.pts[key]), stream=stream, backward=True, any_frame=False)
+                frames, expect = _decode(container, stream), key
+            while expect <= pending:
+                frame = next(frames, None)
+                if frame is None:
+                    return
+                number = number_of.get(frame.pts) if frame.pts is not None else None
+                if number is None or number > expect:
+                    raise _Unnumbered
+                if number < expect:  # shown before the keyframe (open GOP) or an earlier keyframe
+                    continue
+                expect += 1
+                if number == pending:
+                    yield number, convert(frame)
+                    pending = state["pending"] = next(wanted, None)
+                    break  # the outer loop decides: decode on, or seek past a gap
 
 
 def _decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
@@ -444,8 +445,6 @@ def read_frames(path: StrPath, start: int = 0, end: int | None = None) -> np.nda
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> None:
     """Write uint8 (T, H, W, 3) RGB frames as H.264 with PyAV."""
-    import av
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames.shape[1:3]
