@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from models.motion.skeleton import NUM_JOINTS
+from pipeline.curation.subclips import neutral_joints
 from pipeline.motion.imported_motion import (
     Z_UP_TO_CAMERA,
     ImportedMotion,
     ViewPlacement,
-    neutral_fk,
     place_and_resample,
     rigid_transform,
 )
@@ -79,7 +79,7 @@ def import_amass(path: str | Path, fps: float | None = None,
     pose[:, :22] = poses[:, :66].reshape(-1, 22, 3)
     if model == "smpl":
         pose[:, 22:] = poses[:, 66:72].reshape(-1, 2, 3)
-    world = ImportedMotion(joints=neutral_fk(pose, trans).astype(np.float32), fps=source_fps, source=str(path),
+    world = ImportedMotion(joints=neutral_joints(pose, trans), fps=source_fps, source=str(path),
                            format="amass", pose=pose.astype(np.float32), transl=trans.astype(np.float32),
                            meta={**meta, "body_model": model, "source_fps": source_fps, "up_axis": "z"})
     return place_and_resample(rigid_transform(world, Z_UP_TO_CAMERA, np.zeros(3)), fps, placement)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from models.motion.skeleton import NUM_JOINTS
 from pipeline.core.config import NLF_WEIGHTS_FILE, PipelineSettings
@@ -61,17 +60,13 @@ def load_motion_file(path: str | Path) -> np.ndarray:
 
 
 def _joints_from_pose(pose: np.ndarray, transl: np.ndarray, path: Path) -> np.ndarray:
-    from models.motion.skeleton import forward_kinematics
-
     if pose.ndim == 2 and pose.shape[1] == 3 * NUM_JOINTS:
         pose = pose.reshape(len(pose), NUM_JOINTS, 3)
     if pose.ndim != 3 or pose.shape[1:] != (NUM_JOINTS, 3):
         raise ValueError(f"{path}: 'pose' must have shape (T, 24, 3) or (T, 72) axis-angle, got {pose.shape}")
     if transl.shape != (len(pose), 3):
         raise ValueError(f"{path}: 'transl' must have shape ({len(pose)}, 3) in metres, got {transl.shape}")
-    with torch.no_grad():
-        joints = forward_kinematics(torch.from_numpy(pose.astype(np.float64)), transl=torch.from_numpy(transl.astype(np.float64)))
-    return joints.numpy()
+    return neutral_joints(pose, transl)
 
 
 class PoseUnavailable(RuntimeError):

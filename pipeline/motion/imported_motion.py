@@ -30,10 +30,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from models.motion.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS, forward_kinematics
+from models.motion.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_NEUTRAL_REST_JOINTS
+from pipeline.curation.subclips import neutral_joints
 
 # Z-up world -> camera (Rx(+90 deg)); y-up world -> camera (Rx(180 deg)). Rows are camera axes.
 Z_UP_TO_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -85,12 +85,6 @@ class ImportedMotion:
 
 
 # ---- shared geometry -----------------------------------------------------------------------------
-def neutral_fk(pose: np.ndarray, transl: np.ndarray) -> np.ndarray:
-    """Neutral-shape SMPL forward kinematics, numpy float64 in, float64 out."""
-    with torch.no_grad():
-        return forward_kinematics(torch.from_numpy(pose), transl=torch.from_numpy(transl)).numpy()
-
-
 def rigid_transform(motion: ImportedMotion, rot: np.ndarray, shift: np.ndarray) -> ImportedMotion:
     """Apply ``x -> rot @ x + shift`` to a whole motion; SMPL root rotation and translation follow.
 
@@ -145,7 +139,7 @@ def resample(motion: ImportedMotion, fps: float) -> ImportedMotion:
             axis=1,
         )
         transl = np.stack([np.interp(new_t, src_t, motion.transl[:, k]) for k in range(3)], axis=1)
-        joints = neutral_fk(pose, transl)
+        joints = neutral_joints(pose, transl)
         return replace(motion, joints=joints.astype(np.float32), pose=pose.astype(np.float32),
                        transl=transl.astype(np.float32), fps=float(fps))
     flat = motion.joints.reshape(motion.num_frames, -1).astype(np.float64)
