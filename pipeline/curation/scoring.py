@@ -30,7 +30,7 @@ from pipeline.curation.filters import (
 )
 from pipeline.curation.scores.score_clips import subject_boxes
 from pipeline.curation.scores.task import ScoreTask, scorer_backends
-from pipeline.curation.stages import REJECTS, SUBCLIPS, _add_seconds, longest_first
+from pipeline.curation.stages import REJECTS, SUBCLIPS, add_seconds, longest_first
 
 CLIP_SCORES = "clip_scores"
 METRICS = ("aesthetic", "flow", "blur", "ocr")
@@ -75,7 +75,7 @@ def score_clips(settings: PipelineSettings, log: Log = default_log, run_id: str 
     seconds: dict[str, float] = {}
     videos = _by_video(todo)
     for res in map_items(longest_first(videos), task, "score clips (one pass per video)", log, settings.ray_address):
-        _add_seconds(seconds, None if res.error else res.value["seconds"])
+        add_seconds(seconds, None if res.error else res.value["seconds"])
         for k, clip in enumerate(res.item["clips"]):
             v = {"error": res.error} if res.error else res.value["clips"][k]
             if "error" in v:

@@ -89,7 +89,7 @@ def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute:
         if res.error:
             bad.append(Reject(SHOTS, video_id, "shot_detection_failed", res.error, video_id=video_id, uri=video_uri))
             continue
-        _add_seconds(seconds, res.value.get("seconds"))
+        add_seconds(seconds, res.value.get("seconds"))
         for index, (start, end) in enumerate(res.value["shots"]):
             rows.append({"id": f"{video_id}:{start}-{end}", "video_id": video_id, "uri": video_uri, "shot_index": index,
                          "start_frame": start, "end_frame": end, "num_frames": end - start, "backend": res.value["backend"]})
@@ -107,7 +107,7 @@ def segment_shots(settings: PipelineSettings, log: Log = default_log, recompute:
                           "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}})
 
 
-def _add_seconds(total: dict[str, float], seconds: dict | None) -> None:
+def add_seconds(total: dict[str, float], seconds: dict | None) -> None:
     """Sum an item's {part: seconds} into the stage's (the ``stage_seconds`` metadata: where time goes)."""
     for part, value in (seconds or {}).items():
         total[part] = total.get(part, 0.0) + float(value)
@@ -175,7 +175,7 @@ def estimate_poses(settings: PipelineSettings, log: Log = default_log, recompute
             reason = "no_pose_backend" if res.error.startswith("PoseBackendUnavailable") else "pose_failed"
             bad.append(Reject(POSES, video_id, reason, res.error, video_id=video_id, uri=res.item["uri"]))
             continue
-        _add_seconds(seconds, getattr(res.value, "seconds", None))
+        add_seconds(seconds, getattr(res.value, "seconds", None))
         pending.append(pose_rows(video_id, res.value))
         pending_ids.append(video_id)
         if sum(t.num_rows for t in pending) >= ROWS_PER_COMMIT:

@@ -346,8 +346,8 @@ class LatentWindows:
         """The data columns of these rows, decoded: mean / logvar / ref_mean / ref_logvar (B, ...) float32 (logvars
         None for a deterministic map) and first frames uint8 (B, H, W, 3)."""
         unique = sorted(set(positions))
-        table = self.ds.take(unique, columns=DATA_COLUMNS).to_pylist()
-        rows = [table[unique.index(p)] for p in positions]
+        by_position = dict(zip(unique, self.ds.take(unique, columns=DATA_COLUMNS).to_pylist()))
+        rows = [by_position[p] for p in positions]
 
         def stack(name: str, shape: str):
             if rows[0][name] is None:
